@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title IFederation
+/// @notice A leaderless federated-learning round coordinator.
+/// @dev Every custom error and event of the Federation contract lives here. Rounds go
+///      Commit -> Reveal -> Vote -> Finalized (or Failed). Transitions are lazy: the
+///      first transaction that finds a phase's condition true (everyone acted, or the
+///      window passed) moves the round on. No admin, no timer process.
+interface IFederation {
+    // ---------------------------------------------------------------------
+    // Types
+    // ---------------------------------------------------------------------
+
+    /// @notice The phase of a round. `None` is a round that was never opened.
+    enum Phase {
+        None,
+        Commit,
+        Reveal,
+        Vote,
+        Finalized,
+        Failed
+    }
+
+    /// @notice Why a round failed.
+    enum FailReason {
+        TooFewCommits,
+        TooFewReveals,
+        NoQuorum
+    }
+
+    /// @notice Parameters fixed at deployment (taken from the federation spec).
+    /// @param stake Tokens a member deposits to join.
+    /// @param rewardPerRound Tokens paid from the pool to each finalized round's contributors.
+    /// @param commitWindow Seconds the commit phase stays open at most.
+    /// @param revealWindow Seconds the reveal phase stays open at most.
+    /// @param voteWindow Seconds the vote phase stays open at most.
+    /// @param quorumBps Share of revealers (basis points, > 5000) one proposal needs.
+    /// @param minPeers Fewest commits and reveals a round needs to go on.
+    /// @param slashBps Share of stake (basis points) a committed non-revealer loses.
+    struct Config {
+        uint256 stake;
+        uint256 rewardPerRound;
+        uint64 commitWindow;
+        uint64 revealWindow;
+        uint64 voteWindow;
+        uint16 quorumBps;
+        uint16 minPeers;
+        uint16 slashBps;
+    }
+
+    /// @notice A round's public state.
+    struct RoundView {
+        Phase phase;
+        uint40 openedAt;
+        uint40 revealAt;
+        uint40 voteAt;
+        uint40 closedAt;
+        uint32 memberCount;
+        uint32 eligible;
+        uint32 commits;
+        uint32 reveals;
+        uint32 votes;
+        bytes32 winner;
+        bytes32 modelHash;
+        string modelCid;
+    }
+
+    // ---------------------------------------------------------------------
+    // Errors
+    // ---------------------------------------------------------------------
+
+    /// @notice The deployment parameters are inconsistent.
+    /// @param reason What is wrong with them.
+    error InvalidConfig(string reason);
+    /// @notice `account` is not an active member.
+    error NotMember(address account);
+    /// @notice `account` was not admitted (founder or by vote) and cannot join.
+    error NotAdmitted(address account);
+    /// @notice `account` is already an active member or already admitted.
+    error AlreadyMember(address account);
+    /// @notice `member` already approved `candidate`.
+    error AlreadyApproved(address candidate, address member);
+    /// @notice The federation has as many members as it may hold.
+    error MembershipFull(uint256 limit);
+    /// @notice `member` joined after `round` opened, or has too little stake to take part.
+    error NotEligible(uint256 round, address member);
+    /// @notice `round` is not the open round `current`.
+    error NotCurrentRound(uint256 round, uint256 current);
+    /// @notice Round `round` is in phase `actual`; the call needs phase `expected`.
+    error RoundNotInPhase(uint256 round, Phase expected, Phase actual);
+    /// @notice A commitment must be a keccak256 digest, not zero or a reserved marker.
+    error InvalidCommitment(bytes32 commitment);
+    /// @notice `member` has already committed in `round`.
+    error AlreadyCommitted(uint256 round, address member);
+    /// @notice `member` has no commitment in `round` to reveal.
+    error NotCommitted(uint256 round, address member);
+    /// @notice `member` has already revealed in `round`.
+    error AlreadyRevealed(uint256 round, address member);
+    /// @notice The revealed values do not hash to `member`'s commitment in `round`.
+    error CommitmentMismatch(uint256 round, address member);
+    /// @notice `member` did not reveal in `round`, so it may not vote.
+    error NotRevealed(uint256 round, address member);
+    /// @notice `member` has already voted in `round`.
+    error AlreadyVoted(uint256 round, address member);
+    /// @notice A vote's score list must have one entry per member of the round.
+    error ScoresLengthMismatch(uint256 round, uint256 expected, uint256 actual);
+    /// @notice A proposal must name a non-zero model hash.
+    error EmptyModelHash(uint256 round);
+    /// @notice The scores given do not hash, with the model, to round `round`'s winning `proposal`.
+    error ScoresMismatch(uint256 round, bytes32 proposal);
+    /// @notice Round `round` has no proposal `proposal` to vote for (send the full vote first).
+    error UnknownProposal(uint256 round, bytes32 proposal);
+    /// @notice No proposal of round `round` has reached quorum.
+    error NoQuorum(uint256 round);
+    /// @notice `member` cannot leave while committed to the open round `round`.
+    error LeaveWhileCommitted(uint256 round, address member);
+    /// @notice `account` has no credited rewards to claim.
+    error NothingToClaim(address account);
+    /// @notice An amount of zero was given where tokens must move.
+    error ZeroAmount();
+
+    // ---------------------------------------------------------------------
+    // Events
+    // ---------------------------------------------------------------------
+
+    /// @notice The federation was deployed with `specHash` and `config`.
+    event FederationCreated(bytes32 indexed specHash, address indexed token, Config config);
+    /// @notice `member` voted to admit `candidate`; `approvals` so far.
+    event AdmissionApproved(address indexed candidate, address indexed member, uint256 approvals);
+    /// @notice `candidate` may now join (a founder at deployment, or by majority vote).
+    event MemberAdmitted(address indexed candidate, uint256 approvals);
+    /// @notice `member` deposited `stake` and became member number `index`.
+    event MemberJoined(address indexed member, uint256 indexed index, uint256 stake);
+    /// @notice `member` added `amount` to its stake, now `stake`.
+    event StakeAdded(address indexed member, uint256 amount, uint256 stake);
+    /// @notice `member` left and took back `stake`.
+    event MemberLeft(address indexed member, uint256 stake);
+    /// @notice `from` added `amount` to the reward pool.
+    event PoolFunded(address indexed from, uint256 amount);
+    /// @notice `round` opened with `memberCount` members listed, `eligible` of them active.
+    event RoundOpened(uint256 indexed round, uint256 memberCount, uint256 eligible);
+    /// @notice `round` moved to `phase`.
+    event PhaseChanged(uint256 indexed round, Phase phase);
+    /// @notice `member` committed `commitment` in `round`.
+    event Committed(uint256 indexed round, address indexed member, bytes32 commitment);
+    /// @notice `member` revealed update `contentHash`, stored at `cid`, in `round`.
+    event Revealed(uint256 indexed round, address indexed member, bytes32 contentHash, string cid);
+    /// @notice The first vote for `proposal` in `round` recorded its model and scores.
+    /// @dev `scores[i]` belongs to member number `i` (join order).
+    event Proposed(uint256 indexed round, bytes32 indexed proposal, bytes32 modelHash, string modelCid, uint32[] scores);
+    /// @notice `member` voted for `proposal` in `round`; it has `votes` votes.
+    event Voted(uint256 indexed round, address indexed member, bytes32 indexed proposal, uint256 votes);
+    /// @notice `round` finalized on `proposal`: the global model is `modelHash` at `modelCid`.
+    event RoundFinalized(
+        uint256 indexed round, bytes32 indexed proposal, bytes32 modelHash, string modelCid, uint256 votes, uint256 reward
+    );
+    /// @notice `round` failed in `phase` for `reason`; the model stays, nobody is paid.
+    event RoundFailed(uint256 indexed round, Phase phase, FailReason reason);
+    /// @notice `member` was credited `amount` for `score` in `round`.
+    event RewardCredited(uint256 indexed round, address indexed member, uint256 amount, uint256 score);
+    /// @notice `member` committed in `round`, never revealed, and lost `amount` of stake to the pool.
+    event Slashed(uint256 indexed round, address indexed member, uint256 amount);
+    /// @notice `member` withdrew `amount` of credited rewards.
+    event Claimed(address indexed member, uint256 amount);
+
+    // ---------------------------------------------------------------------
+    // Membership
+    // ---------------------------------------------------------------------
+
+    /// @notice Approve `candidate` for membership; a majority of active members admits it.
+    function approveMember(address candidate) external;
+
+    /// @notice Deposit the stake (approve it on the token first) and become a member.
+    function join() external;
+
+    /// @notice Add `amount` to the caller's stake (after a slash, say).
+    function addStake(uint256 amount) external;
+
+    /// @notice Leave and take back the stake; not while committed to the open round.
+    function leave() external;
+
+    /// @notice Add `amount` tokens to the reward pool (approve them on the token first).
+    function fund(uint256 amount) external;
+
+    // ---------------------------------------------------------------------
+    // Rounds
+    // ---------------------------------------------------------------------
+
+    /// @notice Apply every transition whose condition holds (timeouts included).
+    function advance() external;
+
+    /// @notice Commit to an update: `commitment = keccak256(abi.encode(chainid, this, round, sender, contentHash, salt))`.
+    function commit(uint256 round, bytes32 commitment) external;
+
+    /// @notice Reveal the committed update's hash and where it is stored.
+    function reveal(uint256 round, bytes32 contentHash, string calldata cid, bytes32 salt) external;
+
+    /// @notice Vote for the aggregated model and contribution scores (one per member, join order).
+    function vote(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores) external;
+
+    /// @notice Vote for an existing proposal by its id `keccak256(abi.encode(modelHash, scores))`.
+    /// @dev Cheaper than `vote` once the first voter has stored the proposal.
+    function voteFor(uint256 round, bytes32 proposal) external;
+
+    /// @notice Close `round` on its quorum proposal: credit rewards, slash non-revealers, open the next.
+    /// @param scores The winning proposal's scores, as logged in its `Proposed` event.
+    function finalize(uint256 round, uint32[] calldata scores) external;
+
+    /// @notice Withdraw every credited reward.
+    function claim() external;
+}

@@ -1,0 +1,70 @@
+"""Accounts from encrypted JSON keystores (the Web3 Secret Storage format).
+
+A private key never travels on the command line: the password comes from a
+file, from FEDCHAIN_PASSWORD, or from a prompt on a terminal.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from .errors import KeystoreError
+
+__all__ = ["PASSWORD_ENV", "create_keystore", "load_keystore", "read_password"]
+
+PASSWORD_ENV = "FEDCHAIN_PASSWORD"
+
+
+def read_password(password_file: Path | None = None, *, prompt: str = "Keystore password: ") -> str:
+    """The keystore password: from `password_file`, else $FEDCHAIN_PASSWORD, else a terminal prompt."""
+    if password_file is not None:
+        try:
+            return password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise KeystoreError(f"password file {password_file} cannot be read: {exc.strerror}") from exc
+    if (value := os.environ.get(PASSWORD_ENV)) is not None:
+        return value
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    raise KeystoreError(f"no keystore password: give --password-file or set {PASSWORD_ENV}")
+
+
+def create_keystore(path: Path, password: str, private_key: str | None = None) -> str:
+    """Write a new encrypted keystore (a fresh key unless one is given); returns its address."""
+    if path.exists():
+        raise KeystoreError(f"keystore {path} already exists; refusing to overwrite it")
+    account = Account.from_key(private_key) if private_key else Account.create()
+    blob = Account.encrypt(account.key, password)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(blob, fh)
+    return str(account.address)
+
+
+def load_keystore(path: Path, password: str) -> LocalAccount:
+    """Decrypt the keystore at `path`."""
+    try:
+        blob = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise KeystoreError(f"keystore {path} does not exist") from exc
+    except (OSError, ValueError) as exc:
+        raise KeystoreError(f"keystore {path} is not a JSON keystore") from exc
+    try:
+        key = Account.decrypt(blob, password)
+    except ValueError as exc:
+        message = str(exc)
+        if "MAC mismatch" in message:
+            raise KeystoreError(f"wrong password for keystore {path}") from exc
+        raise KeystoreError(f"keystore {path} is malformed: {message}") from exc
+    except (KeyError, TypeError) as exc:
+        raise KeystoreError(f"keystore {path} is malformed (missing {exc})") from exc
+    account: LocalAccount = Account.from_key(key)
+    return account

@@ -1,0 +1,88 @@
+"""Where fedchain's outside tools live, and what versions they are.
+
+`make setup` installs every tool into the repository (or, for Kubo, into a
+per-machine cache); this module finds them. Each can be overridden with an
+environment variable so a user may bring their own build.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["KUBO_VERSION", "REPO_ROOT", "Tool", "anvil_path", "kubo_path", "solc_path", "tools"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KUBO_VERSION = "v0.42.0"
+_NODE_MODULES = REPO_ROOT / "scripts" / "toolchain" / "node_modules"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One outside tool: where it is (None if missing), its version, and how to get it."""
+
+    name: str
+    path: Path | None
+    version: str | None
+    fix: str
+
+    @property
+    def ok(self) -> bool:
+        return self.path is not None and self.version is not None
+
+
+def _from_env(var: str, default: Path) -> Path | None:
+    value = os.environ.get(var)
+    candidate = Path(value) if value else default
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return candidate
+    found = shutil.which(value) if value else None
+    return Path(found) if found else None
+
+
+def solc_path() -> Path | None:
+    """The solc executable: FEDCHAIN_SOLC, else the wasm-backed shim in scripts/."""
+    shim = REPO_ROOT / "scripts" / "solc-shim.js"
+    if not os.environ.get("FEDCHAIN_SOLC") and not (_NODE_MODULES / "solc").is_dir():
+        return None
+    return _from_env("FEDCHAIN_SOLC", shim)
+
+
+def anvil_path() -> Path | None:
+    """The anvil executable: FEDCHAIN_ANVIL, else the one npm installed."""
+    return _from_env("FEDCHAIN_ANVIL", _NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil")
+
+
+def kubo_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fedchain" / f"kubo-{KUBO_VERSION}"
+
+
+def kubo_path() -> Path | None:
+    """The Kubo (ipfs) executable: FEDCHAIN_IPFS, else the cached build of KUBO_VERSION."""
+    return _from_env("FEDCHAIN_IPFS", kubo_cache_dir() / "ipfs")
+
+
+def _version(path: Path | None, *args: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([str(path), *args], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\d+\.\d+\.\d+\S*", out.stdout)
+    return match.group(0) if match else None
+
+
+def tools() -> list[Tool]:
+    """Every outside tool with its path and version (None where missing or broken)."""
+    solc, anvil, kubo = solc_path(), anvil_path(), kubo_path()
+    return [
+        Tool("solc", solc, _version(solc, "--version"), "run `make setup` (npm solc into scripts/toolchain)"),
+        Tool("anvil", anvil, _version(anvil, "--version"), "run `make setup` (npm @foundry-rs/anvil-linux-amd64)"),
+        Tool("kubo", kubo, _version(kubo, "version"), f"run `make setup` (builds Kubo {KUBO_VERSION} from its Go module)"),
+    ]

@@ -1,0 +1,80 @@
+"""Plain values the ledger hands out: phases, rounds, members, accounting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = ["Accounting", "FailReason", "MemberInfo", "MemberStatus", "Phase", "RoundInfo"]
+
+
+class Phase(IntEnum):
+    """A round's phase (mirrors IFederation.Phase)."""
+
+    NONE = 0
+    COMMIT = 1
+    REVEAL = 2
+    VOTE = 3
+    FINALIZED = 4
+    FAILED = 5
+
+
+class FailReason(IntEnum):
+    """Why a round failed (mirrors IFederation.FailReason)."""
+
+    TOO_FEW_COMMITS = 0
+    TOO_FEW_REVEALS = 1
+    NO_QUORUM = 2
+
+
+class MemberStatus(IntEnum):
+    """A member's state in one round (Federation.statusOf)."""
+
+    NONE = 0
+    COMMITTED = 1
+    REVEALED = 2
+    VOTED = 3
+    SLASHED = 4
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """A round as stored on chain."""
+
+    round: int
+    phase: Phase
+    opened_at: int
+    reveal_at: int
+    vote_at: int
+    closed_at: int
+    member_count: int
+    eligible: int
+    commits: int
+    reveals: int
+    votes: int
+    winner: bytes
+    model_hash: bytes
+    model_cid: str
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """A member's record on chain."""
+
+    address: str
+    active: bool
+    index: int
+    stake: int
+    joined_round: int
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Where the federation's tokens are. `held` is the contract's token balance."""
+
+    staked: int
+    pool: int
+    unclaimed: int
+    claimed: int
+    slashed: int
+    held: int
