@@ -70,8 +70,7 @@ interface IFederation {
     // Errors
     // ---------------------------------------------------------------------
 
-    /// @notice The deployment parameters are inconsistent.
-    /// @param reason What is wrong with them.
+    /// @notice The deployment parameters are inconsistent: `reason`.
     error InvalidConfig(string reason);
     /// @notice `account` is not an active member.
     error NotMember(address account);
@@ -83,29 +82,29 @@ interface IFederation {
     error AlreadyApproved(address candidate, address member);
     /// @notice The federation has as many members as it may hold.
     error MembershipFull(uint256 limit);
-    /// @notice `member` joined after `round` opened, or has too little stake to take part.
+    /// @notice `member` joined after round `round` opened, or has too little stake to take part.
     error NotEligible(uint256 round, address member);
-    /// @notice `round` is not the open round `current`.
+    /// @notice Round `round` is not open; the open round is `current`.
     error NotCurrentRound(uint256 round, uint256 current);
     /// @notice Round `round` is in phase `actual`; the call needs phase `expected`.
     error RoundNotInPhase(uint256 round, Phase expected, Phase actual);
     /// @notice A commitment must be a keccak256 digest, not zero or a reserved marker.
     error InvalidCommitment(bytes32 commitment);
-    /// @notice `member` has already committed in `round`.
+    /// @notice `member` has already committed in round `round`.
     error AlreadyCommitted(uint256 round, address member);
-    /// @notice `member` has no commitment in `round` to reveal.
+    /// @notice `member` has no commitment in round `round` to reveal.
     error NotCommitted(uint256 round, address member);
-    /// @notice `member` has already revealed in `round`.
+    /// @notice `member` has already revealed in round `round`.
     error AlreadyRevealed(uint256 round, address member);
-    /// @notice The revealed values do not hash to `member`'s commitment in `round`.
+    /// @notice The revealed values do not hash to `member`'s commitment in round `round`.
     error CommitmentMismatch(uint256 round, address member);
-    /// @notice `member` did not reveal in `round`, so it may not vote.
+    /// @notice `member` did not reveal in round `round`, so it may not vote.
     error NotRevealed(uint256 round, address member);
-    /// @notice `member` has already voted in `round`.
+    /// @notice `member` has already voted in round `round`.
     error AlreadyVoted(uint256 round, address member);
-    /// @notice A vote's score list must have one entry per member of the round.
+    /// @notice Round `round` needs `expected` scores (one per member), got `actual`.
     error ScoresLengthMismatch(uint256 round, uint256 expected, uint256 actual);
-    /// @notice A proposal must name a non-zero model hash.
+    /// @notice A proposal in round `round` must name a non-zero model hash.
     error EmptyModelHash(uint256 round);
     /// @notice The scores given do not hash, with the model, to round `round`'s winning `proposal`.
     error ScoresMismatch(uint256 round, bytes32 proposal);

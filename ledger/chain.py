@@ -8,14 +8,16 @@ development accounts). Everything above talks to `Chain.w3` only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
 
 import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import RPCEndpoint, RPCResponse
 
 from .errors import ChainUnreachable, WrongChain
 
@@ -82,10 +84,41 @@ class Chain:
         self.w3.eth.wait_for_transaction_receipt(tx_hash)
 
 
+class _TesterProvider(EthereumTesterProvider):
+    """eth-tester as a JSON-RPC node would answer: a revert is an error carrying its data.
+
+    web3's own eth-tester provider raises instead, and decodes any revert whose
+    arguments look like one string as Error(string), losing a custom error's
+    selector. Answering like a node keeps one revert path for both backends.
+    """
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        namespace, _, endpoint = method.partition("_")
+        delegator = self.api_endpoints.get(namespace, {}).get(endpoint)
+        if delegator is None:
+            return super().make_request(method, params)
+        request_id = self._current_request_id
+        self._current_request_id += 1
+        try:
+            result = delegator(self.ethereum_tester, params)
+        except TransactionFailed as exc:
+            raw = exc.args[0] if exc.args else b""
+            raw = raw.args[0] if isinstance(raw, Exception) and raw.args else raw
+            error: dict[str, Any] = {"code": 3, "message": "execution reverted"}
+            if isinstance(raw, bytes):
+                error["data"] = "0x" + raw.hex()
+            else:
+                error["message"] = f"execution reverted: {raw}"
+            return cast(RPCResponse, {"id": request_id, "jsonrpc": "2.0", "error": error})
+        except NotImplementedError:
+            return super().make_request(method, params)
+        return cast(RPCResponse, {"id": request_id, "jsonrpc": "2.0", "result": result})
+
+
 def embedded_chain() -> Chain:
     """A fresh in-process chain (eth-tester on py-evm): no daemon, instant blocks."""
     tester = EthereumTester(PyEVMBackend())
-    return Chain(w3=Web3(EthereumTesterProvider(tester)), kind="embedded", tester=tester)
+    return Chain(w3=Web3(_TesterProvider(tester)), kind="embedded", tester=tester)
 
 
 def connect(url: str, expected_chain_id: int | None = None, timeout: float = 10.0) -> Chain:

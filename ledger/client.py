@@ -8,13 +8,11 @@ estimated first, so a call that would revert costs nothing.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Sequence
 from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed
 from eth_utils import keccak
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
@@ -26,10 +24,9 @@ from .contracts import artifact, decode_revert
 from .errors import ContractRevert
 from .types import Accounting, MemberInfo, MemberStatus, Phase, RoundInfo
 
-__all__ = ["FederationClient", "TokenClient", "commitment", "proposal_id", "send"]
+__all__ = ["FederationClient", "TokenClient", "commitment", "proposal_id", "revert_error", "send"]
 
 _GAS_MARGIN = 1.25
-_REVERTS = (ContractLogicError, TransactionFailed)
 
 
 def commitment(chain_id: int, federation: str, round_id: int, member: str, content_hash: bytes, salt: bytes) -> bytes:
@@ -46,23 +43,14 @@ def proposal_id(model_hash: bytes, scores: Sequence[int]) -> bytes:
     return keccak(abi_encode(["bytes32", "uint32[]"], [model_hash, list(scores)]))
 
 
-def _revert_from(exc: Exception) -> ContractRevert:
-    """Name the revert behind `exc`, from a JSON-RPC node or from eth-tester."""
+def revert_error(exc: ContractLogicError) -> ContractRevert:
+    """The named ContractRevert behind a web3 revert exception."""
     if isinstance(exc, ContractPanicError):
         return ContractRevert(f"the contract panicked: {exc.message}")
-    if isinstance(exc, ContractLogicError):
-        data = exc.data.get("data") if isinstance(exc.data, dict) else exc.data  # some nodes nest it
-        if isinstance(data, str) and len(data) >= 10:
-            return decode_revert(data)
-        return ContractRevert(f"the contract reverted: {exc.message or exc}")
-    # web3's eth-tester provider re-raises the revert data as the repr of a bytes literal.
-    text = str(exc.args[0]) if exc.args else ""
-    prefix = "execution reverted: "
-    if text.startswith(prefix + "b'") or text.startswith(prefix + 'b"'):
-        raw = ast.literal_eval(text[len(prefix) :])
-        if isinstance(raw, bytes) and len(raw) >= 4:
-            return decode_revert(raw)
-    return ContractRevert(f"the contract reverted: {text or type(exc).__name__}")
+    data = exc.data.get("data") if isinstance(exc.data, dict) else exc.data  # some nodes nest it
+    if isinstance(data, str) and len(data) >= 10:
+        return decode_revert(data)
+    return ContractRevert(f"the contract reverted: {exc.message or exc}")
 
 
 def send(chain: Chain, fn: ContractFunction, signer: LocalAccount) -> TxReceipt:
@@ -70,8 +58,8 @@ def send(chain: Chain, fn: ContractFunction, signer: LocalAccount) -> TxReceipt:
     w3 = chain.w3
     try:
         gas = fn.estimate_gas({"from": signer.address})
-    except _REVERTS as exc:
-        raise _revert_from(exc) from exc
+    except ContractLogicError as exc:
+        raise revert_error(exc) from exc
     tx = fn.build_transaction(
         {
             "from": signer.address,
@@ -87,8 +75,8 @@ def send(chain: Chain, fn: ContractFunction, signer: LocalAccount) -> TxReceipt:
         # The state moved between estimate and inclusion; replay to name the error.
         try:
             fn.call({"from": signer.address})
-        except _REVERTS as exc:
-            raise _revert_from(exc) from exc
+        except ContractLogicError as exc:
+            raise revert_error(exc) from exc
         raise ContractRevert(f"transaction {tx_hash.hex()} reverted")
     return receipt
 
@@ -172,7 +160,7 @@ class FederationClient:
     ) -> TxReceipt:
         """Vote for (model, scores): by id if someone proposed it already (cheaper), else in full."""
         pid = proposal_id(model_hash, scores)
-        if self.proposal(round_id, pid)[1] == model_hash:
+        if self.proposal(round_id, pid)[0] > 0:
             return self._send(signer, "voteFor", round_id, pid)
         return self._send(signer, "vote", round_id, model_hash, model_cid, list(scores))
 

@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import function_signature_to_4byte_selector
+from eth_utils import function_signature_to_4byte_selector, is_address, to_checksum_address
 
 from .compile import ARTIFACTS_DIR
 from .errors import ContractRevert, DeploymentError, revert_class
@@ -64,6 +64,8 @@ def _error_table() -> dict[bytes, tuple[str, list[tuple[str, str]], str]]:
 def _render(value: Any) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
+    if isinstance(value, str) and is_address(value):
+        return str(to_checksum_address(value))
     return str(value)
 
 

@@ -11,14 +11,15 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
+from web3.exceptions import ContractLogicError
 
 from .chain import Chain
-from .client import FederationClient, TokenClient
+from .client import FederationClient, TokenClient, revert_error
 from .contracts import artifact
 from .errors import DeploymentError, LedgerError, WrongChain
 from .spec import TOKEN_UNIT, FederationSpec
 
-__all__ = ["Deployment", "deploy", "open_federation"]
+__all__ = ["Deployment", "deploy", "deploy_contract", "open_federation"]
 
 DEPLOYMENT_VERSION = 1
 
@@ -64,16 +65,20 @@ class Deployment:
         return deployment
 
 
-def _deploy_contract(chain: Chain, deployer: LocalAccount, name: str, *args: Any) -> tuple[str, int]:
+def deploy_contract(chain: Chain, deployer: LocalAccount, name: str, *args: Any) -> tuple[str, int]:
+    """Deploy the committed artifact `name` with constructor `args`; returns (address, block)."""
     art = artifact(name)
     factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    tx = factory.constructor(*args).build_transaction(
-        {
-            "from": deployer.address,
-            "nonce": chain.w3.eth.get_transaction_count(deployer.address, "pending"),
-            "chainId": chain.chain_id,
-        }
-    )
+    try:
+        tx = factory.constructor(*args).build_transaction(
+            {
+                "from": deployer.address,
+                "nonce": chain.w3.eth.get_transaction_count(deployer.address, "pending"),
+                "chainId": chain.chain_id,
+            }
+        )
+    except ContractLogicError as exc:
+        raise revert_error(exc) from exc
     signed = deployer.sign_transaction(tx)  # type: ignore[arg-type]
     receipt = chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_raw_transaction(signed.raw_transaction))
     if receipt["status"] != 1 or not receipt["contractAddress"]:
@@ -85,8 +90,8 @@ def deploy(chain: Chain, deployer: LocalAccount, spec: FederationSpec) -> Deploy
     """Deploy the token and the federation, fund the pool, and grant founders their tokens."""
     tok = spec.token
     supply = int(tok["supply"] * TOKEN_UNIT)
-    token_address, block = _deploy_contract(chain, deployer, "RewardToken", tok["name"], tok["symbol"], supply, deployer.address)
-    fed_address, _ = _deploy_contract(
+    token_address, block = deploy_contract(chain, deployer, "RewardToken", tok["name"], tok["symbol"], supply, deployer.address)
+    fed_address, _ = deploy_contract(
         chain, deployer, "Federation", token_address, spec.hash, spec.chain_config(), spec.founders
     )
     federation = FederationClient(chain, fed_address)

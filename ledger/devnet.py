@@ -1,0 +1,147 @@
+"""A local development network: anvil (and, with the node work, Kubo) in the background.
+
+`fedchain devnet up` starts the services detached from the terminal and records
+their endpoints and process ids in a state file; `down` stops them; `status`
+says what answers. Nothing here is needed by the embedded default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .chain import connect
+from .errors import ChainUnreachable, LedgerError
+from .toolchain import anvil_path
+
+__all__ = ["DEVNET_CHAIN_ID", "AnvilProcess", "DevnetState", "free_port", "start_anvil", "stop_pid"]
+
+DEVNET_CHAIN_ID = 31337
+DEFAULT_STATE_DIR = Path(".fedchain") / "devnet"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still "exists"; ask /proc whether it is really running
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM `pid` (and its process group), then SIGKILL it if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not pid_alive(pid):
+                return
+            time.sleep(0.05)
+
+
+@dataclass
+class AnvilProcess:
+    """A running anvil: its process id, RPC URL and log file."""
+
+    pid: int
+    port: int
+    chain_id: int
+    log: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop_pid(self.pid)
+
+
+def start_anvil(
+    port: int | None = None, chain_id: int = DEVNET_CHAIN_ID, log_path: Path | None = None, timeout: float = 30.0
+) -> AnvilProcess:
+    """Start anvil on 127.0.0.1 in its own process group and wait until it answers."""
+    binary = anvil_path()
+    if binary is None:
+        raise LedgerError("anvil is not installed: run `make setup`")
+    port = port or free_port()
+    log = log_path or Path(os.devnull)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    anvil = AnvilProcess(proc.pid, port, chain_id, str(log))
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise LedgerError(f"anvil exited with code {proc.returncode} at start (log: {log})")
+        try:
+            connect(anvil.url, chain_id, timeout=1.0)
+            return anvil
+        except ChainUnreachable:
+            if time.monotonic() > deadline:
+                anvil.stop()
+                raise LedgerError(f"anvil did not answer on port {port} within {timeout:.0f}s") from None
+            time.sleep(0.1)
+
+
+@dataclass
+class DevnetState:
+    """What `devnet up` started, saved as JSON in the state directory."""
+
+    anvil: AnvilProcess | None = None
+
+    @staticmethod
+    def path(state_dir: Path) -> Path:
+        return state_dir / "state.json"
+
+    @classmethod
+    def load(cls, state_dir: Path) -> DevnetState:
+        path = cls.path(state_dir)
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+            return cls(anvil=AnvilProcess(**data["anvil"]) if data.get("anvil") else None)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise LedgerError(f"devnet state file {path} is corrupt; remove it after stopping stray processes") from exc
+
+    def save(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path(state_dir).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"anvil": asdict(self.anvil) if self.anvil else None}, indent=2) + "\n")
+        os.replace(tmp, self.path(state_dir))

@@ -1,0 +1,251 @@
+"""Rounds: commit -> reveal -> vote -> finalize, every revert path, rewards, slashing, claims."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ledger.client import FederationClient, proposal_id
+from ledger.deploy import deploy
+from ledger.errors import ContractRevert, revert_class
+from ledger.types import MemberStatus, Phase
+from tests.harness import CID, Harness, funded
+
+E = revert_class
+
+
+def _assert_conserved(h: Harness) -> None:
+    acc = h.fed.accounting()
+    assert acc.held == acc.staked + acc.pool + acc.unclaimed
+
+
+def test_a_full_round_advances_eagerly_and_credits_by_score(joined: Harness) -> None:
+    a, b, c, d = joined.members
+    r = joined.round
+    for m in joined.members:
+        assert joined.fed.round(r).phase == Phase.COMMIT
+        joined.commit(m)
+    assert joined.fed.round(r).phase == Phase.REVEAL  # everyone committed: no waiting
+    for m in joined.members:
+        joined.reveal(m)
+    assert joined.fed.round(r).phase == Phase.VOTE
+    scores = joined.scores({a.address: 1, b.address: 1, c.address: 2, d.address: 0})
+    model = os.urandom(32)
+    for m in (a, b, c):
+        joined.fed.vote(m, r, model, CID, scores)
+    info = joined.fed.round(r)
+    assert info.winner == proposal_id(model, scores)  # 3 of 4 >= 66.67%
+    joined.fed.finalize(d, r)
+    info = joined.fed.round(r)
+    assert (info.phase, info.model_hash, info.model_cid) == (Phase.FINALIZED, model, CID)
+    assert joined.fed.last_finalized() == r
+    assert joined.round == r + 1 and joined.fed.round(r + 1).phase == Phase.COMMIT
+    reward = joined.fed.config()["reward_per_round"]
+    credited = [joined.fed.rewards(m.address)["credited"] for m in joined.members]
+    assert credited == [reward // 4, reward // 4, reward // 2, 0]
+    _assert_conserved(joined)
+
+
+def test_commit_reverts(joined: Harness) -> None:
+    a, b, *_ = joined.members
+    r = joined.round
+    outsider = funded(joined.chain, 1)[0]
+    with pytest.raises(E("NotMember")):
+        joined.commit(outsider)
+    with pytest.raises(E("InvalidCommitment")):
+        joined.fed.commit(a, r, b"\0" * 32)
+    joined.commit(a)
+    with pytest.raises(E("AlreadyCommitted")):
+        joined.commit(a)
+    with pytest.raises(E("NotCurrentRound")):
+        joined.commit(b, r + 1)
+    joined.commit(b)
+    joined.chain.advance_time(100)  # window over, 2 commits >= min_peers: reveal phase
+    with pytest.raises(E("RoundNotInPhase")) as late:
+        joined.commit(joined.members[2])
+    assert late.value.error_args == {"round": r, "expected": "COMMIT", "actual": "REVEAL"}
+    assert "Round 1 is in phase REVEAL" in str(late.value)
+
+
+def test_reveal_reverts(joined: Harness) -> None:
+    a, b, c, d = joined.members
+    r = joined.round
+    joined.commit(a)
+    with pytest.raises(E("RoundNotInPhase")):
+        joined.reveal(a)  # still the commit phase
+    for m in (b, c, d):
+        joined.commit(m)
+    with pytest.raises(E("NotCommitted")):
+        joined.fed.reveal(funded(joined.chain, 1)[0], r, b"\1" * 32, CID, b"\2" * 32)
+    content, salt = joined.secrets[(r, a.address)]
+    with pytest.raises(E("CommitmentMismatch")):
+        joined.fed.reveal(a, r, content, CID, os.urandom(32))  # wrong salt
+    with pytest.raises(E("CommitmentMismatch")):
+        joined.fed.reveal(b, r, content, CID, salt)  # a's opening, b's commitment
+    joined.reveal(a)
+    with pytest.raises(E("AlreadyRevealed")):
+        joined.reveal(a)
+
+
+def test_a_commitment_replayed_in_another_round_or_contract_cannot_be_revealed(joined: Harness) -> None:
+    a = joined.members[0]
+    r = joined.round
+    content, salt = os.urandom(32), os.urandom(32)
+    c = joined.fed.commitment_for(r, a.address, content, salt)
+    joined.fed.commit(a, r, c)
+    joined.play(committers=joined.members[1:])  # round r finalizes without a's reveal
+    joined.fed.add_stake(a, joined.fed.rewards(a.address)["slashed"])  # a was slashed for it
+    joined.fed.commit(a, r + 1, c)  # the same commitment, next round
+    for m in joined.members[1:]:
+        joined.commit(m, r + 1)
+    with pytest.raises(E("CommitmentMismatch")):
+        joined.fed.reveal(a, r + 1, content, CID, salt)
+    # ... and in a second federation with the same members
+    other = FederationClient(joined.chain, deploy(joined.chain, joined.deployer, joined.spec).federation)
+    for m in joined.members:
+        other.join(m)
+    other.commit(a, 1, c)
+    for m in joined.members[1:]:
+        other.commit(m, 1, os.urandom(32))
+    with pytest.raises(E("CommitmentMismatch")):
+        other.reveal(a, 1, content, CID, salt)
+
+
+def test_vote_and_finalize_reverts(joined: Harness) -> None:
+    a, b, c, d = joined.members
+    r = joined.round
+    for m in joined.members:
+        joined.commit(m)
+    for m in (a, b, c):
+        joined.reveal(m)
+    with pytest.raises(E("RoundNotInPhase")):
+        joined.fed.vote(a, r, b"\1" * 32, CID, joined.scores())
+    joined.chain.advance_time(100)
+    scores = joined.scores({d.address: 0})
+    with pytest.raises(E("NotRevealed")):
+        joined.fed.vote(d, r, b"\1" * 32, CID, scores)  # committed, never revealed
+    with pytest.raises(E("EmptyModelHash")):
+        joined.fed.vote(a, r, b"\0" * 32, CID, scores)
+    with pytest.raises(E("ScoresLengthMismatch")):
+        joined.fed.vote(a, r, b"\1" * 32, CID, scores[:-1])
+    with pytest.raises(E("UnknownProposal")):
+        joined.fed._send(a, "voteFor", r, b"\5" * 32)
+    with pytest.raises(E("NoQuorum")):
+        joined.fed.finalize(a, r, scores)
+    joined.fed.vote(a, r, b"\1" * 32, CID, scores)
+    with pytest.raises(E("AlreadyVoted")):
+        joined.fed.vote(a, r, b"\1" * 32, CID, scores)
+    joined.fed.vote(b, r, b"\1" * 32, CID, scores)
+    with pytest.raises(E("NoQuorum")):
+        joined.fed.finalize(a, r, scores)  # 2 of 3 revealers is below 66.67%
+    joined.fed.vote(c, r, b"\1" * 32, CID, scores)
+    with pytest.raises(E("ScoresMismatch")):
+        joined.fed.finalize(a, r, [s + 1 for s in scores])
+    joined.fed.finalize(d, r)  # anyone may finalize; scores come from the Proposed event
+    with pytest.raises(E("RoundNotInPhase")) as twice:
+        joined.fed.finalize(d, r)
+    assert twice.value.error_args["actual"] == "FINALIZED"
+
+
+def test_a_split_vote_fails_the_round_once_everyone_voted(joined: Harness) -> None:
+    a, b, c, d = joined.members
+    r = joined.round
+    for m in joined.members:
+        joined.commit(m)
+    for m in joined.members:
+        joined.reveal(m)
+    for m, model in ((a, b"\1"), (b, b"\1"), (c, b"\2"), (d, b"\2")):
+        joined.fed.vote(m, r, model * 32, CID, joined.scores())
+    assert joined.fed.round(r).phase == Phase.FAILED
+    assert joined.round == r + 1
+    assert all(joined.fed.rewards(m.address)["credited"] == 0 for m in joined.members)
+
+
+def test_timeouts_fail_rounds_lazily(joined: Harness) -> None:
+    a, b, c, _ = joined.members
+    r = joined.round
+    joined.commit(a)
+    joined.chain.advance_time(100)
+    assert joined.fed.phase(r) == Phase.FAILED  # the view sees it before any transaction
+    assert joined.fed.round(r).phase == Phase.COMMIT
+    joined.fed.advance(b)
+    assert joined.fed.round(r).phase == Phase.FAILED and joined.round == r + 1
+    # reveal timeout: two commit, one reveals -> too few reveals, the silent one is slashed
+    r += 1
+    joined.commit(a)
+    joined.commit(b)
+    joined.chain.advance_time(100)
+    joined.reveal(a)
+    joined.chain.advance_time(100)
+    joined.fed.advance(c)
+    assert joined.fed.round(r).phase == Phase.FAILED
+    assert joined.fed.status(r, b.address) == MemberStatus.SLASHED
+    # vote timeout without quorum (b, slashed, is short of stake now)
+    r += 1
+    joined.commit(a)
+    joined.commit(c)
+    joined.chain.advance_time(100)
+    joined.reveal(a)
+    joined.reveal(c)
+    joined.fed.vote(a, r, b"\1" * 32, CID, joined.scores())
+    joined.chain.advance_time(100)
+    assert joined.fed.phase(r) == Phase.FAILED
+    joined.fed.advance(b)
+    assert joined.fed.round(r).phase == Phase.FAILED
+
+
+def test_a_committer_that_never_reveals_is_slashed_exactly_once(joined: Harness) -> None:
+    a, b, c, d = joined.members
+    cfg = joined.fed.config()
+    pool = joined.fed.accounting().pool
+    r = joined.play(committers=joined.members, revealers=[a, b, c])
+    slash = cfg["stake"] * cfg["slash_bps"] // 10_000
+    assert joined.fed.round(r).phase == Phase.FINALIZED
+    assert joined.fed.status(r, d.address) == MemberStatus.SLASHED
+    assert joined.fed.rewards(d.address) == {"credited": 0, "claimed": 0, "slashed": slash}
+    assert joined.fed.member(d.address).stake == cfg["stake"] - slash
+    paid = sum(joined.fed.rewards(m.address)["credited"] for m in (a, b, c))
+    assert cfg["reward_per_round"] - 3 < paid <= cfg["reward_per_round"]  # thirds, rounded down
+    assert joined.fed.accounting().pool == pool + slash - paid
+    joined.play(committers=[a, b, c])  # next round: d is not slashed again
+    assert joined.fed.rewards(d.address)["slashed"] == slash
+    with pytest.raises(E("NotEligible")):
+        joined.commit(d)  # its stake is short now
+    joined.fed.add_stake(d, slash)
+    joined.commit(d)
+    _assert_conserved(joined)
+
+
+def test_claim_pays_credited_rewards_once(joined: Harness) -> None:
+    a = joined.members[0]
+    joined.play()
+    credited = joined.fed.rewards(a.address)["credited"]
+    assert credited > 0
+    balance = joined.token.balance_of(a.address)
+    joined.fed.claim(a)
+    assert joined.token.balance_of(a.address) == balance + credited
+    assert joined.fed.rewards(a.address) == {"credited": 0, "claimed": credited, "slashed": 0}
+    with pytest.raises(E("NothingToClaim")):
+        joined.fed.claim(a)
+    _assert_conserved(joined)
+
+
+def test_rewards_stop_when_the_pool_runs_dry(chain: object) -> None:
+    from ledger.chain import Chain
+
+    assert isinstance(chain, Chain)
+    h = Harness.create(chain, founders=2, reward_per_round=6_000)  # the pool holds 10,000
+    h.join_all()
+    h.play()
+    h.play()
+    total = sum(h.fed.rewards(m.address)["credited"] for m in h.members)
+    assert total == 10_000 * 10**18
+    assert h.fed.accounting().pool == 0
+    h.play()  # a round still finalizes with an empty pool; nobody is paid
+    assert sum(h.fed.rewards(m.address)["credited"] for m in h.members) == total
+
+
+def test_revert_errors_are_contract_reverts(joined: Harness) -> None:
+    with pytest.raises(ContractRevert):
+        joined.fed.claim(joined.members[0])
