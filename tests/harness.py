@@ -63,8 +63,9 @@ class Harness:
     def commit(self, member: LocalAccount, round_id: int | None = None, content: bytes | None = None) -> Any:
         r = self.round if round_id is None else round_id
         content_hash, salt = content or os.urandom(32), os.urandom(32)
-        self.secrets[(r, member.address)] = (content_hash, salt)
-        return self.fed.commit(member, r, self.fed.commitment_for(r, member.address, content_hash, salt))
+        receipt = self.fed.commit(member, r, self.fed.commitment_for(r, member.address, content_hash, salt))
+        self.secrets[(r, member.address)] = (content_hash, salt)  # only once the commit landed
+        return receipt
 
     def reveal(self, member: LocalAccount, round_id: int | None = None) -> Any:
         r = self.round if round_id is None else round_id
