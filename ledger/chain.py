@@ -17,7 +17,7 @@ from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
-from web3.types import RPCEndpoint, RPCResponse
+from web3.types import RPCEndpoint, RPCResponse, Wei
 
 from .errors import ChainUnreachable, WrongChain
 
@@ -68,10 +68,10 @@ class Chain:
         """Send `wei` of ether to `address` from a pre-funded development account."""
         if self.tester is not None:
             sender = self.tester.get_accounts()[0]
-            tx_hash = self.w3.eth.send_transaction({"from": sender, "to": address, "value": wei})
+            tx_hash = self.w3.eth.send_transaction({"from": sender, "to": address, "value": Wei(wei)})
         else:
             dev: LocalAccount = Account.from_key(ANVIL_DEV_KEYS[0])
-            tx = {
+            tx: dict[str, Any] = {
                 "to": Web3.to_checksum_address(address),
                 "value": wei,
                 "gas": 21_000,
@@ -94,7 +94,7 @@ class _TesterProvider(EthereumTesterProvider):
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         namespace, _, endpoint = method.partition("_")
-        delegator = self.api_endpoints.get(namespace, {}).get(endpoint)
+        delegator = (self.api_endpoints or {}).get(namespace, {}).get(endpoint)
         if delegator is None:
             return super().make_request(method, params)
         request_id = self._current_request_id
@@ -135,5 +135,3 @@ def connect(url: str, expected_chain_id: int | None = None, timeout: float = 10.
     if expected_chain_id is not None and chain_id != expected_chain_id:
         raise WrongChain(f"{url} serves chain id {chain_id}, expected {expected_chain_id}")
     return Chain(w3=w3, kind="rpc", url=url)
-
-

@@ -13,7 +13,7 @@ from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, ContractPanicError
@@ -86,7 +86,9 @@ class TokenClient:
 
     def __init__(self, chain: Chain, address: str) -> None:
         self.chain = chain
-        self.contract: Contract = chain.w3.eth.contract(address=address, abi=artifact("RewardToken")["abi"])
+        self.contract: Contract = chain.w3.eth.contract(
+            address=to_checksum_address(address), abi=artifact("RewardToken")["abi"]
+        )
         self.address: str = self.contract.address
 
     def balance_of(self, account: str) -> int:
@@ -107,7 +109,9 @@ class FederationClient:
 
     def __init__(self, chain: Chain, address: str, abi: list[dict[str, Any]] | None = None) -> None:
         self.chain = chain
-        self.contract: Contract = chain.w3.eth.contract(address=address, abi=abi or artifact("Federation")["abi"])
+        self.contract: Contract = chain.w3.eth.contract(
+            address=to_checksum_address(address), abi=abi or artifact("Federation")["abi"]
+        )
         self.address: str = self.contract.address
         self._token: TokenClient | None = None
 
@@ -190,8 +194,10 @@ class FederationClient:
 
     def config(self) -> dict[str, int]:
         values = self.contract.functions.config().call()
-        names = ("stake", "reward_per_round", "commit_window", "reveal_window", "vote_window")
-        names += ("quorum_bps", "min_peers", "slash_bps")
+        names = (
+            *("stake", "reward_per_round", "commit_window", "reveal_window", "vote_window"),
+            *("quorum_bps", "min_peers", "slash_bps"),
+        )
         return dict(zip(names, (int(v) for v in values), strict=True))
 
     def spec_hash(self) -> bytes:
@@ -205,7 +211,23 @@ class FederationClient:
 
     def round(self, round_id: int) -> RoundInfo:
         v = self.contract.functions.roundInfo(round_id).call()
-        return RoundInfo(round_id, Phase(v[0]), *(int(x) for x in v[1:10]), bytes(v[10]), bytes(v[11]), str(v[12]))
+        opened, reveal, vote, closed, members, eligible, commits, reveals, votes = (int(x) for x in v[1:10])
+        return RoundInfo(
+            round_id,
+            Phase(v[0]),
+            opened,
+            reveal,
+            vote,
+            closed,
+            members,
+            eligible,
+            commits,
+            reveals,
+            votes,
+            bytes(v[10]),
+            bytes(v[11]),
+            str(v[12]),
+        )
 
     def phase(self, round_id: int) -> Phase:
         """The phase once pending timeouts apply (what the next transaction will see)."""

@@ -90,7 +90,9 @@ def deploy(chain: Chain, deployer: LocalAccount, spec: FederationSpec) -> Deploy
     """Deploy the token and the federation, fund the pool, and grant founders their tokens."""
     tok = spec.token
     supply = int(tok["supply"] * TOKEN_UNIT)
-    token_address, block = deploy_contract(chain, deployer, "RewardToken", tok["name"], tok["symbol"], supply, deployer.address)
+    token_address, block = deploy_contract(
+        chain, deployer, "RewardToken", tok["name"], tok["symbol"], supply, deployer.address
+    )
     fed_address, _ = deploy_contract(
         chain, deployer, "Federation", token_address, spec.hash, spec.chain_config(), spec.founders
     )
@@ -117,7 +119,9 @@ def deploy(chain: Chain, deployer: LocalAccount, spec: FederationSpec) -> Deploy
 def open_federation(chain: Chain, deployment: Deployment) -> FederationClient:
     """A client for the deployment's federation, after checking chain id and code."""
     if chain.chain_id != deployment.chain_id:
-        raise WrongChain(f"the RPC endpoint serves chain id {chain.chain_id}; the deployment is on {deployment.chain_id}")
+        raise WrongChain(
+            f"the RPC endpoint serves chain id {chain.chain_id}; the deployment is on {deployment.chain_id}"
+        )
     address = to_checksum_address(deployment.federation)
     if not chain.w3.eth.get_code(address):
         raise DeploymentError(f"no contract at {address} on chain {chain.chain_id}: is this the right chain?")

@@ -7,6 +7,7 @@ says what answers. Nothing here is needed by the embedded default.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,10 +61,8 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
                 return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
             if not pid_alive(pid):
                 return
             time.sleep(0.05)

@@ -84,5 +84,5 @@ def tools() -> list[Tool]:
     return [
         Tool("solc", solc, _version(solc, "--version"), "run `make setup` (npm solc into scripts/toolchain)"),
         Tool("anvil", anvil, _version(anvil, "--version"), "run `make setup` (npm @foundry-rs/anvil-linux-amd64)"),
-        Tool("kubo", kubo, _version(kubo, "version"), f"run `make setup` (builds Kubo {KUBO_VERSION} from its Go module)"),
+        Tool("kubo", kubo, _version(kubo, "version"), f"run `make setup` (builds Kubo {KUBO_VERSION} from Go)"),
     ]

@@ -187,7 +187,7 @@ def _round_line(r: dict[str, Any]) -> str:
 
 
 def cmd_audit_rounds(args: argparse.Namespace) -> int:
-    chain, federation, deployment = _open(args)
+    _, federation, deployment = _open(args)
     trail = read_audit(federation, deployment.block).to_json()
     if args.json:
         _say(json.dumps(trail, indent=2))
@@ -219,7 +219,7 @@ def _member_rows(rec: dict[str, Any], members: list[str]) -> list[str]:
 
 
 def cmd_audit_round(args: argparse.Namespace) -> int:
-    chain, federation, deployment = _open(args)
+    _, federation, deployment = _open(args)
     trail = read_audit(federation, deployment.block)
     rec: RoundRecord | None = trail.rounds.get(args.round)
     if rec is None:
@@ -228,7 +228,10 @@ def cmd_audit_round(args: argparse.Namespace) -> int:
     if args.json:
         _say(json.dumps(doc, indent=2))
         return 0
-    _say(f"round {doc['round']}: {doc['status']} (phase {doc['phase']})" + (f", {doc['fail_reason']}" if doc["fail_reason"] else ""))
+    _say(
+        f"round {doc['round']}: {doc['status']} (phase {doc['phase']})"
+        + (f", {doc['fail_reason']}" if doc["fail_reason"] else "")
+    )
     _say(f"model {doc['model_hash'] or '-'}  cid {doc['model_cid'] or '-'}")
     _say(f"rewards {_tokens(doc['reward_total'])}, slashed {_tokens(doc['slashed_total'])}")
     _say(f"{'member':42}  {'committed':9} {'revealed':13} {'voted':13} {'score':>8} {'reward':>10} {'slashed':>10}")
@@ -262,7 +265,9 @@ def add_chain_commands(sub: Any) -> None:
     p.add_argument("--dev-key", type=int, help="import anvil's well-known development key N (devnets only)")
     p.set_defaults(func=cmd_account_new)
 
-    dev = sub.add_parser("devnet", help="a local chain in the background").add_subparsers(dest="devnet_cmd", required=True)
+    dev = sub.add_parser("devnet", help="a local chain in the background").add_subparsers(
+        dest="devnet_cmd", required=True
+    )
     for name, func in (("up", cmd_devnet_up), ("down", cmd_devnet_down), ("status", cmd_devnet_status)):
         p = dev.add_parser(name)
         p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)

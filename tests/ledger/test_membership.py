@@ -6,9 +6,8 @@ import pytest
 
 from ledger.chain import Chain
 from ledger.deploy import deploy_contract
-from ledger.errors import SpecError
+from ledger.errors import SpecError, revert_class
 from ledger.spec import spec_from_dict
-from ledger.errors import revert_class
 from ledger.types import Phase
 from tests.harness import Harness, funded
 

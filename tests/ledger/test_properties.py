@@ -143,9 +143,7 @@ class Run:
 )
 @given(
     joining=st.integers(min_value=2, max_value=MEMBERS),
-    actions=st.lists(
-        st.tuples(st.sampled_from(ACTIONS), st.integers(0, MEMBERS - 1)), min_size=20, max_size=60
-    ),
+    actions=st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, MEMBERS - 1)), min_size=20, max_size=60),
 )
 def test_protocol_invariants_hold_over_random_sequences(joining: int, actions: list[tuple[str, int]]) -> None:
     run = Run(joining)

@@ -55,11 +55,11 @@ def test_reentrant_claim_is_rejected_and_loses_nothing(chain: Chain) -> None:
     via_member("join")
     fed.join(honest)
     salts = {a: (os.urandom(32), os.urandom(32)) for a in (member.address, honest.address)}
-    for a, (content, salt) in salts.items():
-        c = commitment(chain.chain_id, fed.address, 1, a, content, salt)
-        via_member("commit", 1, c) if a == member.address else fed.commit(honest, 1, c)
-    for a, (content, salt) in salts.items():
-        via_member("reveal", 1, content, CID, salt) if a == member.address else fed.reveal(honest, 1, content, CID, salt)
+    (m_content, m_salt), (h_content, h_salt) = salts[member.address], salts[honest.address]
+    via_member("commit", 1, commitment(chain.chain_id, fed.address, 1, member.address, m_content, m_salt))
+    fed.commit(honest, 1, commitment(chain.chain_id, fed.address, 1, honest.address, h_content, h_salt))
+    via_member("reveal", 1, m_content, CID, m_salt)
+    fed.reveal(honest, 1, h_content, CID, h_salt)
     scores = [1, 1]
     via_member("vote", 1, b"\x01" * 32, CID, scores)
     fed.vote(honest, 1, b"\x01" * 32, CID, scores)
