@@ -48,7 +48,8 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     /// @dev Word 0 holds all a phase transition reads, so a commit, reveal or vote loads
-    ///      one cold slot of the round. `phaseAt` is when the current phase began.
+    ///      one cold slot of the round. `phaseAt` is when the current phase began; when
+    ///      earlier phases began and when the round closed are in the events.
     struct Round {
         Phase phase;
         bool decided;
@@ -59,18 +60,21 @@ contract Federation is IFederation, ReentrancyGuard {
         uint32 votes;
         uint40 openedAt;
         uint40 phaseAt;
-        uint40 revealAt;
-        uint40 voteAt;
-        uint40 closedAt;
         bytes32 winner;
     }
 
-    /// @dev Scores are not stored: `Proposed` logs them and `finalize` takes them back as
-    ///      calldata, checked against the proposal id.
+    /// @dev One storage word per proposal, so the first vote costs little more than the
+    ///      next. The model hash and scores are bound by the proposal id, the CID by a
+    ///      224-bit digest; `Proposed` logs them all and `finalize` takes them back.
     struct Proposal {
         uint32 votes;
-        bytes32 modelHash;
-        string modelCid;
+        bytes28 cidDigest;
+    }
+
+    /// @dev The model a finalized round agreed on.
+    struct Model {
+        bytes32 hash;
+        string cid;
     }
 
     mapping(address => Member) private _members;
@@ -93,6 +97,7 @@ contract Federation is IFederation, ReentrancyGuard {
     mapping(uint256 => Round) private _rounds;
     mapping(uint256 => mapping(address => bytes32)) private _status;
     mapping(uint256 => mapping(bytes32 => Proposal)) private _proposals;
+    mapping(uint256 => Model) private _models;
 
     /// @notice Tokens waiting to be paid as rewards.
     uint256 public rewardPool;
@@ -271,8 +276,7 @@ contract Federation is IFederation, ReentrancyGuard {
         bytes32 pid = keccak256(abi.encode(modelHash, scores));
         Proposal storage P = _proposals[round][pid];
         if (P.votes == 0) {
-            P.modelHash = modelHash;
-            P.modelCid = modelCid;
+            P.cidDigest = bytes28(keccak256(bytes(modelCid)));
             emit Proposed(round, pid, modelHash, modelCid, scores);
         }
         _count(round, R, P, pid);
@@ -287,17 +291,21 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     /// @inheritdoc IFederation
-    function finalize(uint256 round, uint32[] calldata scores) external {
+    function finalize(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores)
+        external
+    {
         Round storage R = _roundIn(round, Phase.Vote);
         if (!R.decided) revert NoQuorum(round);
         bytes32 pid = R.winner;
         Proposal storage P = _proposals[round][pid];
-        if (keccak256(abi.encode(P.modelHash, scores)) != pid) revert ScoresMismatch(round, pid);
+        if (keccak256(abi.encode(modelHash, scores)) != pid || bytes28(keccak256(bytes(modelCid))) != P.cidDigest) {
+            revert ProposalMismatch(round, pid);
+        }
         R.phase = Phase.Finalized;
-        R.closedAt = uint40(block.timestamp);
         lastFinalized = round;
+        _models[round] = Model(modelHash, modelCid);
         uint256 paid = _settle(round, R.memberCount, scores, true);
-        emit RoundFinalized(round, pid, P.modelHash, P.modelCid, P.votes, paid);
+        emit RoundFinalized(round, pid, modelHash, modelCid, P.votes, paid);
         _open(round + 1);
     }
 
@@ -342,10 +350,10 @@ contract Federation is IFederation, ReentrancyGuard {
     /// @notice A round as stored (see `phaseOf` for the phase once pending timeouts apply).
     function roundInfo(uint256 round) external view returns (RoundView memory v) {
         Round storage R = _rounds[round];
-        Proposal storage P = _proposals[round][R.winner];
+        Model storage M = _models[round];
         v = RoundView(
-            R.phase, R.openedAt, R.revealAt, R.voteAt, R.closedAt, R.memberCount, R.eligible,
-            R.commits, R.reveals, R.votes, R.winner, P.modelHash, P.modelCid
+            R.phase, R.openedAt, R.phaseAt, R.memberCount, R.eligible,
+            R.commits, R.reveals, R.votes, R.winner, M.hash, M.cid
         );
     }
 
@@ -377,14 +385,14 @@ contract Federation is IFederation, ReentrancyGuard {
         return 1;
     }
 
-    /// @notice A proposal of `round`: its votes and model (its scores are in its `Proposed` event).
+    /// @notice A proposal of `round`: its votes and CID digest (the rest is in its `Proposed` event).
     function proposalOf(uint256 round, bytes32 proposal)
         external
         view
-        returns (uint256 votes, bytes32 modelHash, string memory modelCid)
+        returns (uint256 votes, bytes28 cidDigest)
     {
         Proposal storage P = _proposals[round][proposal];
-        return (P.votes, P.modelHash, P.modelCid);
+        return (P.votes, P.cidDigest);
     }
 
     // ---------------------------------------------------------------------
@@ -463,20 +471,17 @@ contract Federation is IFederation, ReentrancyGuard {
     function _enterReveal(uint256 r, Round storage R, uint256 at) private {
         R.phase = Phase.Reveal;
         R.phaseAt = uint40(at);
-        R.revealAt = uint40(at);
         emit PhaseChanged(r, Phase.Reveal);
     }
 
     function _enterVote(uint256 r, Round storage R, uint256 at) private {
         R.phase = Phase.Vote;
         R.phaseAt = uint40(at);
-        R.voteAt = uint40(at);
         emit PhaseChanged(r, Phase.Vote);
     }
 
     function _fail(uint256 r, Round storage R, Phase phase, FailReason reason) private {
         R.phase = Phase.Failed;
-        R.closedAt = uint40(block.timestamp);
         if (phase != Phase.Commit) _settle(r, R.memberCount, new uint32[](0), false);
         emit RoundFailed(r, phase, reason);
         _open(r + 1);

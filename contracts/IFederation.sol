@@ -53,9 +53,7 @@ interface IFederation {
     struct RoundView {
         Phase phase;
         uint40 openedAt;
-        uint40 revealAt;
-        uint40 voteAt;
-        uint40 closedAt;
+        uint40 phaseAt;
         uint32 memberCount;
         uint32 eligible;
         uint32 commits;
@@ -106,8 +104,8 @@ interface IFederation {
     error ScoresLengthMismatch(uint256 round, uint256 expected, uint256 actual);
     /// @notice A proposal in round `round` must name a non-zero model hash.
     error EmptyModelHash(uint256 round);
-    /// @notice The scores given do not hash, with the model, to round `round`'s winning `proposal`.
-    error ScoresMismatch(uint256 round, bytes32 proposal);
+    /// @notice The model and scores given are not round `round`'s winning `proposal`.
+    error ProposalMismatch(uint256 round, bytes32 proposal);
     /// @notice Round `round` has no proposal `proposal` to vote for (send the full vote first).
     error UnknownProposal(uint256 round, bytes32 proposal);
     /// @notice No proposal of round `round` has reached quorum.
@@ -203,8 +201,8 @@ interface IFederation {
     function voteFor(uint256 round, bytes32 proposal) external;
 
     /// @notice Close `round` on its quorum proposal: credit rewards, slash non-revealers, open the next.
-    /// @param scores The winning proposal's scores, as logged in its `Proposed` event.
-    function finalize(uint256 round, uint32[] calldata scores) external;
+    /// @dev Model hash, CID and scores are the winning proposal's, as logged in its `Proposed` event.
+    function finalize(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores) external;
 
     /// @notice Withdraw every credited reward.
     function claim() external;

@@ -21,8 +21,8 @@ from web3.types import TxReceipt
 
 from .chain import Chain
 from .contracts import artifact, decode_revert
-from .errors import ContractRevert
-from .types import Accounting, MemberInfo, MemberStatus, Phase, RoundInfo
+from .errors import ContractRevert, revert_class
+from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, RoundInfo
 
 __all__ = ["FederationClient", "TokenClient", "commitment", "proposal_id", "revert_error", "send"]
 
@@ -164,25 +164,25 @@ class FederationClient:
     ) -> TxReceipt:
         """Vote for (model, scores): by id if someone proposed it already (cheaper), else in full."""
         pid = proposal_id(model_hash, scores)
-        if self.proposal(round_id, pid)[0] > 0:
+        if self.proposal_votes(round_id, pid) > 0:
             return self._send(signer, "voteFor", round_id, pid)
         return self._send(signer, "vote", round_id, model_hash, model_cid, list(scores))
 
-    def finalize(self, signer: LocalAccount, round_id: int, scores: Sequence[int] | None = None) -> TxReceipt:
-        """Finalize on the winning proposal; its scores are read from its Proposed event unless given."""
-        if scores is None:
-            scores = self.winning_scores(round_id)
-        return self._send(signer, "finalize", round_id, list(scores))
+    def finalize(self, signer: LocalAccount, round_id: int, proposal: Proposal | None = None) -> TxReceipt:
+        """Finalize on the winning proposal (read from its Proposed event unless given)."""
+        p = proposal or self.winning_proposal(round_id)
+        return self._send(signer, "finalize", round_id, p.model_hash, p.model_cid, list(p.scores))
 
-    def winning_scores(self, round_id: int) -> list[int]:
-        """The scores of round `round_id`'s quorum proposal, from its Proposed event."""
+    def winning_proposal(self, round_id: int) -> Proposal:
+        """Round `round_id`'s quorum proposal, from its Proposed event."""
         winner = self.round(round_id).winner
         logs = self.contract.events.Proposed.get_logs(
             from_block=0, argument_filters={"round": round_id, "proposal": winner}
         )
-        if not logs:
-            raise ContractRevert(f"NoQuorum: round {round_id} has no winning proposal yet")
-        return [int(s) for s in logs[0]["args"]["scores"]]
+        if winner == bytes(32) or not logs:
+            raise revert_class("NoQuorum")(f"NoQuorum: round {round_id} has no proposal with quorum yet")
+        args = logs[0]["args"]
+        return Proposal(bytes(args["modelHash"]), str(args["modelCid"]), [int(s) for s in args["scores"]])
 
     def claim(self, signer: LocalAccount) -> TxReceipt:
         return self._send(signer, "claim")
@@ -211,22 +211,20 @@ class FederationClient:
 
     def round(self, round_id: int) -> RoundInfo:
         v = self.contract.functions.roundInfo(round_id).call()
-        opened, reveal, vote, closed, members, eligible, commits, reveals, votes = (int(x) for x in v[1:10])
+        opened, phase_at, members, eligible, commits, reveals, votes = (int(x) for x in v[1:8])
         return RoundInfo(
             round_id,
             Phase(v[0]),
             opened,
-            reveal,
-            vote,
-            closed,
+            phase_at,
             members,
             eligible,
             commits,
             reveals,
             votes,
-            bytes(v[10]),
-            bytes(v[11]),
-            str(v[12]),
+            bytes(v[8]),
+            bytes(v[9]),
+            str(v[10]),
         )
 
     def phase(self, round_id: int) -> Phase:
@@ -254,9 +252,9 @@ class FederationClient:
             "slashed": int(f.slashedBy(account).call()),
         }
 
-    def proposal(self, round_id: int, proposal_id: bytes) -> tuple[int, bytes, str]:
-        votes, model_hash, cid = self.contract.functions.proposalOf(round_id, proposal_id).call()
-        return int(votes), bytes(model_hash), str(cid)
+    def proposal_votes(self, round_id: int, proposal_id: bytes) -> int:
+        votes, _ = self.contract.functions.proposalOf(round_id, proposal_id).call()
+        return int(votes)
 
     def accounting(self) -> Accounting:
         f = self.contract.functions

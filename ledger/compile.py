@@ -111,3 +111,9 @@ def stale_artifacts() -> list[str]:
         if not path.is_file() or json.loads(path.read_text()).get("sourcesDigest") != digest:
             stale.append(name)
     return stale
+
+
+def main() -> None:
+    """`make artifacts`: recompile and rewrite the committed artifacts."""
+    for written in write_artifacts():
+        print(written.relative_to(REPO_ROOT))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-__all__ = ["Accounting", "FailReason", "MemberInfo", "MemberStatus", "Phase", "RoundInfo"]
+__all__ = ["Accounting", "FailReason", "MemberInfo", "MemberStatus", "Phase", "Proposal", "RoundInfo"]
 
 
 class Phase(IntEnum):
@@ -44,9 +44,7 @@ class RoundInfo:
     round: int
     phase: Phase
     opened_at: int
-    reveal_at: int
-    vote_at: int
-    closed_at: int
+    phase_at: int
     member_count: int
     eligible: int
     commits: int
@@ -55,6 +53,15 @@ class RoundInfo:
     winner: bytes
     model_hash: bytes
     model_cid: str
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A vote's content: the aggregated model and one score per member (join order)."""
+
+    model_hash: bytes
+    model_cid: str
+    scores: list[int]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from ledger.client import FederationClient, proposal_id
 from ledger.deploy import deploy
 from ledger.errors import ContractRevert, revert_class
-from ledger.types import MemberStatus, Phase
+from ledger.types import MemberStatus, Phase, Proposal
 from tests.harness import CID, Harness, funded
 
 E = revert_class
@@ -132,16 +132,21 @@ def test_vote_and_finalize_reverts(joined: Harness) -> None:
     with pytest.raises(E("UnknownProposal")):
         joined.fed._send(a, "voteFor", r, b"\5" * 32)
     with pytest.raises(E("NoQuorum")):
-        joined.fed.finalize(a, r, scores)
+        joined.fed.finalize(a, r, Proposal(b"\1" * 32, CID, scores))
     joined.fed.vote(a, r, b"\1" * 32, CID, scores)
     with pytest.raises(E("AlreadyVoted")):
         joined.fed.vote(a, r, b"\1" * 32, CID, scores)
     joined.fed.vote(b, r, b"\1" * 32, CID, scores)
     with pytest.raises(E("NoQuorum")):
-        joined.fed.finalize(a, r, scores)  # 2 of 3 revealers is below 66.67%
+        joined.fed.finalize(a, r, Proposal(b"\1" * 32, CID, scores))  # 2 of 3 revealers is below 66.67%
     joined.fed.vote(c, r, b"\1" * 32, CID, scores)
-    with pytest.raises(E("ScoresMismatch")):
-        joined.fed.finalize(a, r, [s + 1 for s in scores])
+    for wrong in (
+        Proposal(b"\1" * 32, CID, [s + 1 for s in scores]),
+        Proposal(b"\2" * 32, CID, scores),
+        Proposal(b"\1" * 32, CID + "x", scores),
+    ):
+        with pytest.raises(E("ProposalMismatch")):
+            joined.fed.finalize(a, r, wrong)
     joined.fed.finalize(d, r)  # anyone may finalize; scores come from the Proposed event
     with pytest.raises(E("RoundNotInPhase")) as twice:
         joined.fed.finalize(d, r)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One-command setup: Python venv, anvil + solc + OpenZeppelin from npm, Kubo from Go.
+# Idempotent: a second run only checks. Everything comes from PyPI, npm and the
+# Go module proxy; nothing is downloaded from anywhere else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+say() { printf '==> %s\n' "$*"; }
+
+# --- Python -------------------------------------------------------------------
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "setup: fedchain needs Python 3.11 (found $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || { say "creating .venv"; "$PYTHON" -m venv .venv; }
+stamp=.venv/.fedchain-deps
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing fedchain and its dependencies into .venv (torch is large; pip caches it)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
+
+# --- npm: anvil, the Solidity compiler (wasm), OpenZeppelin -------------------
+command -v npm >/dev/null || { echo "setup: npm is missing (install Node.js 20 with npm)" >&2; exit 1; }
+stamp=scripts/toolchain/node_modules/.fedchain-lock
+want=$(sha256sum scripts/toolchain/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing anvil, solc and OpenZeppelin into scripts/toolchain (npm ci)"
+  (cd scripts/toolchain && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
+fi
+
+# --- Kubo (IPFS), built once per machine from its Go module -------------------
+KUBO_VERSION=$(.venv/bin/python -c 'from ledger.toolchain import KUBO_VERSION; print(KUBO_VERSION)')
+KUBO_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/fedchain/kubo-$KUBO_VERSION
+if [ ! -x "$KUBO_DIR/ipfs" ]; then
+  command -v go >/dev/null || { echo "setup: go is missing (Kubo is built from its Go module)" >&2; exit 1; }
+  say "building Kubo $KUBO_VERSION from the Go module proxy (once per machine, a few minutes)"
+  mkdir -p "$KUBO_DIR"
+  (cd scripts/kubo && go build -trimpath -o "$KUBO_DIR/ipfs.tmp" github.com/ipfs/kubo/cmd/ipfs)
+  mv "$KUBO_DIR/ipfs.tmp" "$KUBO_DIR/ipfs"
+fi
+
+say "checking the toolchain"
+"$ROOT/.venv/bin/fedchain" doctor
