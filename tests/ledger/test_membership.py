@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from eth_utils import to_checksum_address
 
 from ledger.chain import Chain
 from ledger.deploy import deploy_contract
@@ -125,3 +126,25 @@ def test_spec_and_contract_refuse_bad_configurations(chain: Chain) -> None:
     bad = (10**18, 0, 10, 10, 10, 5000, 2, 0)
     with pytest.raises(revert_class("InvalidConfig"), match="quorum"):
         deploy_contract(chain, a, "Federation", a.address, b"\0" * 32, bad, [a.address])
+
+
+def test_founders_are_capped_at_the_member_limit(embedded: Chain) -> None:
+    a = funded(embedded, 1)[0]
+    cfg = (10**18, 0, 10, 10, 10, 6667, 2, 0)
+    too_many = [to_checksum_address(f"0x{i:040x}") for i in range(1, 258)]
+    with pytest.raises(revert_class("InvalidConfig"), match="founders"):
+        deploy_contract(embedded, a, "Federation", a.address, b"\0" * 32, cfg, too_many)
+
+
+def test_the_257th_member_is_refused(embedded: Chain) -> None:
+    """Embedded only: 256 members join (about 800 transactions), then one more is admitted."""
+    h = Harness.create(embedded, founders=256)
+    h.join_all()
+    assert len(h.fed.members()) == 256
+    candidate = funded(embedded, 1)[0]
+    h.token.transfer(h.deployer, candidate.address, 1000 * 10**18)
+    for m in h.members[:129]:
+        h.fed.approve_member(m, candidate.address)
+    assert h.fed.is_admitted(candidate.address)
+    with pytest.raises(revert_class("MembershipFull")):
+        h.fed.join(candidate)
