@@ -168,16 +168,18 @@ class FederationClient:
             return self._send(signer, "voteFor", round_id, pid)
         return self._send(signer, "vote", round_id, model_hash, model_cid, list(scores))
 
-    def finalize(self, signer: LocalAccount, round_id: int, proposal: Proposal | None = None) -> TxReceipt:
-        """Finalize on the winning proposal (read from its Proposed event unless given)."""
-        p = proposal or self.winning_proposal(round_id)
+    def finalize(
+        self, signer: LocalAccount, round_id: int, proposal: Proposal | None = None, from_block: int = 0
+    ) -> TxReceipt:
+        """Finalize on the winning proposal (read from its Proposed event, from `from_block` on, unless given)."""
+        p = proposal or self.winning_proposal(round_id, from_block)
         return self._send(signer, "finalize", round_id, p.model_hash, p.model_cid, list(p.scores))
 
-    def winning_proposal(self, round_id: int) -> Proposal:
-        """Round `round_id`'s quorum proposal, from its Proposed event."""
+    def winning_proposal(self, round_id: int, from_block: int = 0) -> Proposal:
+        """Round `round_id`'s quorum proposal, from its Proposed event (logged at or after `from_block`)."""
         winner = self.round(round_id).winner
         logs = self.contract.events.Proposed.get_logs(
-            from_block=0, argument_filters={"round": round_id, "proposal": winner}
+            from_block=from_block, argument_filters={"round": round_id, "proposal": winner}
         )
         if winner == bytes(32) or not logs:
             raise revert_class("NoQuorum")(f"NoQuorum: round {round_id} has no proposal with quorum yet")

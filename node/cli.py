@@ -10,6 +10,7 @@ from ledger import LedgerError
 
 from .chain_commands import add_chain_commands
 from .errors import NodeError
+from .node_commands import add_node_commands
 
 __all__ = ["main"]
 
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     add_chain_commands(sub)
+    add_node_commands(sub)
     return parser
 
 
