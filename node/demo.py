@@ -39,7 +39,7 @@ from .nodespec import NodeSpec
 from .peer import Peer
 from .store import EmbeddedStore
 
-__all__ = ["DEFAULT_DATA", "DemoConfig", "run_demo"]
+__all__ = ["DEFAULT_DATA", "DemoConfig", "demo_spec", "run_demo", "split_companies"]
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "datasets" / "bank-full.csv.gz"
 WINDOW = 3600  # phase windows: long, the demo's peers never miss one
@@ -125,7 +125,7 @@ def _auc(nspec: NodeSpec, params: dict[str, IntArray], data: Dataset) -> float:
     return round(auc(data.y, predict(nspec.model, params, data.x)), 4)
 
 
-def _spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> FederationSpec:
+def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> FederationSpec:
     window = {"commit_window": WINDOW, "reveal_window": WINDOW, "vote_window": WINDOW}
     training = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer}
     return spec_from_dict(
@@ -153,7 +153,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
     deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
     for a in (deployer, *accounts):
         chain.fund(a.address, 10**21)
-    spec = _spec(cfg, schema, [a.address for a in accounts], len(companies))
+    spec = demo_spec(cfg, schema, [a.address for a in accounts], len(companies))
     nspec = NodeSpec.from_federation(spec)
     deployment = deploy(chain, deployer, spec)
     fed = FederationClient(chain, deployment.federation)

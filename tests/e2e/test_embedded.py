@@ -1,0 +1,122 @@
+"""End to end on the embedded default: eth-tester + the embedded store, no daemons."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eth_account import Account
+
+from ledger.chain import embedded_chain
+from ledger.client import FederationClient
+from ledger.deploy import deploy
+from ledger.types import Phase
+from node.codec import IntArray
+from node.data import infer_schema, load_csv
+from node.demo import DEFAULT_DATA, DemoConfig, _play_round, demo_spec, run_demo, split_companies
+from node.nodespec import NodeSpec
+from node.peer import Peer
+from node.store import EmbeddedStore
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every seventh row of the bundled data (it is sorted by date, so no head will do)."""
+    with gzip.open(DEFAULT_DATA, "rt") as fh:
+        lines = [line for i, line in enumerate(fh) if i == 0 or i % 7 == 0]
+    path = tmp_path_factory.mktemp("data") / "bank-small.csv"
+    path.write_text("".join(lines))
+    return path
+
+
+def test_demo_rounds_finalize_and_every_peer_holds_the_same_model(small_csv: Path) -> None:
+    cfg = DemoConfig(data=small_csv, split_by=None, peers=3, rounds=2, epochs=1)
+    doc = run_demo(cfg)
+    assert [r["status"] for r in doc["rounds"]] == ["finalized", "finalized"]
+    assert all(r["participants"] == 3 and r["votes"] == 3 for r in doc["rounds"])
+    assert doc["rounds"][0]["model_hash"] != doc["rounds"][1]["model_hash"]
+    assert len(doc["peers"]) == 3
+    for p in doc["peers"]:
+        assert set(p) >= {"name", "address", "rows", "local_auc", "federated_auc", "reward", "role"}
+        assert int(p["reward"]) > 0
+    assert 0.6 < doc["federated_auc"] <= 1.0 and 0.6 < doc["centralized_auc"] <= 1.0
+    again = run_demo(cfg)  # a rerun with the same seed gives the same models, bit for bit
+    assert [r["model_hash"] for r in again["rounds"]] == [r["model_hash"] for r in doc["rounds"]]
+
+
+def _federation(small_csv: Path, tmp_path: Path, n: int) -> tuple[FederationClient, list[Peer], object]:
+    cfg = DemoConfig(data=small_csv, split_by=None, peers=n, rounds=1)
+    schema, _ = infer_schema(cfg.data, cfg.target, cfg.positive, drop=cfg.drop)
+    companies = split_companies(cfg, load_csv(cfg.data, schema))
+    chain = embedded_chain()
+    deployer, *accounts = [Account.create() for _ in range(n + 1)]
+    for a in (deployer, *accounts):
+        chain.fund(a.address, 10**21)
+    spec = demo_spec(cfg, schema, [a.address for a in accounts], n)
+    deployment = deploy(chain, deployer, spec)
+    fed = FederationClient(chain, deployment.federation)
+    nspec = NodeSpec.from_federation(spec)
+    store = EmbeddedStore(tmp_path / "store")
+    peers = [
+        Peer(c.name, a, fed, store, c.train, nspec, from_block=deployment.block)
+        for c, a in zip(companies, accounts, strict=True)
+    ]
+    for p in peers:
+        fed.join(p.account)
+    return fed, peers, chain
+
+
+def test_malformed_and_duplicated_updates_are_rejected_and_the_round_goes_on(small_csv: Path, tmp_path: Path) -> None:
+    fed, peers, chain = _federation(small_csv, tmp_path, 5)
+
+    def wrong_shape(peer: Peer, base: dict[str, IntArray]) -> dict[str, IntArray]:
+        return {**base, "extra": np.zeros(3, dtype=np.int64)}
+
+    def zeros(peer: Peer, base: dict[str, IntArray]) -> dict[str, IntArray]:
+        return {k: np.zeros_like(v) for k, v in base.items()}
+
+    peers[0].make_update = wrong_shape
+    peers[1].make_update = peers[2].make_update = zeros  # two identical updates: a copy
+    _play_round(fed, peers, 1, chain)  # type: ignore[arg-type]
+    info = fed.round(1)
+    assert info.phase == Phase.FINALIZED and info.reveals == 5
+    credited = {p.name: fed.rewards(p.address)["credited"] for p in peers}
+    assert credited[peers[0].name] == credited[peers[1].name] == credited[peers[2].name] == 0
+    assert credited[peers[3].name] > 0 and credited[peers[4].name] > 0
+    for p in peers:
+        p.adopt_latest()
+    assert len({tuple(np.concatenate([v.ravel() for v in p.params.values()])) for p in peers}) == 1
+
+
+def test_cli_demo_json_on_the_bundled_data() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "demo", "--rounds", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["split_by"] == "job" and len(doc["peers"]) == 12
+    assert doc["rounds"][0]["status"] == "finalized"
+    assert {"federated_auc", "centralized_auc", "rounds", "peers"} <= set(doc)
+
+
+def test_cli_demo_bad_input_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    for args, needle in (
+        (["--data", str(bad), "--target", "y", "--positive", "yes", "--peers", "3"], "no target column 'y'"),
+        (["--data", str(bad)], "--split-by"),
+        (["--devnet"], "not built yet"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "node.cli", "demo", *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert out.returncode == 1 and needle in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -1,0 +1,98 @@
+"""CSV loading against the federation schema: messy data, and clear errors for bad data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from node.data import DataError, Schema, infer_schema, load_csv
+from node.demo import DEFAULT_DATA
+
+SCHEMA = Schema(
+    target="bought",
+    positive="yes",
+    numeric={"age": (40.0, 10.0), "spend": (100.0, 50.0)},
+    categorical={"tier": ["gold", "silver"]},
+)
+
+
+def write(tmp_path: Path, text: str, name: str = "crm.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_encodes_features_and_imputes_missing_cells(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "id,age,spend,tier,bought\n1,50,150,gold,yes\n2,,100,bronze,no\n3,30,,,no\n4,40,50,silver,YES\n",
+    )
+    d = load_csv(p, SCHEMA)
+    assert d.x.shape == (4, 2 + 3)
+    assert d.y.tolist() == [1, 0, 0, 1]  # positive matches case-insensitively
+    assert d.x[0].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert d.x[1].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0]  # missing age -> center; bronze -> other
+    assert d.missing == {"age": 1, "spend": 1, "tier": 1}
+    assert d.unknown_categories == {"tier": 1}
+
+
+def test_semicolons_and_boolean_labels(tmp_path: Path) -> None:
+    p = write(tmp_path, "age;spend;tier;bought\n50;1;gold;true\n20;2;gold;False\n")
+    d = load_csv(p, Schema("bought", "True", SCHEMA.numeric, SCHEMA.categorical))
+    assert d.y.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty"),
+        ("age,spend,tier,bought\n", "no rows"),
+        ("age,spend,tier\n1,2,gold\n", "missing column(s) ['bought']"),
+        ("age,tier,bought\n1,gold,yes\n", "missing column(s) ['spend']"),
+        ("age,spend,tier,bought\n1,2,gold,yes\n3,lots,gold,no\n", "row 3, column 'spend': 'lots' is not a number"),
+        ("age,spend,tier,bought\n1,2,gold,no\n3,4,gold,no\n", "only one class"),
+        ("age,spend,tier,bought\n1,2,gold,yes\n3,4,gold\n", "row 3: 3 cells"),
+        ("age,spend,tier,bought\n1,2,gold,\n3,4,gold,no\n", "the label is empty"),
+        ("age,age,tier,bought\n1,2,gold,yes\n", "repeat"),
+        ("age,spend,tier,bought\n1,inf,gold,yes\n2,3,gold,no\n", "not a finite number"),
+    ],
+)
+def test_bad_csv_names_file_column_and_row(tmp_path: Path, text: str, message: str) -> None:
+    p = write(tmp_path, text)
+    with pytest.raises(DataError) as err:
+        load_csv(p, SCHEMA)
+    assert message in str(err.value)
+    assert str(p) in str(err.value)
+
+
+def test_missing_file_and_binary_garbage(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        load_csv(tmp_path / "nope.csv", SCHEMA)
+    p = tmp_path / "bin.csv"
+    p.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataError):
+        load_csv(p, SCHEMA)
+
+
+def test_infer_schema_on_the_bundled_data_leaves_out_leaks_and_ids(tmp_path: Path) -> None:
+    schema, _ = infer_schema(DEFAULT_DATA, "y", "yes", drop=["duration"])
+    assert "duration" not in schema.numeric and "y" not in schema.numeric
+    assert {"age", "balance", "pdays"} <= set(schema.numeric)
+    assert "admin." in schema.categorical["job"]
+    d = load_csv(DEFAULT_DATA, schema)
+    assert d.x.shape == (45211, schema.n_features)
+    assert abs(float(d.y.mean()) - 0.117) < 0.001
+    rows = "\n".join(f"c{i},{i % 7},{'yes' if i % 3 else 'no'}" for i in range(40))
+    _, warns = infer_schema(write(tmp_path, "customer_id,visits,bought\n" + rows), "bought", "yes")
+    assert any("customer_id" in w and "unique" in w for w in warns)
+
+
+def test_schema_round_trips_through_the_spec() -> None:
+    assert Schema.from_spec(SCHEMA.to_spec()) == SCHEMA
+    with pytest.raises(DataError, match="scale"):
+        Schema.from_spec({**SCHEMA.to_spec(), "numeric": {"age": [0, 0]}})
+    with pytest.raises(DataError, match="incomplete"):
+        Schema.from_spec({"positive": "yes"})
+    assert np.isclose(SCHEMA.n_features, 5)
