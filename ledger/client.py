@@ -26,7 +26,18 @@ from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, RoundI
 
 __all__ = ["FederationClient", "TokenClient", "commitment", "proposal_id", "revert_error", "send"]
 
-_GAS_MARGIN = 1.25
+_GAS_HEADROOM = 600_000
+
+
+def _gas_limit(chain: Chain, estimate: int) -> int:
+    """Room above the estimate: the state can move between estimate and inclusion.
+
+    A commit, vote or join may be the transaction that closes a phase or a round
+    (lazy transitions), which costs far more than the estimate made before another
+    peer's transaction landed. Unused gas is not charged.
+    """
+    cap = int(chain.w3.eth.get_block("latest")["gasLimit"]) // 2
+    return min(cap, 2 * estimate + _GAS_HEADROOM)
 
 
 def commitment(chain_id: int, federation: str, round_id: int, member: str, content_hash: bytes, salt: bytes) -> bytes:
@@ -64,7 +75,7 @@ def send(chain: Chain, fn: ContractFunction, signer: LocalAccount) -> TxReceipt:
         {
             "from": signer.address,
             "nonce": w3.eth.get_transaction_count(signer.address, "pending"),
-            "gas": int(gas * _GAS_MARGIN) + 10_000,
+            "gas": _gas_limit(chain, gas),
             "chainId": chain.chain_id,
         }
     )

@@ -86,9 +86,18 @@ class AnvilProcess:
 
 
 def start_anvil(
-    port: int | None = None, chain_id: int = DEVNET_CHAIN_ID, log_path: Path | None = None, timeout: float = 30.0
+    port: int | None = None,
+    chain_id: int = DEVNET_CHAIN_ID,
+    log_path: Path | None = None,
+    timeout: float = 30.0,
+    block_time: int | None = None,
 ) -> AnvilProcess:
-    """Start anvil on 127.0.0.1 in its own process group and wait until it answers."""
+    """Start anvil on 127.0.0.1 in its own process group and wait until it answers.
+
+    With `block_time`, anvil mines a block every so many seconds, as a real chain does, so
+    chain time (and with it every phase deadline) moves on while nobody sends anything.
+    Without it, a block is mined per transaction: fast for tests that move time themselves.
+    """
     binary = anvil_path()
     if binary is None:
         raise LedgerError("anvil is not installed: run `make setup`")
@@ -97,7 +106,11 @@ def start_anvil(
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)],
+            [
+                str(binary),
+                *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
+                *(("--block-time", str(block_time)) if block_time else ()),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -86,7 +86,7 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     if state.anvil and pid_alive(state.anvil.pid):
         _say(f"anvil already running: {state.anvil.url} (pid {state.anvil.pid})")
         return 0
-    state.anvil = start_anvil(args.port, args.chain_id, args.state_dir / "anvil.log")
+    state.anvil = start_anvil(args.port, args.chain_id, args.state_dir / "anvil.log", block_time=args.block_time)
     state.save(args.state_dir)
     _say(f"anvil   {state.anvil.url}  chain id {state.anvil.chain_id}  pid {state.anvil.pid}")
     _say(f"state   {DevnetState.path(args.state_dir)}")
@@ -253,8 +253,8 @@ def _deployment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rpc", help="JSON-RPC URL (default: the deployment's, else the devnet's)")
 
 
-def add_chain_commands(sub: Any) -> None:
-    """Register the ledger-only commands on the top-level subparsers `sub`."""
+def add_chain_commands(sub: Any) -> Any:
+    """Register the ledger-only commands on the top-level subparsers `sub`; returns the `audit` subparsers."""
     p = sub.add_parser("doctor", help="check every tool fedchain needs")
     p.set_defaults(func=cmd_doctor)
 
@@ -274,6 +274,7 @@ def add_chain_commands(sub: Any) -> None:
         if name == "up":
             p.add_argument("--port", type=int, default=8545)
             p.add_argument("--chain-id", type=int, default=31337)
+            p.add_argument("--block-time", type=int, default=1, help="seconds between blocks (0: one per transaction)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("deploy", help="deploy the token and the federation")
@@ -299,3 +300,4 @@ def add_chain_commands(sub: Any) -> None:
     _deployment_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_round)
+    return audit

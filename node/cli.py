@@ -10,7 +10,7 @@ from ledger import LedgerError
 
 from .chain_commands import add_chain_commands
 from .errors import NodeError
-from .node_commands import add_node_commands
+from .node_commands import add_node_commands, add_verify_command
 
 __all__ = ["main"]
 
@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedchain", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_chain_commands(sub)
+    audit = add_chain_commands(sub)
+    add_verify_command(audit)
     add_node_commands(sub)
     return parser
 

@@ -8,11 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ledger.chain import connect
+from ledger.deploy import Deployment, open_federation
+from ledger.spec import load_spec
+
+from .config import PeerConfig
+from .daemon import Daemon
 from .demo import DEFAULT_DATA, DemoConfig, run_demo
 from .errors import NodeError
-from .nodespec import RULES
+from .nodespec import RULES, NodeSpec
+from .store import open_store
+from .verify import verify_round
 
-__all__ = ["add_node_commands"]
+__all__ = ["add_node_commands", "add_peer_commands", "add_verify_command"]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -68,3 +76,92 @@ def add_node_commands(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
     p.set_defaults(func=cmd_demo)
+    add_peer_commands(sub)
+
+
+def cmd_node_init(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    base = out.parent.resolve()
+
+    def rel(p: Path) -> Path:
+        p = p.resolve()
+        return p.relative_to(base) if p.is_relative_to(base) else p
+
+    for label, path in (("--data", args.data), ("--keystore", args.keystore), ("--spec", args.spec)):
+        if not path.is_file():
+            raise NodeError(f"{label} {path}: no such file")
+    cfg = PeerConfig(
+        name=args.name,
+        data=rel(args.data),
+        keystore=rel(args.keystore),
+        deployment=rel(args.deployment),
+        spec=rel(args.spec),
+        rpc=args.rpc,
+        ipfs=args.ipfs,
+        state=rel(args.state or out.parent / f".fedchain-{args.name}"),
+        password_file=rel(args.password_file) if args.password_file else None,
+        poll_seconds=args.poll,
+    )
+    cfg.save(out)
+    sys.stdout.write(f"wrote {out}; start the peer with: fedchain node run --config {out}\n")
+    return 0
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    cfg = PeerConfig.load(args.config)
+
+    def log(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    return Daemon(cfg, log).run(until_round=args.until_round)
+
+
+def add_peer_commands(sub: Any) -> None:
+    node = sub.add_parser("node", help="run a peer").add_subparsers(dest="node_cmd", required=True)
+    p = node.add_parser("init", help="write a peer config")
+    p.add_argument("--out", type=Path, default=Path("peer.toml"))
+    p.add_argument("--name", required=True, help="this peer's name in logs")
+    p.add_argument("--data", type=Path, required=True, help="this company's CSV")
+    p.add_argument("--keystore", type=Path, required=True)
+    p.add_argument("--password-file", type=Path)
+    p.add_argument("--deployment", type=Path, default=Path("deployment.json"))
+    p.add_argument("--spec", type=Path, required=True, help="the federation spec (its hash must match the chain's)")
+    p.add_argument("--rpc", default="http://127.0.0.1:8545")
+    p.add_argument("--ipfs", default="/ip4/127.0.0.1/tcp/5001/http", help="Kubo API multiaddr, or embedded:DIR")
+    p.add_argument("--state", type=Path, help="state directory (default: .fedchain-NAME beside the config)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the chain when idle")
+    p.set_defaults(func=cmd_node_init)
+    p = node.add_parser("run", help="run the peer daemon until SIGINT/SIGTERM")
+    p.add_argument("--config", type=Path, default=Path("peer.toml"))
+    p.add_argument("--until-round", type=int, help="exit once this round has closed")
+    p.set_defaults(func=cmd_node_run)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    deployment = Deployment.load(args.deployment)
+    spec = load_spec(args.spec)
+    chain = connect(args.rpc or deployment.rpc_url or "http://127.0.0.1:8545", deployment.chain_id)
+    fed = open_federation(chain, deployment)
+    if fed.spec_hash() != spec.hash:
+        raise NodeError(f"{args.spec} is not this federation's spec (hash 0x{spec.hash.hex()})")
+    store = open_store(args.ipfs)
+    verdict = verify_round(fed, store, NodeSpec.from_federation(spec), args.round, deployment.block)
+    for line in verdict.lines:
+        sys.stdout.write(line + "\n")
+    if not verdict.ok:
+        first = next(line for line in verdict.lines if line.startswith("MISMATCH"))
+        sys.stderr.write(f"fedchain: round {args.round} does not verify: {first.removeprefix('MISMATCH: ')}\n")
+        return 1
+    sys.stdout.write(f"round {args.round} verifies\n")
+    return 0
+
+
+def add_verify_command(audit: Any) -> None:
+    p = audit.add_parser("verify", help="refetch a finalized round's updates, re-aggregate, compare with the chain")
+    p.add_argument("--round", type=int, required=True)
+    p.add_argument("--deployment", type=Path, default=Path("deployment.json"))
+    p.add_argument("--spec", type=Path, required=True, help="the federation spec")
+    p.add_argument("--rpc", help="JSON-RPC URL (default: the deployment's)")
+    p.add_argument("--ipfs", default="/ip4/127.0.0.1/tcp/5001/http", help="Kubo API multiaddr, or embedded:DIR")
+    p.set_defaults(func=cmd_audit_verify)

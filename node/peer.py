@@ -236,8 +236,16 @@ class Peer:
         self.state.round_blocks = {str(r): start}
 
     def _commit(self, r: int) -> str:
-        if self.fed.member(self.address).joined_round >= r:
+        me = self.fed.member(self.address)
+        if me.joined_round >= r:
             return ""
+        stake = self.fed.config()["stake"]
+        if me.stake < stake:  # slashed earlier: top the stake up, or sit the round out
+            if self.fed.token.balance_of(self.address) < stake - me.stake:
+                self.log(f"round {r}: stake {me.stake} is short of {stake} and the balance cannot cover it")
+                return ""
+            self.fed.add_stake(self.account, stake - me.stake)
+            return f"topped the stake up by {stake - me.stake}"
         update = self.make_update(self, self.params)
         data = encode(update)
         digest, salt = content_hash(data), secrets.token_bytes(32)

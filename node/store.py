@@ -25,7 +25,7 @@ from typing import Protocol
 
 from .errors import NodeError
 
-__all__ = ["EmbeddedStore", "KuboStore", "Store", "StoreError", "raw_cid"]
+__all__ = ["EmbeddedStore", "KuboStore", "Store", "StoreError", "open_store", "raw_cid"]
 
 _CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,120})$")
 
@@ -92,6 +92,15 @@ class EmbeddedStore:
         if size > max_size:
             raise StoreError(f"{cid} is {size} bytes, more than the {max_size} allowed")
         return path.read_bytes()
+
+
+def open_store(address: str, base: Path | None = None) -> Store:
+    """`embedded:DIR` (relative to `base`) or a Kubo API multiaddr; a Kubo API is checked to answer."""
+    if address.startswith("embedded:"):
+        return EmbeddedStore((base or Path.cwd()) / address.removeprefix("embedded:"))
+    store = KuboStore(address)
+    store.version()  # fail now, not at the first fetch
+    return store
 
 
 class KuboStore:

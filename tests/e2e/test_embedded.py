@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 import sys
@@ -18,20 +17,15 @@ from ledger.deploy import deploy
 from ledger.types import Phase
 from node.codec import IntArray
 from node.data import infer_schema, load_csv
-from node.demo import DEFAULT_DATA, DemoConfig, _play_round, demo_spec, run_demo, split_companies
+from node.demo import DemoConfig, _play_round, demo_spec, run_demo, split_companies
 from node.nodespec import NodeSpec
 from node.peer import Peer
 from node.store import EmbeddedStore
 
 
-@pytest.fixture(scope="module")
-def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every seventh row of the bundled data (it is sorted by date, so no head will do)."""
-    with gzip.open(DEFAULT_DATA, "rt") as fh:
-        lines = [line for i, line in enumerate(fh) if i == 0 or i % 7 == 0]
-    path = tmp_path_factory.mktemp("data") / "bank-small.csv"
-    path.write_text("".join(lines))
-    return path
+@pytest.fixture
+def small_csv(sample_csv: Path) -> Path:
+    return sample_csv
 
 
 def test_demo_rounds_finalize_and_every_peer_holds_the_same_model(small_csv: Path) -> None:

@@ -1,0 +1,67 @@
+"""Dev-net fixtures: Kubo nodes in a private swarm, a mining anvil, peer processes, sample data."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.devnet import AnvilProcess, start_anvil
+from node.demo import DEFAULT_DATA
+from node.kubo import KuboNode, new_swarm_key, start_kubo
+
+
+@pytest.fixture(scope="session")
+def kubo_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[KuboNode]]:
+    """Four Kubo nodes sharing a swarm key, each connected to the others."""
+    root = tmp_path_factory.mktemp("kubo-nodes")
+    key = new_swarm_key()
+    nodes: list[KuboNode] = []
+    try:
+        for name in ("a", "b", "c", "d"):
+            node = start_kubo(root / name, key)
+            for other in nodes:
+                node.connect(other)
+            nodes.append(node)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="session")
+def mining_anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
+    """An anvil that mines a block every second, so phase windows pass with nobody sending anything."""
+    proc = start_anvil(log_path=tmp_path_factory.mktemp("anvil-mining") / "anvil.log", block_time=1)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Peer processes a test starts; whatever is still running at the end is killed."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+@pytest.fixture(scope="session")
+def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every seventh row of the bundled data (it is sorted by date, so no head will do)."""
+    with gzip.open(DEFAULT_DATA, "rt") as fh:
+        lines = [line for i, line in enumerate(fh) if i == 0 or i % 7 == 0]
+    path = tmp_path_factory.mktemp("data") / "bank-sample.csv"
+    path.write_text("".join(lines))
+    return path

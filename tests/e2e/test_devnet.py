@@ -1,0 +1,221 @@
+"""End to end on a real dev-net: anvil, three Kubo nodes in a private swarm, three peer daemons.
+
+Each daemon is its own process (with its own thread count) and talks to its own
+Kubo node, so every update crosses between IPFS nodes. Rounds finalize, every
+daemon ends with the same model hash, and `fedchain audit verify` re-runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from ledger.chain import connect
+from ledger.client import FederationClient
+from ledger.deploy import deploy
+from ledger.devnet import AnvilProcess
+from ledger.keystore import create_keystore
+from ledger.spec import spec_from_dict
+from ledger.types import Phase
+from node.config import PeerConfig
+from node.data import infer_schema, read_rows
+from node.kubo import KuboNode
+
+pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
+WINDOW = 20
+
+
+@dataclass
+class Devnet:
+    root: Path
+    configs: list[Path]
+    fed: FederationClient
+    spec: Path
+    deployment: Path
+    ipfs: list[str]
+
+
+def _federation(root: Path, anvil: AnvilProcess, kubo: list[KuboNode], csv_path: Path, n: int = 3) -> Devnet:
+    chain = connect(anvil.url, anvil.chain_id)
+    schema, _ = infer_schema(csv_path, "y", "yes", drop=["duration"])
+    header, rows = read_rows(csv_path)
+    (root / "pw").write_text("secret\n")
+    deployer, *members = [Account.create() for _ in range(n + 1)]
+    for a in (deployer, *members):
+        chain.fund(a.address, 10**20)
+    data = {
+        "chain": {"commit_window": WINDOW, "reveal_window": WINDOW, "vote_window": WINDOW, "min_peers": 2},
+        "members": {"founders": [m.address for m in members]},
+        "data": schema.to_spec(),
+        "model": {"kind": "logreg", "seed": 0},
+        "training": {"epochs": 1, "batch_size": 64, "lr": 0.01, "optimizer": "adam", "seed": 0},
+        "aggregation": {"rule": "median"},
+    }
+    spec = spec_from_dict(data)
+    (root / "spec.toml").write_text(_toml(spec.data))
+    deployment = deploy(chain, deployer, spec)
+    deployment.save(root / "deployment.json")
+    configs = []
+    for i, m in enumerate(members):
+        part = [r for j, r in enumerate(rows) if j % n == i]
+        (root / f"company{i}.csv").write_text(",".join(header) + "\n" + "\n".join(",".join(r) for r in part) + "\n")
+        create_keystore(root / f"key{i}.json", "secret", "0x" + m.key.hex())
+        cfg = PeerConfig(
+            name=f"company{i}",
+            data=Path(f"company{i}.csv"),
+            keystore=Path(f"key{i}.json"),
+            deployment=Path("deployment.json"),
+            spec=Path("spec.toml"),
+            rpc=anvil.url,
+            ipfs=kubo[i].api,
+            state=Path(f"state{i}"),
+            password_file=Path("pw"),
+            poll_seconds=0.2,
+        )
+        cfg.save(root / f"peer{i}.toml")
+        configs.append(root / f"peer{i}.toml")
+    fed = FederationClient(chain, deployment.federation)
+    return Devnet(root, configs, fed, root / "spec.toml", root / "deployment.json", [k.api for k in kubo])
+
+
+def _toml(data: dict[str, object]) -> str:
+    """A TOML writer for the spec's plain tables (strings, numbers, lists, inline tables)."""
+
+    def value(v: object) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return json.dumps(v)
+
+    out = []
+    for table, body in data.items():
+        out.append(f"[{table}]")
+        out += [f"{json.dumps(k)} = {value(v)}" for k, v in dict(body).items()]  # type: ignore[call-overload]
+    return "\n".join(out) + "\n"
+
+
+def _daemon(cfg: Path, until: int, threads: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(cfg), "--until-round", str(until)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _wait(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.wait(timeout=max(1.0, deadline - time.monotonic()))
+
+
+def _final_model(log: Path) -> str:
+    found = re.findall(r"closed; model ([0-9a-f]+)", log.read_text())
+    assert found, log.read_text()[-2000:]
+    return found[-1]
+
+
+def _verify(net: Devnet, r: int, ipfs: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "audit",
+            "verify",
+            "--round",
+            str(r),
+            "--deployment",
+            str(net.deployment),
+            "--spec",
+            str(net.spec),
+            "--ipfs",
+            ipfs,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_three_daemons_agree_round_after_round(
+    tmp_path: Path,
+    mining_anvil: AnvilProcess,
+    kubo_nodes: list[KuboNode],
+    sample_csv: Path,
+    daemons: list[subprocess.Popen[bytes]],
+) -> None:
+    net = _federation(tmp_path, mining_anvil, kubo_nodes, sample_csv)
+    logs = [tmp_path / f"peer{i}.log" for i in range(3)]
+    procs = [_daemon(cfg, 2, threads, log) for cfg, threads, log in zip(net.configs, (1, 2, 3), logs, strict=True)]
+    daemons += procs
+    _wait(procs, 300)
+    assert [p.returncode for p in procs] == [0, 0, 0], [log.read_text()[-1500:] for log in logs]
+    assert len({_final_model(log) for log in logs}) == 1
+    for r in (1, 2):
+        info = net.fed.round(r)
+        assert info.phase == Phase.FINALIZED and info.reveals == 3
+        assert _final_model(logs[0]) == net.fed.round(2).model_hash.hex()[:16]
+    out = _verify(net, 2, net.ipfs[2])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "round 2 verifies" in out.stdout and out.stdout.count(": ok") == 3
+    bad = _verify(net, 3, net.ipfs[0])  # round 3 is open: nothing to verify yet
+    assert bad.returncode == 1 and "not finalized" in bad.stderr
+
+
+def test_a_killed_peer_misses_a_round_and_rejoins_without_a_double_commit(
+    tmp_path: Path,
+    mining_anvil: AnvilProcess,
+    kubo_nodes: list[KuboNode],
+    sample_csv: Path,
+    daemons: list[subprocess.Popen[bytes]],
+) -> None:
+    net = _federation(tmp_path, mining_anvil, kubo_nodes, sample_csv, n=4)  # 3 of 4 votes still make quorum
+    logs = [tmp_path / f"peer{i}.log" for i in range(4)]
+    procs = [_daemon(cfg, 3, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
+    daemons += procs
+    victim = procs[2]
+    deadline = time.monotonic() + 120
+    while "committed round 2" not in logs[2].read_text():  # then kill it, before or just after it reveals
+        assert time.monotonic() < deadline and victim.poll() is None, logs[2].read_text()[-2000:]
+        time.sleep(0.1)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    # round 2 goes on without it: its reveal window runs out, then the others finalize
+    deadline = time.monotonic() + 4 * WINDOW + 60
+    while net.fed.current_round() <= 2:
+        assert time.monotonic() < deadline, "round 2 did not close without the killed peer"
+        time.sleep(0.5)
+    assert net.fed.round(2).phase == Phase.FINALIZED
+    restarted_log = tmp_path / "peer2-restarted.log"
+    procs[2] = _daemon(net.configs[2], 3, 1, restarted_log)
+    daemons.append(procs[2])
+    _wait(procs, 300)
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], restarted_log.read_text()[-2000:]
+    me = net.fed.members()[2]
+    # Killed after its commit: slashed if it died before revealing; if it had revealed, the
+    # others went on without its vote, or (restarted in time) it resumed and voted.
+    assert net.fed.status(2, me).name in ("SLASHED", "REVEALED", "VOTED")
+    assert net.fed.status(3, me).name in ("REVEALED", "VOTED")
+    assert net.fed.round(3).phase == Phase.FINALIZED
+    text = restarted_log.read_text()
+    assert "AlreadyCommitted" not in text and "committed round 3" in text
+    if net.fed.status(2, me).name == "SLASHED":
+        assert "topped the stake up" in text
+    assert len({_final_model(log) for log in (logs[0], logs[1], logs[3], restarted_log)}) == 1
