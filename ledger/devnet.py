@@ -14,8 +14,9 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .chain import connect
 from .errors import ChainUnreachable, LedgerError
@@ -133,9 +134,14 @@ def start_anvil(
 
 @dataclass
 class DevnetState:
-    """What `devnet up` started, saved as JSON in the state directory."""
+    """What `devnet up` started, saved as JSON in the state directory.
+
+    `kubo` holds the IPFS nodes' records as the node package writes them (the ledger
+    only keeps them: it knows nothing of IPFS).
+    """
 
     anvil: AnvilProcess | None = None
+    kubo: list[dict[str, Any]] = field(default_factory=list)
 
     @staticmethod
     def path(state_dir: Path) -> Path:
@@ -148,12 +154,14 @@ class DevnetState:
             return cls()
         try:
             data = json.loads(path.read_text())
-            return cls(anvil=AnvilProcess(**data["anvil"]) if data.get("anvil") else None)
+            anvil = AnvilProcess(**data["anvil"]) if data.get("anvil") else None
+            return cls(anvil=anvil, kubo=list(data.get("kubo", [])))
         except (ValueError, TypeError, KeyError) as exc:
             raise LedgerError(f"devnet state file {path} is corrupt; remove it after stopping stray processes") from exc
 
     def save(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.path(state_dir).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"anvil": asdict(self.anvil) if self.anvil else None}, indent=2) + "\n")
+        doc = {"anvil": asdict(self.anvil) if self.anvil else None, "kubo": self.kubo}
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
         os.replace(tmp, self.path(state_dir))

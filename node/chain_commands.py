@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from ledger.spec import TOKEN_UNIT
 from ledger.toolchain import tools
 
 from .errors import NodeError
+from .kubo import KuboNode, new_swarm_key, start_kubo
+from .store import KuboStore
 
 __all__ = ["add_chain_commands"]
 
@@ -85,22 +88,42 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     state = DevnetState.load(args.state_dir)
     if state.anvil and pid_alive(state.anvil.pid):
         _say(f"anvil already running: {state.anvil.url} (pid {state.anvil.pid})")
-        return 0
-    state.anvil = start_anvil(args.port, args.chain_id, args.state_dir / "anvil.log", block_time=args.block_time)
-    state.save(args.state_dir)
+    else:
+        state.anvil = start_anvil(args.port, args.chain_id, args.state_dir / "anvil.log", block_time=args.block_time)
+        state.save(args.state_dir)
     _say(f"anvil   {state.anvil.url}  chain id {state.anvil.chain_id}  pid {state.anvil.pid}")
+    alive = [k for k in state.kubo if pid_alive(int(k["pid"]))]
+    key_path = args.state_dir / "swarm.key"
+    if not key_path.exists():
+        key_path.write_text(new_swarm_key())
+    nodes = [KuboNode(**k) for k in alive]
+    try:
+        for i in range(len(nodes), args.kubo):
+            node = start_kubo(args.state_dir / f"kubo-{i}", key_path.read_text())
+            for other in nodes:
+                node.connect(other)
+            nodes.append(node)
+    finally:
+        state.kubo = [asdict(n) for n in nodes]
+        state.save(args.state_dir)
+    for n in nodes:
+        _say(f"kubo    {n.api}  peer {n.peer_id[:16]}…  pid {n.pid}")
     _say(f"state   {DevnetState.path(args.state_dir)}")
     return 0
 
 
 def cmd_devnet_down(args: argparse.Namespace) -> int:
     state = DevnetState.load(args.state_dir)
-    if state.anvil is None:
+    if state.anvil is None and not state.kubo:
         _say("devnet is not running")
         return 0
-    state.anvil.stop()
-    _say(f"stopped anvil (pid {state.anvil.pid})")
-    state.anvil = None
+    for k in state.kubo:
+        KuboNode(**k).stop()
+        _say(f"stopped kubo (pid {k['pid']})")
+    if state.anvil is not None:
+        state.anvil.stop()
+        _say(f"stopped anvil (pid {state.anvil.pid})")
+    state.anvil, state.kubo = None, []
     state.save(args.state_dir)
     return 0
 
@@ -117,7 +140,16 @@ def cmd_devnet_status(args: argparse.Namespace) -> int:
         block = None
     status = f"up, block {block}" if block is not None else ("running, not answering" if alive else "down")
     _say(f"anvil   {state.anvil.url}  chain id {state.anvil.chain_id}  pid {state.anvil.pid}  {status}")
-    return 0 if block is not None else 1
+    healthy = block is not None
+    for k in state.kubo:
+        node = KuboNode(**k)
+        try:
+            version = KuboStore(node.api, timeout=2).version()
+            _say(f"kubo    {node.api}  pid {node.pid}  up, version {version}")
+        except NodeError:
+            _say(f"kubo    {node.api}  pid {node.pid}  down")
+            healthy = False
+    return 0 if healthy else 1
 
 
 # -- deploy and join ----------------------------------------------------------
@@ -275,6 +307,7 @@ def add_chain_commands(sub: Any) -> Any:
             p.add_argument("--port", type=int, default=8545)
             p.add_argument("--chain-id", type=int, default=31337)
             p.add_argument("--block-time", type=int, default=1, help="seconds between blocks (0: one per transaction)")
+            p.add_argument("--kubo", type=int, default=2, help="Kubo (IPFS) nodes to start in a private swarm")
         p.set_defaults(func=func)
 
     p = sub.add_parser("deploy", help="deploy the token and the federation")

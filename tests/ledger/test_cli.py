@@ -153,17 +153,19 @@ def test_a_contract_revert_is_named_on_the_command_line(workdir: Path, anvil: An
 
 def test_devnet_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     state = ["--state-dir", str(tmp_path / "dn")]
-    up = fedchain("devnet", "up", *state, "--port", str(free_port()), cwd=tmp_path)
+    up = fedchain("devnet", "up", *state, "--port", str(free_port()), "--kubo", "2", cwd=tmp_path)
     assert up.returncode == 0, up.stderr
-    pid = json.loads((tmp_path / "dn" / "state.json").read_text())["anvil"]["pid"]
+    recorded = json.loads((tmp_path / "dn" / "state.json").read_text())
+    pids = [recorded["anvil"]["pid"], *(k["pid"] for k in recorded["kubo"])]
     try:
-        assert pid_alive(pid)
+        assert len(pids) == 3 and all(pid_alive(p) for p in pids)
         status = fedchain("devnet", "status", *state, cwd=tmp_path)
         assert status.returncode == 0 and "up, block" in status.stdout
+        assert status.stdout.count("up, version") == 2
     finally:
         down = fedchain("devnet", "down", *state, cwd=tmp_path)
     assert down.returncode == 0
-    assert not pid_alive(pid)
+    assert not any(pid_alive(p) for p in pids)
     assert fedchain("devnet", "status", *state, cwd=tmp_path).returncode == 1
 
 
