@@ -219,3 +219,40 @@ def test_a_killed_peer_misses_a_round_and_rejoins_without_a_double_commit(
     if net.fed.status(2, me).name == "SLASHED":
         assert "topped the stake up" in text
     assert len({_final_model(log) for log in (logs[0], logs[1], logs[3], restarted_log)}) == 1
+
+
+def test_sigterm_stops_a_waiting_daemon_cleanly(
+    tmp_path: Path,
+    anvil: AnvilProcess,
+    kubo_nodes: list[KuboNode],
+    sample_csv: Path,
+    daemons: list[subprocess.Popen[bytes]],
+) -> None:
+    net = _federation(tmp_path, anvil, kubo_nodes, sample_csv)
+    log = tmp_path / "peer0.log"
+    proc = _daemon(net.configs[0], 5, 1, log)  # alone: round 1 never opens
+    daemons.append(proc)
+    deadline = time.monotonic() + 120
+    while "waiting for round 1 to open" not in log.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    text = log.read_text()
+    assert "SIGTERM: stopping" in text and text.rstrip().endswith("stopped")
+    assert (tmp_path / "state0" / "state.json").exists()
+
+
+def test_a_peer_refuses_a_spec_that_differs_from_the_chain(
+    tmp_path: Path, anvil: AnvilProcess, kubo_nodes: list[KuboNode], sample_csv: Path
+) -> None:
+    net = _federation(tmp_path, anvil, kubo_nodes, sample_csv)
+    net.spec.write_text(net.spec.read_text().replace('"rule" = "median"', '"rule" = "fedavg"'))
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(net.configs[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 1 and "the federation's spec is" in out.stderr and "Traceback" not in out.stderr
