@@ -16,6 +16,7 @@ lint:
 
 bench:
 	$(VENV)/python bench/gas.py
+	$(VENV)/python bench/accuracy.py
 
 artifacts:
 	$(VENV)/python -c 'from ledger.compile import main; main()'

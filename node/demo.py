@@ -7,6 +7,8 @@ centralized model trained on everyone's rows (what pooling the data would give).
 Each company's rows are split 80/20 (stratified, seeded): `local_auc` and
 `federated_auc` are measured on its own test rows; the top-level figures on the
 whole population's test rows, where the other companies' customers live.
+`personalized_auc` is the federated model after one more local epoch on the
+company's own rows: what a company would deploy for its own customers.
 
 The schema (feature scaling, vocabularies) is inferred from the whole file:
 a simulation shortcut. A real federation fixes it in its spec.
@@ -112,8 +114,10 @@ def _concat(parts: list[Dataset]) -> Dataset:
     return Dataset(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]), {}, {}, parts[0].source)
 
 
-def _train_alone(nspec: NodeSpec, data: Dataset, rounds: int) -> dict[str, IntArray]:
-    params, cfg = nspec.initial_model(), nspec.training
+def _train_alone(
+    nspec: NodeSpec, data: Dataset, rounds: int, start: dict[str, IntArray] | None = None
+) -> dict[str, IntArray]:
+    params, cfg = start or nspec.initial_model(), nspec.training
     for r in range(1, rounds + 1):
         params = train(
             nspec.model, params, data, TrainConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed + r)
@@ -191,6 +195,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
         "centralized_auc": _auc(nspec, central, test_all),
         "mean_local_auc": round(float(np.mean([p["local_auc"] for p in peer_rows])), 4),
         "mean_federated_auc": round(float(np.mean([p["federated_auc"] for p in peer_rows])), 4),
+        "mean_personalized_auc": round(float(np.mean([p["personalized_auc"] for p in peer_rows])), 4),
     }
     _summary(doc, say)
     return doc
@@ -253,6 +258,7 @@ def _compare(
         "test_rows": len(c.test),
         "local_auc": _auc(nspec, alone, c.test),
         "federated_auc": _auc(nspec, federated, c.test),
+        "personalized_auc": _auc(nspec, _train_alone(nspec, c.train, 1, federated), c.test),
         "centralized_auc": _auc(nspec, central, c.test),
         "reward": str(rewards["credited"] + rewards["claimed"]),
     }
@@ -260,13 +266,13 @@ def _compare(
 
 def _summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
     say("")
-    say(f"{'company':16} {'rows':>6} {'local AUC':>9} {'federated':>9} {'gain':>7} {'reward':>10}")
+    say(f"{'company':16} {'rows':>6} {'local AUC':>9} {'federated':>9} {'gain':>7} {'+1 epoch':>9} {'reward':>10}")
     for p in doc["peers"]:
         gain = p["federated_auc"] - p["local_auc"]
         reward = int(p["reward"]) / 1e18
         say(
             f"{p['name']:16} {p['rows']:>6} {p['local_auc']:>9.4f} {p['federated_auc']:>9.4f} {gain:>+7.4f} "
-            f"{reward:>10.4f}"
+            f"{p['personalized_auc']:>9.4f} {reward:>10.4f}"
         )
     fed_auc, central = doc["federated_auc"], doc["centralized_auc"]
     say(f"population test rows: federated AUC {fed_auc:.4f}, centralized {central:.4f} ({fed_auc / central:.1%})")
