@@ -15,8 +15,8 @@ lint:
 	$(VENV)/mypy
 
 bench:
-	$(VENV)/python bench/gas.py
-	$(VENV)/python bench/accuracy.py
+	$(VENV)/python -m bench.gas
+	$(VENV)/python -m bench.accuracy
 
 artifacts:
 	$(VENV)/python -c 'from ledger.compile import main; main()'

@@ -6,24 +6,17 @@ accuracy.json: AUC per round, per company (own test rows), and on the whole
 population's test rows, for federated, local-only, personalized (federated + one
 local epoch) and centralized models of the same architecture.
 
-    .venv/bin/python bench/accuracy.py [--rounds 10] [--quick]
+    .venv/bin/python -m bench.accuracy [--rounds 10] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib.metadata
-import json
-import os
-import platform
 import sys
-from pathlib import Path
 from typing import Any
 
+from bench.results_file import stamp, write
 from node.demo import DemoConfig, run_demo
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _peer_table(doc: dict[str, Any]) -> list[str]:
@@ -66,19 +59,14 @@ def main() -> int:
     for name, cfg in configs.items():
         sys.stdout.write(f"== {name}\n")
         docs[name] = run_demo(cfg, out=lambda line: sys.stdout.write(line + "\n"))
-    meta = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "torch": importlib.metadata.version("torch"),
-        "numpy": importlib.metadata.version("numpy"),
-    }
+    meta = stamp("torch", "numpy")
     first = next(iter(docs.values()))
     lines = [
         "# Accuracy: federated vs alone vs centralized",
         "",
         f"Measured {meta['date']} on {meta['machine']}; Python {meta['python']}, torch {meta['torch']}, "
-        f"numpy {meta['numpy']}. Produced by `bench/accuracy.py` (`fedchain demo` on the embedded default).",
+        f"numpy {meta['numpy']}. Produced by `make bench` (`python -m bench.accuracy`, which runs "
+        "`fedchain demo` on the embedded default).",
         "",
         f"UCI Bank Marketing without `duration`, split by `job` into {len(first['peers'])} companies; each "
         "company's rows split 80/20 (stratified, seed 0). Adam, lr 0.01, batch 64, one local epoch per round, "
@@ -98,10 +86,7 @@ def main() -> int:
         lines += [f"## {name}", "", "AUC by round (mean over companies; population):", ""]
         lines += [", ".join(f"{r['round']}: {r['mean_auc']:.4f}; {r['population_auc']:.4f}" for r in doc["rounds"]), ""]
         lines += [*_peer_table(doc), ""]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "accuracy.md").write_text("\n".join(lines))
-    (RESULTS / "accuracy.json").write_text(json.dumps({"meta": meta, "runs": docs}, indent=2) + "\n")
-    sys.stdout.write("\n".join(lines) + "\n")
+    write("accuracy", lines, {"meta": meta, "runs": docs})
     return 0
 
 

@@ -5,24 +5,20 @@ anvil, side by side, for 5, 10, 25 and 50 members, and writes
 bench/results/gas.md and gas.json. Gas is deterministic, so one round per size
 is a measurement, not a sample.
 
-    .venv/bin/python bench/gas.py [--sizes 5,10,25,50] [--no-anvil]
+    .venv/bin/python -m bench.gas [--sizes 5,10,25,50] [--no-anvil]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib.metadata
-import json
 import os
-import platform
 import statistics
 import sys
-from pathlib import Path
 from typing import Any
 
 from eth_account import Account
 
+from bench.results_file import stamp, write
 from ledger.chain import Chain, connect, embedded_chain
 from ledger.client import FederationClient
 from ledger.compile import compiler_version
@@ -30,7 +26,6 @@ from ledger.deploy import deploy_contract
 from ledger.devnet import start_anvil
 from ledger.spec import spec_from_dict
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_PER_MEMBER = 150_000
 TWO_CP = (115_000, 125_000)  # 2CP (Ethereum + IPFS) prototype, gas per trainer per round, as published
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
@@ -130,20 +125,13 @@ def main() -> int:
             results["anvil"] = [measure(connect(anvil.url), n) for n in sizes]
         finally:
             anvil.stop()
-    meta = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "python": platform.python_version(),
-        "solc": compiler_version(),
-        "web3": importlib.metadata.version("web3"),
-        "py-evm": importlib.metadata.version("py-evm"),
-    }
+    meta = {**stamp("web3", "py-evm"), "solc": compiler_version()}
     rows = results["eth-tester"]
     lines = [
         "# Gas per member and per round",
         "",
         f"Measured {meta['date']} on {meta['machine']}; Python {meta['python']}, solc {meta['solc']}, "
-        f"web3 {meta['web3']}, py-evm {meta['py-evm']}. Produced by `make bench` (`bench/gas.py`).",
+        f"web3 {meta['web3']}, py-evm {meta['py-evm']}. Produced by `make bench` (`python -m bench.gas`).",
         "",
         "Steady-state round (round 2: round 1 pays one-off first-write costs). `c+r+v` is one member's",
         "commit + reveal + vote; the mean spreads the first voter's proposal storage over all members,",
@@ -160,10 +148,7 @@ def main() -> int:
         *_ops_table(rows),
         "",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gas.md").write_text("\n".join(lines))
-    (RESULTS / "gas.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    sys.stdout.write("\n".join(lines) + "\n")
+    write("gas", lines, {"meta": meta, "results": results})
     return 0
 
 

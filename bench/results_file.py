@@ -1,0 +1,33 @@
+"""What every benchmark shares: the machine stamp and writing results next to each other."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def stamp(*packages: str) -> dict[str, str]:
+    """Date, machine, Python and the named packages' versions."""
+    meta = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "python": platform.python_version(),
+    }
+    meta.update({p: importlib.metadata.version(p) for p in packages})
+    return meta
+
+
+def write(stem: str, lines: list[str], data: dict[str, Any]) -> None:
+    """Write bench/results/STEM.md and STEM.json, and print the Markdown."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    sys.stdout.write("\n".join(lines) + "\n")
