@@ -60,6 +60,24 @@ class FederationSpec:
     def hash(self) -> bytes:
         return keccak(self.canonical_json().encode())
 
+    def to_toml(self) -> str:
+        """The spec as TOML (tables of strings, numbers, lists and inline tables); it hashes the same."""
+
+        def value(v: Any) -> str:
+            if isinstance(v, dict):
+                return "{" + ", ".join(f"{json.dumps(str(k))} = {value(x)}" for k, x in v.items()) + "}"
+            if isinstance(v, list):
+                return "[" + ", ".join(value(x) for x in v) + "]"
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            return json.dumps(v)
+
+        lines: list[str] = []
+        for table, body in self.data.items():
+            lines.append(f"[{table}]")
+            lines += [f"{json.dumps(str(k))} = {value(v)}" for k, v in dict(body).items()]
+        return "\n".join(lines) + "\n"
+
     def canonical_json(self) -> str:
         return json.dumps(self.data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 

@@ -71,6 +71,7 @@ class Company:
     name: str
     train: Dataset
     test: Dataset
+    train_index: IntArray  # the training rows' positions in the whole file
 
 
 def _stratified_split(y: npt.NDArray[np.float32], rng: np.random.Generator) -> tuple[IntArray, IntArray]:
@@ -100,11 +101,12 @@ def split_companies(cfg: DemoConfig, data: Dataset) -> list[Company]:
             groups.setdefault(r[col].strip() or "<empty>", []).append(i)
     companies = []
     for name in sorted(groups):
-        part = data.subset(np.array(sorted(groups[name]), dtype=np.int64))
+        index = np.array(sorted(groups[name]), dtype=np.int64)
+        part = data.subset(index)
         if len(part) < cfg.min_rows or part.y.min() == part.y.max():
             continue  # too small to train and test on
         tr, te = _stratified_split(part.y, rng)
-        companies.append(Company(name, part.subset(tr), part.subset(te)))
+        companies.append(Company(name, part.subset(tr), part.subset(te), index[tr]))
     if len(companies) < 2:
         raise NodeError(f"splitting {cfg.data} gave {len(companies)} usable companies; a federation needs 2")
     return companies
@@ -180,7 +182,8 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
         raise NodeError("peers ended with different models")
     central = _train_alone(nspec, _concat([c.train for c in companies]), cfg.rounds)
     peer_rows = [
-        _compare(fed, p, c, nspec, federated, central, cfg.rounds) for c, p in zip(companies, peers, strict=True)
+        _compare(fed, p.address, c, nspec, federated, central, cfg.rounds)
+        for c, p in zip(companies, peers, strict=True)
     ]
     doc: dict[str, Any] = {
         "data": str(cfg.data),
@@ -240,7 +243,7 @@ def _round(
 
 def _compare(
     fed: FederationClient,
-    peer: Peer,
+    address: str,
     c: Company,
     nspec: NodeSpec,
     federated: dict[str, IntArray],
@@ -248,10 +251,10 @@ def _compare(
     rounds: int,
 ) -> dict[str, Any]:
     alone = _train_alone(nspec, c.train, rounds)
-    rewards = fed.rewards(peer.address)
+    rewards = fed.rewards(address)
     return {
         "name": c.name,
-        "address": peer.address,
+        "address": address,
         "role": "honest",
         "rows": len(c.train) + len(c.test),
         "train_rows": len(c.train),

@@ -15,6 +15,7 @@ from ledger.spec import load_spec
 from .config import PeerConfig
 from .daemon import Daemon
 from .demo import DEFAULT_DATA, DemoConfig, run_demo
+from .demo_devnet import run_devnet_demo
 from .errors import NodeError
 from .nodespec import RULES, NodeSpec
 from .store import open_store
@@ -24,8 +25,6 @@ __all__ = ["add_node_commands", "add_peer_commands", "add_verify_command"]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if args.devnet:
-        raise NodeError("--devnet is not built yet: the demo runs on the embedded chain and store only")
     if args.peers is not None and args.peers < 2:
         raise NodeError("--peers must be at least 2")
     default = args.data is None
@@ -52,7 +51,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
-    doc = run_demo(cfg, out=say)
+    doc = run_devnet_demo(cfg, out=say) if args.devnet else run_demo(cfg, out=say)
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     return 0
@@ -71,9 +70,7 @@ def add_node_commands(sub: Any) -> None:
     p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     p.add_argument("--rule", choices=RULES, default="fedavg")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--devnet", action="store_true", help="real anvil + Kubo nodes, one process per peer (not built yet)"
-    )
+    p.add_argument("--devnet", action="store_true", help="anvil + Kubo nodes, one peer process each")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
     p.set_defaults(func=cmd_demo)
     add_peer_commands(sub)

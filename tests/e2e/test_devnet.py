@@ -62,7 +62,7 @@ def _federation(root: Path, anvil: AnvilProcess, kubo: list[KuboNode], csv_path:
         "aggregation": {"rule": "median"},
     }
     spec = spec_from_dict(data)
-    (root / "spec.toml").write_text(_toml(spec.data))
+    (root / "spec.toml").write_text(spec.to_toml())
     deployment = deploy(chain, deployer, spec)
     deployment.save(root / "deployment.json")
     configs = []
@@ -86,25 +86,6 @@ def _federation(root: Path, anvil: AnvilProcess, kubo: list[KuboNode], csv_path:
         configs.append(root / f"peer{i}.toml")
     fed = FederationClient(chain, deployment.federation)
     return Devnet(root, configs, fed, root / "spec.toml", root / "deployment.json", [k.api for k in kubo])
-
-
-def _toml(data: dict[str, object]) -> str:
-    """A TOML writer for the spec's plain tables (strings, numbers, lists, inline tables)."""
-
-    def value(v: object) -> str:
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + "}"
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return json.dumps(v)
-
-    out = []
-    for table, body in data.items():
-        out.append(f"[{table}]")
-        out += [f"{json.dumps(k)} = {value(v)}" for k, v in dict(body).items()]  # type: ignore[call-overload]
-    return "\n".join(out) + "\n"
 
 
 def _daemon(cfg: Path, until: int, threads: int, log: Path) -> subprocess.Popen[bytes]:
@@ -256,3 +237,38 @@ def test_a_peer_refuses_a_spec_that_differs_from_the_chain(
         check=False,
     )
     assert out.returncode == 1 and "the federation's spec is" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_demo_on_the_devnet_runs_a_process_per_peer(sample_csv: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "demo",
+            "--devnet",
+            "--data",
+            str(sample_csv),
+            "--target",
+            "y",
+            "--positive",
+            "yes",
+            "--drop",
+            "duration",
+            "--peers",
+            "3",
+            "--rounds",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["devnet"] is True and len(doc["peers"]) == 3
+    assert [r["status"] for r in doc["rounds"]] == ["finalized", "finalized"]
+    assert all(r["participants"] == 3 for r in doc["rounds"])
+    assert all(int(p["reward"]) > 0 for p in doc["peers"])

@@ -108,7 +108,6 @@ def test_cli_demo_bad_input_is_one_line(tmp_path: Path) -> None:
     for args, needle in (
         (["--data", str(bad), "--target", "y", "--positive", "yes", "--peers", "3"], "no target column 'y'"),
         (["--data", str(bad)], "--split-by"),
-        (["--devnet"], "not built yet"),
     ):
         out = subprocess.run(
             [sys.executable, "-m", "node.cli", "demo", *args], capture_output=True, text=True, timeout=120, check=False

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from eth_utils import to_checksum_address
 
 from ledger.chain import Chain
 from ledger.deploy import deploy_contract
 from ledger.errors import SpecError, revert_class
-from ledger.spec import spec_from_dict
+from ledger.spec import load_spec, spec_from_dict
 from ledger.types import Phase
 from tests.harness import Harness, funded
 
@@ -148,3 +150,16 @@ def test_the_257th_member_is_refused(embedded: Chain) -> None:
     assert h.fed.is_admitted(candidate.address)
     with pytest.raises(revert_class("MembershipFull")):
         h.fed.join(candidate)
+
+
+def test_a_spec_written_as_toml_hashes_the_same(tmp_path: Path) -> None:
+    spec = spec_from_dict(
+        {
+            "members": {"founders": ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]},
+            "data": {"numeric": {"age": [40.5, 10.25]}, "categorical": {"job": ["a", 'b " c']}},
+            "model": {"kind": "mlp", "hidden": 8},
+        }
+    )
+    path = tmp_path / "spec.toml"
+    path.write_text(spec.to_toml())
+    assert load_spec(path).hash == spec.hash

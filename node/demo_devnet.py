@@ -1,0 +1,210 @@
+"""`fedchain demo --devnet`: the demo on real parts, one process per peer.
+
+Starts an anvil that mines a block a second and a few Kubo nodes in a private
+swarm, deploys, writes each company's training rows, keystore and peer config,
+and runs `fedchain node run` for every company as its own process. It follows
+the rounds on the chain, fetches each finalized model from IPFS to score it,
+and compares as the embedded demo does. Everything it started is stopped at the
+end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_account import Account
+
+from ledger.chain import connect
+from ledger.client import FederationClient
+from ledger.deploy import deploy
+from ledger.devnet import start_anvil
+from ledger.keystore import create_keystore
+from ledger.types import Phase
+
+from .codec import content_hash, decode
+from .config import PeerConfig
+from .data import infer_schema, load_csv, read_rows
+from .demo import DemoConfig, _auc, _compare, _concat, _summary, _train_alone, demo_spec, split_companies
+from .errors import NodeError
+from .kubo import KuboNode, new_swarm_key, start_kubo
+from .nodespec import NodeSpec
+from .store import KuboStore
+
+__all__ = ["run_devnet_demo"]
+
+WINDOW = 30
+MAX_KUBO = 3
+
+
+def _spawn(cfg: Path, rounds: int, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(cfg), "--until-round", str(rounds)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
+    say = out or (lambda _line: None)
+    schema, warnings = infer_schema(cfg.data, cfg.target, cfg.positive, drop=cfg.drop)
+    for w in warnings:
+        say(f"note: {w}")
+    companies = split_companies(cfg, load_csv(cfg.data, schema))
+    header, rows = read_rows(cfg.data)
+    test_all = _concat([c.test for c in companies])
+    with tempfile.TemporaryDirectory(prefix="fedchain-devnet-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        anvil = start_anvil(log_path=root / "anvil.log", block_time=1)
+        stack.callback(anvil.stop)
+        key = new_swarm_key()
+        kubo: list[KuboNode] = []
+        for i in range(min(MAX_KUBO, len(companies))):
+            node = start_kubo(root / f"kubo-{i}", key)
+            stack.callback(node.stop)
+            for other in kubo:
+                node.connect(other)
+            kubo.append(node)
+        chain = connect(anvil.url, anvil.chain_id)
+        deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
+        for a in (deployer, *accounts):
+            chain.fund(a.address, 10**21)
+        spec = demo_spec(cfg, schema, [a.address for a in accounts], len(companies))
+        for window in ("commit_window", "reveal_window", "vote_window"):
+            spec.data["chain"][window] = WINDOW
+        (root / "spec.toml").write_text(spec.to_toml())
+        deployment = deploy(chain, deployer, spec)
+        deployment.save(root / "deployment.json")
+        fed = FederationClient(chain, deployment.federation)
+        nspec = NodeSpec.from_federation(spec)
+        (root / "pw").write_text("devnet\n")
+        say(
+            f"dev-net: anvil {anvil.url}, {len(kubo)} Kubo nodes, {len(companies)} peer processes; "
+            f"{cfg.model} with {cfg.rule}; {cfg.rounds} rounds"
+        )
+        procs = []
+        for i, (c, a) in enumerate(zip(companies, accounts, strict=True)):
+            lines = [",".join(header), *(",".join(rows[j]) for j in c.train_index)]
+            (root / f"peer{i}.csv").write_text("\n".join(lines) + "\n")
+            create_keystore(root / f"peer{i}.json", "devnet", "0x" + a.key.hex())
+            PeerConfig(
+                c.name,
+                Path(f"peer{i}.csv"),
+                Path(f"peer{i}.json"),
+                Path("deployment.json"),
+                Path("spec.toml"),
+                anvil.url,
+                kubo[i % len(kubo)].api,
+                Path(f"state{i}"),
+                Path("pw"),
+                0.3,
+            ).save(root / f"peer{i}.toml")
+            proc = _spawn(root / f"peer{i}.toml", cfg.rounds, root / f"peer{i}.log")
+            stack.callback(_kill, proc)
+            procs.append(proc)
+        reader = KuboStore(kubo[0].api)
+        rounds, federated = _follow(fed, reader, nspec, companies, test_all, cfg.rounds, procs, root, say)
+        for i, p in enumerate(procs):
+            if p.wait(timeout=120) != 0:
+                tail = (root / f"peer{i}.log").read_text()[-800:]
+                raise NodeError(f"peer {companies[i].name} exited with {p.returncode}: {tail}")
+        central = _train_alone(nspec, _concat([c.train for c in companies]), cfg.rounds)
+        pairs = zip(companies, accounts, strict=True)
+        peer_rows = [_compare(fed, a.address, c, nspec, federated, central, cfg.rounds) for c, a in pairs]
+    doc: dict[str, Any] = {
+        "data": str(cfg.data),
+        "split_by": cfg.split_by if cfg.peers is None else f"random:{cfg.peers}",
+        "model": cfg.model,
+        "rule": cfg.rule,
+        "devnet": True,
+        "federation": deployment.federation,
+        "chain_id": deployment.chain_id,
+        "rounds": rounds,
+        "peers": peer_rows,
+        "federated_auc": _auc(nspec, federated, test_all),
+        "centralized_auc": _auc(nspec, central, test_all),
+        "mean_local_auc": round(float(np.mean([p["local_auc"] for p in peer_rows])), 4),
+        "mean_federated_auc": round(float(np.mean([p["federated_auc"] for p in peer_rows])), 4),
+        "mean_personalized_auc": round(float(np.mean([p["personalized_auc"] for p in peer_rows])), 4),
+    }
+    _summary(doc, say)
+    return doc
+
+
+def _follow(
+    fed: FederationClient,
+    reader: KuboStore,
+    nspec: NodeSpec,
+    companies: list[Any],
+    test_all: Any,
+    total: int,
+    procs: list[subprocess.Popen[bytes]],
+    root: Path,
+    say: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Print a row per round as the chain closes it; returns the rows and the last agreed model."""
+    params = nspec.initial_model()
+    rows: list[dict[str, Any]] = []
+    say(f"{'round':>5}  {'status':10} {'commits':>7} {'reveals':>7} {'votes':>5}  {'model':14} {'mean AUC':>8} secs")
+    started = time.monotonic()
+    deadline = started + total * (3 * WINDOW + 60)
+    while len(rows) < total:
+        if time.monotonic() > deadline:
+            raise NodeError(f"the dev-net did not finish {total} rounds in time (logs in {root})")
+        if all(p.poll() is not None for p in procs) and fed.current_round() <= len(rows) + 1:
+            raise NodeError(f"every peer exited before round {len(rows) + 1} closed (logs in {root})")
+        r = len(rows) + 1
+        if fed.current_round() <= r:
+            time.sleep(0.5)
+            continue
+        info = fed.round(r)
+        if info.phase == Phase.FINALIZED:
+            data = reader.get(info.model_cid, nspec.max_update_bytes)
+            if content_hash(data) != info.model_hash:
+                raise NodeError(f"round {r}'s model on IPFS does not match its on-chain hash")
+            params = decode(data, nspec.layout)
+        mean_auc = round(float(np.mean([_auc(nspec, params, c.test) for c in companies])), 4)
+        model = "0x" + info.model_hash.hex() if info.phase == Phase.FINALIZED else None
+        secs = round(time.monotonic() - started, 1)
+        started = time.monotonic()
+        say(
+            f"{r:>5}  {info.phase.name.lower():10} {info.commits:>7} {info.reveals:>7} {info.votes:>5}  "
+            f"{(model or '-')[:14]:14} {mean_auc:>8.4f} {secs:>5.1f}"
+        )
+        rows.append(
+            {
+                "round": r,
+                "status": info.phase.name.lower(),
+                "commits": info.commits,
+                "reveals": info.reveals,
+                "votes": info.votes,
+                "participants": info.reveals,
+                "model_hash": model,
+                "model_cid": info.model_cid or None,
+                "mean_auc": mean_auc,
+                "population_auc": _auc(nspec, params, test_all),
+                "seconds": secs,
+            }
+        )
+    return rows, params
