@@ -29,7 +29,7 @@ from eth_account import Account
 
 from ledger.chain import Chain, embedded_chain
 from ledger.client import FederationClient
-from ledger.deploy import deploy
+from ledger.deploy import Deployment, deploy
 from ledger.spec import FederationSpec, spec_from_dict
 from ledger.types import Phase
 
@@ -185,23 +185,43 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
         _compare(fed, p.address, c, nspec, federated, central, cfg.rounds)
         for c, p in zip(companies, peers, strict=True)
     ]
-    doc: dict[str, Any] = {
+    doc = _document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all)
+    _summary(doc, say)
+    return doc
+
+
+def _document(
+    cfg: DemoConfig,
+    deployment: Deployment,
+    rounds: list[dict[str, Any]],
+    peer_rows: list[dict[str, Any]],
+    nspec: NodeSpec,
+    federated: dict[str, IntArray],
+    central: dict[str, IntArray],
+    test_all: Dataset,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The demo's JSON document (the same for the embedded and the dev-net run)."""
+
+    def mean(key: str) -> float:
+        return round(float(np.mean([p[key] for p in peer_rows])), 4)
+
+    return {
         "data": str(cfg.data),
         "split_by": cfg.split_by if cfg.peers is None else f"random:{cfg.peers}",
         "model": cfg.model,
         "rule": cfg.rule,
+        **extra,
         "federation": deployment.federation,
         "chain_id": deployment.chain_id,
         "rounds": rounds,
         "peers": peer_rows,
         "federated_auc": _auc(nspec, federated, test_all),
         "centralized_auc": _auc(nspec, central, test_all),
-        "mean_local_auc": round(float(np.mean([p["local_auc"] for p in peer_rows])), 4),
-        "mean_federated_auc": round(float(np.mean([p["federated_auc"] for p in peer_rows])), 4),
-        "mean_personalized_auc": round(float(np.mean([p["personalized_auc"] for p in peer_rows])), 4),
+        "mean_local_auc": mean("local_auc"),
+        "mean_federated_auc": mean("federated_auc"),
+        "mean_personalized_auc": mean("personalized_auc"),
     }
-    _summary(doc, say)
-    return doc
 
 
 def _round(

@@ -34,7 +34,17 @@ from ledger.types import Phase
 from .codec import content_hash, decode
 from .config import PeerConfig
 from .data import infer_schema, load_csv, read_rows
-from .demo import DemoConfig, _auc, _compare, _concat, _summary, _train_alone, demo_spec, split_companies
+from .demo import (
+    DemoConfig,
+    _auc,
+    _compare,
+    _concat,
+    _document,
+    _summary,
+    _train_alone,
+    demo_spec,
+    split_companies,
+)
 from .errors import NodeError
 from .kubo import KuboNode, new_swarm_key, start_kubo
 from .nodespec import NodeSpec
@@ -132,22 +142,7 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
         central = _train_alone(nspec, _concat([c.train for c in companies]), cfg.rounds)
         pairs = zip(companies, accounts, strict=True)
         peer_rows = [_compare(fed, a.address, c, nspec, federated, central, cfg.rounds) for c, a in pairs]
-    doc: dict[str, Any] = {
-        "data": str(cfg.data),
-        "split_by": cfg.split_by if cfg.peers is None else f"random:{cfg.peers}",
-        "model": cfg.model,
-        "rule": cfg.rule,
-        "devnet": True,
-        "federation": deployment.federation,
-        "chain_id": deployment.chain_id,
-        "rounds": rounds,
-        "peers": peer_rows,
-        "federated_auc": _auc(nspec, federated, test_all),
-        "centralized_auc": _auc(nspec, central, test_all),
-        "mean_local_auc": round(float(np.mean([p["local_auc"] for p in peer_rows])), 4),
-        "mean_federated_auc": round(float(np.mean([p["federated_auc"] for p in peer_rows])), 4),
-        "mean_personalized_auc": round(float(np.mean([p["personalized_auc"] for p in peer_rows])), 4),
-    }
+    doc = _document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all, devnet=True)
     _summary(doc, say)
     return doc
 
