@@ -31,7 +31,7 @@ from ledger.chain import Chain, embedded_chain
 from ledger.client import FederationClient
 from ledger.deploy import Deployment, deploy
 from ledger.spec import FederationSpec, spec_from_dict
-from ledger.types import Phase
+from ledger.types import Phase, RoundInfo
 
 from .codec import IntArray
 from .data import Dataset, Schema, infer_schema, load_csv, read_rows
@@ -45,6 +45,9 @@ __all__ = ["DEFAULT_DATA", "DemoConfig", "demo_spec", "run_demo", "split_compani
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "datasets" / "bank-full.csv.gz"
 WINDOW = 3600  # phase windows: long, the demo's peers never miss one
+ROUND_HEADER = (
+    f"{'round':>5}  {'status':10} {'commits':>7} {'reveals':>7} {'votes':>5}  {'model':14} {'mean AUC':>8}  secs"
+)
 
 
 @dataclass
@@ -175,7 +178,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
         ]
         for p in peers:
             fed.join(p.account)
-        say(f"{'round':>5}  {'status':10} {'commits':>7} {'reveals':>7} {'votes':>5}  {'model':14} {'mean AUC':>8}")
+        say(ROUND_HEADER)
         rounds = [_round(fed, peers, r, chain, companies, nspec, test_all, say) for r in range(1, cfg.rounds + 1)]
     federated = peers[0].params
     if any(any(not np.array_equal(p.params[k], federated[k]) for k in federated) for p in peers):
@@ -239,15 +242,27 @@ def _round(
     info = fed.round(r)
     for p in peers:
         p.adopt_latest()
-    params = peers[0].params
+    return _round_row(info, peers[0].params, companies, nspec, test_all, time.monotonic() - started, say)
+
+
+def _round_row(
+    info: RoundInfo,
+    params: dict[str, IntArray],
+    companies: list[Company],
+    nspec: NodeSpec,
+    test_all: Dataset,
+    seconds: float,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Print a round's table row and return its JSON record."""
     mean_auc = round(float(np.mean([_auc(nspec, params, c.test) for c in companies])), 4)
     model = "0x" + info.model_hash.hex() if info.phase == Phase.FINALIZED else None
     say(
-        f"{r:>5}  {info.phase.name.lower():10} {info.commits:>7} {info.reveals:>7} {info.votes:>5}  "
-        f"{(model or '-')[:14]:14} {mean_auc:>8.4f}"
+        f"{info.round:>5}  {info.phase.name.lower():10} {info.commits:>7} {info.reveals:>7} {info.votes:>5}  "
+        f"{(model or '-')[:14]:14} {mean_auc:>8.4f} {seconds:>5.1f}"
     )
     return {
-        "round": r,
+        "round": info.round,
         "status": info.phase.name.lower(),
         "commits": info.commits,
         "reveals": info.reveals,
@@ -257,7 +272,7 @@ def _round(
         "model_cid": info.model_cid or None,
         "mean_auc": mean_auc,
         "population_auc": _auc(nspec, params, test_all),
-        "seconds": round(time.monotonic() - started, 2),
+        "seconds": round(seconds, 2),
     }
 
 

@@ -21,7 +21,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from eth_account import Account
 
 from ledger.chain import connect
@@ -35,11 +34,12 @@ from .codec import content_hash, decode
 from .config import PeerConfig
 from .data import infer_schema, load_csv, read_rows
 from .demo import (
+    ROUND_HEADER,
     DemoConfig,
-    _auc,
     _compare,
     _concat,
     _document,
+    _round_row,
     _summary,
     _train_alone,
     demo_spec,
@@ -161,7 +161,7 @@ def _follow(
     """Print a row per round as the chain closes it; returns the rows and the last agreed model."""
     params = nspec.initial_model()
     rows: list[dict[str, Any]] = []
-    say(f"{'round':>5}  {'status':10} {'commits':>7} {'reveals':>7} {'votes':>5}  {'model':14} {'mean AUC':>8} secs")
+    say(ROUND_HEADER)
     started = time.monotonic()
     deadline = started + total * (3 * WINDOW + 60)
     while len(rows) < total:
@@ -179,27 +179,6 @@ def _follow(
             if content_hash(data) != info.model_hash:
                 raise NodeError(f"round {r}'s model on IPFS does not match its on-chain hash")
             params = decode(data, nspec.layout)
-        mean_auc = round(float(np.mean([_auc(nspec, params, c.test) for c in companies])), 4)
-        model = "0x" + info.model_hash.hex() if info.phase == Phase.FINALIZED else None
-        secs = round(time.monotonic() - started, 1)
+        rows.append(_round_row(info, params, companies, nspec, test_all, time.monotonic() - started, say))
         started = time.monotonic()
-        say(
-            f"{r:>5}  {info.phase.name.lower():10} {info.commits:>7} {info.reveals:>7} {info.votes:>5}  "
-            f"{(model or '-')[:14]:14} {mean_auc:>8.4f} {secs:>5.1f}"
-        )
-        rows.append(
-            {
-                "round": r,
-                "status": info.phase.name.lower(),
-                "commits": info.commits,
-                "reveals": info.reveals,
-                "votes": info.votes,
-                "participants": info.reveals,
-                "model_hash": model,
-                "model_cid": info.model_cid or None,
-                "mean_auc": mean_auc,
-                "population_auc": _auc(nspec, params, test_all),
-                "seconds": secs,
-            }
-        )
     return rows, params
