@@ -10,10 +10,11 @@ from typing import Any
 
 from ledger.chain import connect
 from ledger.deploy import Deployment, open_federation
-from ledger.spec import load_spec
+from ledger.spec import load_spec, spec_from_dict
 
 from .config import PeerConfig
 from .daemon import Daemon
+from .data import infer_schema
 from .demo import DEFAULT_DATA, DemoConfig, run_demo
 from .demo_devnet import run_devnet_demo
 from .errors import NodeError
@@ -21,7 +22,7 @@ from .nodespec import RULES, NodeSpec
 from .store import open_store
 from .verify import verify_round
 
-__all__ = ["add_node_commands", "add_peer_commands", "add_verify_command"]
+__all__ = ["add_node_commands", "add_peer_commands", "add_spec_commands", "add_verify_command"]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -74,6 +75,7 @@ def add_node_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
     p.set_defaults(func=cmd_demo)
     add_peer_commands(sub)
+    add_spec_commands(sub)
 
 
 def cmd_node_init(args: argparse.Namespace) -> int:
@@ -162,3 +164,42 @@ def add_verify_command(audit: Any) -> None:
     p.add_argument("--rpc", help="JSON-RPC URL (default: the deployment's)")
     p.add_argument("--ipfs", default="/ip4/127.0.0.1/tcp/5001/http", help="Kubo API multiaddr, or embedded:DIR")
     p.set_defaults(func=cmd_audit_verify)
+
+
+def cmd_spec_init(args: argparse.Namespace) -> int:
+    if args.out.exists():
+        raise NodeError(f"{args.out} exists; refusing to overwrite a spec")
+    schema, warnings = infer_schema(args.data, args.target, args.positive, drop=args.drop)
+    for w in warnings:
+        sys.stderr.write(f"note: {w}\n")
+    spec = spec_from_dict(
+        {
+            "chain": {"min_peers": min(2, len(args.founders))},
+            "members": {"founders": list(args.founders)},
+            "data": schema.to_spec(),
+            "model": {"kind": args.model, "hidden": 32, "seed": 0},
+            "training": {"epochs": 1, "batch_size": 64, "lr": 0.01, "optimizer": "adam", "seed": 0},
+            "aggregation": {"rule": args.rule, "trim": 0.2, "f": 1},
+        }
+    )
+    NodeSpec.from_federation(spec)  # the peers must be able to read it
+    args.out.write_text(
+        "# A fedchain federation spec. Its numeric centers and scales were measured on "
+        f"{args.data.name}:\n# round them, or agree on them, before sharing it.\n" + spec.to_toml()
+    )
+    sys.stdout.write(f"wrote {args.out} (spec hash 0x{spec.hash.hex()}, {schema.n_features} features)\n")
+    return 0
+
+
+def add_spec_commands(sub: Any) -> None:
+    spec = sub.add_parser("spec", help="federation specs").add_subparsers(dest="spec_cmd", required=True)
+    p = spec.add_parser("init", help="draft a spec from a sample CSV")
+    p.add_argument("--data", type=Path, required=True, help="a CSV with the federation's columns")
+    p.add_argument("--target", required=True)
+    p.add_argument("--positive", required=True)
+    p.add_argument("--drop", nargs="*", default=[], help="columns to leave out (e.g. a leaking one)")
+    p.add_argument("--founders", nargs="+", required=True, help="founder addresses")
+    p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
+    p.add_argument("--rule", choices=RULES, default="fedavg")
+    p.add_argument("--out", type=Path, default=Path("spec.toml"))
+    p.set_defaults(func=cmd_spec_init)
