@@ -40,7 +40,7 @@ def measure(chain: Chain, n: int) -> dict[str, Any]:
     deployer = Account.create()
     members = [Account.create() for _ in range(n)]
     for a in [deployer, *members]:
-        chain.fund(a.address, 10**20)
+        chain.fund(a.address, 10**19)
     spec = spec_from_dict(
         {"members": {"founders": [m.address for m in members]}, "token": {"supply": 10**7, "founder_grant": 1000}}
     )

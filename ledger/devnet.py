@@ -26,6 +26,7 @@ __all__ = ["DEVNET_CHAIN_ID", "AnvilProcess", "DevnetState", "free_port", "start
 
 DEVNET_CHAIN_ID = 31337
 DEFAULT_STATE_DIR = Path(".fedchain") / "devnet"
+DEV_BALANCE_ETH = 1_000_000  # per development account: long test sessions fund many accounts from them
 
 
 def free_port() -> int:
@@ -110,6 +111,7 @@ def start_anvil(
             [
                 str(binary),
                 *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
+                *("--balance", str(DEV_BALANCE_ETH)),
                 *(("--block-time", str(block_time)) if block_time else ()),
             ],
             stdout=out,

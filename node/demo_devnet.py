@@ -99,7 +99,7 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
         chain = connect(anvil.url, anvil.chain_id)
         deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
         for a in (deployer, *accounts):
-            chain.fund(a.address, 10**21)
+            chain.fund(a.address, 10**19)
         spec = demo_spec(cfg, schema, [a.address for a in accounts], len(companies))
         for window in ("commit_window", "reveal_window", "vote_window"):
             spec.data["chain"][window] = WINDOW

@@ -23,7 +23,7 @@ CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 def funded(chain: Chain, n: int) -> list[LocalAccount]:
     accounts = [Account.create() for _ in range(n)]
     for a in accounts:
-        chain.fund(a.address, 100 * ETHER)
+        chain.fund(a.address, 10 * ETHER)
     return accounts
 
 

@@ -52,7 +52,7 @@ def _federation(root: Path, anvil: AnvilProcess, kubo: list[KuboNode], csv_path:
     (root / "pw").write_text("secret\n")
     deployer, *members = [Account.create() for _ in range(n + 1)]
     for a in (deployer, *members):
-        chain.fund(a.address, 10**20)
+        chain.fund(a.address, 10**19)
     data = {
         "chain": {"commit_window": WINDOW, "reveal_window": WINDOW, "vote_window": WINDOW, "min_peers": 2},
         "members": {"founders": [m.address for m in members]},
