@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from eth_account import Account
@@ -103,3 +106,35 @@ class Harness:
             self.fed.vote(m, r, model_hash, CID, vector)
         self.fed.finalize(revealers[0], r)
         return r
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, password: str = "pw", timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`fedchain ARGS` as a user runs it (a subprocess), with the keystore password in the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "node.cli", *args],
+        cwd=cwd,
+        env={**os.environ, "FEDCHAIN_PASSWORD": password},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def spawn_cli(
+    *args: str, log: Path, cwd: Path | None = None, password: str = "pw", threads: int = 1
+) -> subprocess.Popen[bytes]:
+    """`fedchain ARGS` in the background, in its own process group, output to `log`."""
+    env = {**os.environ, "FEDCHAIN_PASSWORD": password, "OMP_NUM_THREADS": str(threads)}
+    env["MKL_NUM_THREADS"] = str(threads)
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -6,32 +6,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ledger.devnet import free_port
+from tests.harness import run_cli, spawn_cli
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
 FOUNDERS = ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"]
 
 
-def run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FEDCHAIN_PASSWORD": "devnet"}
-    return subprocess.run(
-        [sys.executable, "-m", "node.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def ok(cwd: Path, *args: str, timeout: float = 300) -> str:
-    out = run(cwd, *args, timeout=timeout)
+    out = run_cli(*args, cwd=cwd, password="devnet", timeout=timeout)
     assert out.returncode == 0, f"fedchain {' '.join(args)}\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}"
     return out.stdout
 
@@ -96,18 +83,9 @@ def test_the_devnet_walkthrough(tmp_path: Path, sample_csv: Path) -> None:
                 "--out",
                 f"{name}.toml",
             )
-        env = {**os.environ, "FEDCHAIN_PASSWORD": "devnet"}
         for name in ("bank", "hotel"):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "node.cli", "node", "run", "--config", f"{name}.toml", "--until-round", "1"],
-                    cwd=tmp_path,
-                    env=env,
-                    stdout=(tmp_path / f"{name}.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+            args = ("node", "run", "--config", f"{name}.toml", "--until-round", "1")
+            procs.append(spawn_cli(*args, cwd=tmp_path, password="devnet", log=tmp_path / f"{name}.log"))
         for p in procs:
             assert p.wait(timeout=300) == 0, (tmp_path / "bank.log").read_text()[-1500:]
         table = ok(tmp_path, "audit", "rounds", "--deployment", "deployment.json")

@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from ledger.types import Phase
 from node.config import PeerConfig
 from node.data import infer_schema, read_rows
 from node.kubo import KuboNode
+from tests.harness import run_cli, spawn_cli
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
 WINDOW = 20
@@ -89,14 +89,7 @@ def _federation(root: Path, anvil: AnvilProcess, kubo: list[KuboNode], csv_path:
 
 
 def _daemon(cfg: Path, until: int, threads: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(cfg), "--until-round", str(until)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    return spawn_cli("node", "run", "--config", str(cfg), "--until-round", str(until), log=log, threads=threads)
 
 
 def _wait(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
@@ -112,27 +105,8 @@ def _final_model(log: Path) -> str:
 
 
 def _verify(net: Devnet, r: int, ipfs: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node.cli",
-            "audit",
-            "verify",
-            "--round",
-            str(r),
-            "--deployment",
-            str(net.deployment),
-            "--spec",
-            str(net.spec),
-            "--ipfs",
-            ipfs,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    args = ("audit", "verify", "--round", str(r), "--deployment", str(net.deployment), "--spec", str(net.spec))
+    return run_cli(*args, "--ipfs", ipfs)
 
 
 def test_three_daemons_agree_round_after_round(
@@ -229,43 +203,13 @@ def test_a_peer_refuses_a_spec_that_differs_from_the_chain(
 ) -> None:
     net = _federation(tmp_path, anvil, kubo_nodes, sample_csv)
     net.spec.write_text(net.spec.read_text().replace('"rule" = "median"', '"rule" = "fedavg"'))
-    out = subprocess.run(
-        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(net.configs[0])],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = run_cli("node", "run", "--config", str(net.configs[0]), timeout=120)
     assert out.returncode == 1 and "the federation's spec is" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_demo_on_the_devnet_runs_a_process_per_peer(sample_csv: Path) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node.cli",
-            "demo",
-            "--devnet",
-            "--data",
-            str(sample_csv),
-            "--target",
-            "y",
-            "--positive",
-            "yes",
-            "--drop",
-            "duration",
-            "--peers",
-            "3",
-            "--rounds",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    data = ("--data", str(sample_csv), "--target", "y", "--positive", "yes", "--drop", "duration")
+    out = run_cli("demo", "--devnet", *data, "--peers", "3", "--rounds", "2", "--json", timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out.stdout)
     assert doc["devnet"] is True and len(doc["peers"]) == 3

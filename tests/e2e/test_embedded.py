@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from node.demo import DemoConfig, _play_round, demo_spec, run_demo, split_compan
 from node.nodespec import NodeSpec
 from node.peer import Peer
 from node.store import EmbeddedStore
+from tests.harness import run_cli
 
 
 @pytest.fixture
@@ -88,13 +87,7 @@ def test_malformed_and_duplicated_updates_are_rejected_and_the_round_goes_on(sma
 
 
 def test_cli_demo_json_on_the_bundled_data() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "node.cli", "demo", "--rounds", "1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    out = run_cli("demo", "--rounds", "1", "--json", timeout=600)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["split_by"] == "job" and len(doc["peers"]) == 12
@@ -109,7 +102,5 @@ def test_cli_demo_bad_input_is_one_line(tmp_path: Path) -> None:
         (["--data", str(bad), "--target", "y", "--positive", "yes", "--peers", "3"], "no target column 'y'"),
         (["--data", str(bad)], "--split-by"),
     ):
-        out = subprocess.run(
-            [sys.executable, "-m", "node.cli", "demo", *args], capture_output=True, text=True, timeout=120, check=False
-        )
+        out = run_cli("demo", *args, timeout=120)
         assert out.returncode == 1 and needle in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.devnet import AnvilProcess, free_port, pid_alive
 from ledger.keystore import load_keystore
-from tests.harness import CID
+from tests.harness import CID, run_cli
 
 DEV = [
     "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",  # anvil's accounts 1 and 2
@@ -23,16 +22,7 @@ DEV = [
 
 
 def fedchain(*args: str, cwd: Path, password: str = "pw") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FEDCHAIN_PASSWORD": password}
-    return subprocess.run(
-        [sys.executable, "-m", "node.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(*args, cwd=cwd, password=password)
 
 
 def _fails_cleanly(result: subprocess.CompletedProcess[str], needle: str) -> None:
