@@ -8,6 +8,7 @@ development accounts). Everything above talks to `Chain.w3` only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, cast
 
 import requests
@@ -51,6 +52,11 @@ class Chain:
     @property
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
+
+    @cached_property
+    def block_gas_limit(self) -> int:
+        """The chain's block gas limit (read once: it moves slowly if at all)."""
+        return int(self.w3.eth.get_block("latest")["gasLimit"])
 
     def now(self) -> int:
         """The latest block's timestamp."""

@@ -36,7 +36,7 @@ def _gas_limit(chain: Chain, estimate: int) -> int:
     (lazy transitions), which costs far more than the estimate made before another
     peer's transaction landed. Unused gas is not charged.
     """
-    cap = int(chain.w3.eth.get_block("latest")["gasLimit"]) // 2
+    cap = chain.block_gas_limit // 2
     return min(cap, 2 * estimate + _GAS_HEADROOM)
 
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -34,7 +33,7 @@ from .model import train
 from .nodespec import NodeSpec, model_hash
 from .store import Store, StoreError
 
-__all__ = ["FetchedUpdate", "Peer", "PeerState", "collect_updates"]
+__all__ = ["FetchedUpdate", "Peer", "PeerState", "collect_updates", "round_outcome"]
 
 SCORE_ACCEPTED = 1000
 
@@ -120,6 +119,20 @@ def collect_updates(
         if f.update is not None and seen[f.content_hash] > 1:
             f.update, f.reason = None, "duplicate of another member's update"
     return fetched
+
+
+def round_outcome(
+    nspec: NodeSpec, base: dict[str, IntArray], fetched: list[FetchedUpdate], members: list[str]
+) -> tuple[dict[str, IntArray], list[int]]:
+    """The new model and the score vector a round's checked updates give: what an honest peer votes for.
+
+    The peer and `fedchain audit verify` both call this, so a verifier re-runs exactly what peers ran.
+    """
+    good = [f.update for f in fetched if f.update is not None]
+    agg = nspec.aggregate(good)
+    model = {k: np.clip(base[k] + agg[k], -MAX_ABS, MAX_ABS) for k in base}
+    accepted = {f.member.lower() for f in fetched if f.update is not None}
+    return model, [SCORE_ACCEPTED if m.lower() in accepted else 0 for m in members]
 
 
 class Peer:
@@ -268,17 +281,11 @@ class Peer:
                 self.log(f"round {r}: rejected {f.member}'s update: {f.reason}")
         if not good:
             return ""
-        agg = self.nspec.aggregate([f.update for f in good if f.update is not None])
-        new = {k: np.clip(self.params[k] + agg[k], -MAX_ABS, MAX_ABS) for k in self.params}
+        members = self.fed.members()[: self.fed.round(r).member_count]
+        new, scores = round_outcome(self.nspec, self.params, fetched, members)
         model_bytes = encode(new)
         digest = content_hash(model_bytes)
         cid = self.store.put(model_bytes)
-        members = self.fed.members()[: self.fed.round(r).member_count]
-        accepted = {f.member.lower() for f in good}
-        scores = [SCORE_ACCEPTED if m.lower() in accepted else 0 for m in members]
         self.computed[r] = new
         self.fed.vote(self.account, r, digest, cid, scores)
         return f"voted round {r}: model {digest.hex()[:12]} from {len(good)}/{len(fetched)} updates"
-
-    def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "address": self.address, "rows": len(self.data)}

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ledger.client import FederationClient
 from ledger.types import Phase
 
-from .codec import MAX_ABS, IntArray, UpdateRejected, content_hash, decode, encode
+from .codec import IntArray, UpdateRejected, content_hash, decode, encode
 from .errors import NodeError
 from .nodespec import NodeSpec
-from .peer import SCORE_ACCEPTED, collect_updates
+from .peer import collect_updates, round_outcome
 from .store import Store, StoreError
 
 __all__ = ["Verdict", "verify_round"]
@@ -65,20 +63,15 @@ def verify_round(fed: FederationClient, store: Store, nspec: NodeSpec, r: int, f
         verdict.lines.append(f"update {f.member} {f.content_hash.hex()[:16]} {f.cid}: {status}")
         if f.update is None and f.reason.startswith("unavailable"):
             verdict.fail(f"cannot refetch {f.member}'s update {f.cid}, so the round cannot be re-run")
-    good = [f.update for f in fetched if f.update is not None]
-    if not good:
+    if all(f.update is None for f in fetched):
         verdict.fail("no update of the round could be used")
         return verdict
-    agg = nspec.aggregate(good)
-    model = {k: np.clip(base[k] + agg[k], -MAX_ABS, MAX_ABS) for k in base}
+    model, scores = round_outcome(nspec, base, fetched, fed.members()[: info.member_count])
     digest = content_hash(encode(model))
     if digest != info.model_hash:
         verdict.fail(f"re-aggregated model hash 0x{digest.hex()} != on-chain 0x{info.model_hash.hex()}")
     else:
         verdict.lines.append(f"model hash 0x{digest.hex()} matches the chain")
-    accepted = {f.member.lower() for f in fetched if f.update is not None}
-    members = fed.members()[: info.member_count]
-    scores = [SCORE_ACCEPTED if m.lower() in accepted else 0 for m in members]
     winning = fed.winning_proposal(r, from_block)
     if scores != winning.scores:
         verdict.fail(f"recomputed scores {scores} != finalized {winning.scores}")
