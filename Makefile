@@ -17,6 +17,7 @@ lint:
 bench:
 	$(VENV)/python -m bench.gas
 	$(VENV)/python -m bench.accuracy
+	$(VENV)/python -m bench.attacks
 
 artifacts:
 	$(VENV)/python -c 'from ledger.compile import main; main()'

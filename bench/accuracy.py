@@ -21,14 +21,15 @@ from node.demo import DemoConfig, run_demo
 
 def _peer_table(doc: dict[str, Any]) -> list[str]:
     lines = [
-        "| company | rows | local-only | federated | federated - local | personalized | centralized |",
-        "|---|---|---|---|---|---|---|",
+        "| company | rows | local-only | federated | federated - local | personalized | centralized | reward share |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    paid = max(1, int(doc["rewards_paid"]))
     for p in doc["peers"]:
         gain = p["federated_auc"] - p["local_auc"]
         lines.append(
             f"| {p['name']} | {p['rows']} | {p['local_auc']:.4f} | {p['federated_auc']:.4f} | {gain:+.4f} | "
-            f"{p['personalized_auc']:.4f} | {p['centralized_auc']:.4f} |"
+            f"{p['personalized_auc']:.4f} | {p['centralized_auc']:.4f} | {int(p['reward']) / paid:.1%} |"
         )
     return lines
 
@@ -39,10 +40,11 @@ def _summary_row(name: str, doc: dict[str, Any]) -> str:
     worse_p = sum(p["personalized_auc"] < p["local_auc"] - 0.01 for p in peers)
     ratio = doc["federated_auc"] / doc["centralized_auc"]
     secs = sum(r["seconds"] for r in doc["rounds"]) / len(doc["rounds"])
+    least = min(int(p["reward"]) for p in peers) / max(1, int(doc["rewards_paid"]))
     return (
         f"| {name} | {doc['federated_auc']:.4f} | {doc['centralized_auc']:.4f} | {ratio:.3f} | "
         f"{doc['mean_local_auc']:.4f} | {doc['mean_federated_auc']:.4f} | {doc['mean_personalized_auc']:.4f} | "
-        f"{worse} / {len(peers)} | {worse_p} / {len(peers)} | {secs:.1f} |"
+        f"{worse} / {len(peers)} | {worse_p} / {len(peers)} | {least:.1%} | {secs:.1f} |"
     )
 
 
@@ -74,12 +76,14 @@ def main() -> int:
         "Population AUC is on all companies' test rows; per-company AUC on the company's own.",
         "",
         "| configuration | federated (population) | centralized | ratio | mean local-only | mean federated | "
-        "mean personalized | companies > 0.01 worse than alone | same, personalized | s / round |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "mean personalized | companies > 0.01 worse than alone | same, personalized | smallest reward share | "
+        "s / round |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *(_summary_row(name, doc) for name, doc in docs.items()),
         "",
         "Targets (issue 3): federated within 1% of centralized; no company worse off than alone by more than 0.01 "
-        "on its own test rows; companies gain on average.",
+        "on its own test rows; companies gain on average. Every company is honest here, so every one should "
+        "earn a reward share (contribution scores, issue 4; an even split would be 1/12 = 8.3%).",
         "",
     ]
     for name, doc in docs.items():

@@ -14,7 +14,7 @@ from .errors import (
     SpecError,
     WrongChain,
 )
-from .keystore import create_keystore, load_keystore, read_password
+from .keystore import create_keystore, keystore_address, load_keystore, read_password
 from .spec import FederationSpec, load_spec, spec_from_dict
 from .types import Accounting, FailReason, MemberInfo, MemberStatus, Phase, RoundInfo
 
@@ -44,6 +44,7 @@ __all__ = [
     "create_keystore",
     "deploy",
     "embedded_chain",
+    "keystore_address",
     "load_keystore",
     "load_spec",
     "open_federation",

@@ -92,7 +92,7 @@ def start_anvil(
     chain_id: int = DEVNET_CHAIN_ID,
     log_path: Path | None = None,
     timeout: float = 30.0,
-    block_time: int | None = None,
+    block_time: float | None = None,
 ) -> AnvilProcess:
     """Start anvil on 127.0.0.1 in its own process group and wait until it answers.
 
@@ -112,7 +112,7 @@ def start_anvil(
                 str(binary),
                 *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
                 *("--balance", str(DEV_BALANCE_ETH)),
-                *(("--block-time", str(block_time)) if block_time else ()),
+                *(("--block-time", f"{block_time:g}") if block_time else ()),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -11,13 +11,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import is_address, to_checksum_address
 
 from .errors import KeystoreError
 
-__all__ = ["PASSWORD_ENV", "create_keystore", "load_keystore", "read_password"]
+__all__ = ["PASSWORD_ENV", "create_keystore", "keystore_address", "load_keystore", "read_password"]
 
 PASSWORD_ENV = "FEDCHAIN_PASSWORD"
 
@@ -49,14 +51,27 @@ def create_keystore(path: Path, password: str, private_key: str | None = None) -
     return str(account.address)
 
 
-def load_keystore(path: Path, password: str) -> LocalAccount:
-    """Decrypt the keystore at `path`."""
+def _read(path: Path) -> Any:
     try:
-        blob = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise KeystoreError(f"keystore {path} does not exist") from exc
     except (OSError, ValueError) as exc:
         raise KeystoreError(f"keystore {path} is not a JSON keystore") from exc
+
+
+def keystore_address(path: Path) -> str:
+    """The address a keystore holds (stored in clear in the file; no password needed)."""
+    blob = _read(path)
+    address = blob.get("address") if isinstance(blob, dict) else None
+    if not isinstance(address, str) or not is_address(address if address.startswith("0x") else "0x" + address):
+        raise KeystoreError(f"keystore {path} names no address")
+    return str(to_checksum_address(address if address.startswith("0x") else "0x" + address))
+
+
+def load_keystore(path: Path, password: str) -> LocalAccount:
+    """Decrypt the keystore at `path`."""
+    blob = _read(path)
     try:
         key = Account.decrypt(blob, password)
     except ValueError as exc:

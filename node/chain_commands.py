@@ -10,6 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from eth_utils import is_address, to_checksum_address
+
 from ledger import (
     Chain,
     Deployment,
@@ -18,6 +20,7 @@ from ledger import (
     connect,
     create_keystore,
     deploy,
+    keystore_address,
     load_keystore,
     load_spec,
     open_federation,
@@ -32,6 +35,7 @@ from ledger.toolchain import tools
 
 from .errors import NodeError
 from .kubo import KuboNode, new_swarm_key, start_kubo
+from .nodespec import NodeSpec, check_tolerance
 from .store import KuboStore
 
 __all__ = ["add_chain_commands"]
@@ -168,6 +172,17 @@ def _rpc_for(args: argparse.Namespace, deployment: Deployment | None = None) -> 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    # refuse a spec the peers could not run, or whose rule cannot withstand its attackers, before spending gas
+    if "data" in spec.data:
+        NodeSpec.from_federation(spec)
+    elif "aggregation" in spec.data:
+        agg = spec.data["aggregation"]
+        check_tolerance(
+            str(agg.get("rule", "fedavg")),
+            int(agg.get("attackers", 0)),
+            int(spec.data["chain"]["min_peers"]),
+            float(agg.get("trim", 0.2)),
+        )
     chain = connect(_rpc_for(args), args.chain_id)
     deployer = load_keystore(args.keystore, read_password(args.password_file))
     deployment = deploy(chain, deployer, spec)
@@ -192,6 +207,77 @@ def cmd_join(args: argparse.Namespace) -> int:
     federation.join(member)
     info = federation.member(member.address)
     _say(f"{member.address} joined as member {info.index} with stake {info.stake / TOKEN_UNIT:g}")
+    return 0
+
+
+# -- rewards ------------------------------------------------------------------
+
+
+def _member_address(args: argparse.Namespace) -> str:
+    if args.address:
+        if not is_address(args.address):
+            raise NodeError(f"{args.address!r} is not an Ethereum address")
+        return str(to_checksum_address(args.address))
+    if args.keystore is None:
+        raise NodeError("say whose rewards: --address ADDR or --keystore FILE")
+    return keystore_address(args.keystore)
+
+
+def cmd_rewards(args: argparse.Namespace) -> int:
+    _, federation, deployment = _open(args)
+    who = _member_address(args)
+    totals, info = federation.rewards(who), federation.member(who)
+    trail = read_audit(federation, deployment.block)
+    rows = []
+    for r in sorted(trail.rounds):
+        rec = trail.rounds[r]
+        reward = next((x for x in rec.rewards if x["member"] == who), None)
+        slash = next((x for x in rec.slashes if x["member"] == who), None)
+        if reward or slash:
+            rows.append(
+                {
+                    "round": r,
+                    "score": reward["score"] if reward else 0,
+                    "reward": reward["amount"] if reward else "0",
+                    "slashed": slash["amount"] if slash else "0",
+                }
+            )
+    earned = totals["credited"] + totals["claimed"]
+    logged = sum(int(x["reward"]) for x in rows)
+    doc = {
+        "member": who,
+        "active": info.active,
+        "stake": str(info.stake),
+        "earned": str(earned),
+        "claimed": str(totals["claimed"]),
+        "unclaimed": str(totals["credited"]),
+        "slashed": str(totals["slashed"]),
+        "rounds": rows,
+    }
+    if logged != earned:
+        raise NodeError(f"the contract says {who} earned {earned}, its RewardCredited events add up to {logged}")
+    if args.json:
+        _say(json.dumps(doc, indent=2))
+        return 0
+    _say(f"member    {who} ({'active' if info.active else 'not a member'}), stake {_tokens(info.stake)}")
+    _say(f"earned    {_tokens(earned)}  claimed {_tokens(totals['claimed'])}  unclaimed {_tokens(totals['credited'])}")
+    _say(f"slashed   {_tokens(totals['slashed'])}")
+    if rows:
+        _say(f"{'round':>5} {'score':>6} {'reward':>10} {'slashed':>10}")
+        for x in rows:
+            _say(f"{x['round']:>5} {x['score']:>6} {_tokens(x['reward']):>10} {_tokens(x['slashed']):>10}")
+    return 0
+
+
+def cmd_claim(args: argparse.Namespace) -> int:
+    _, federation, _ = _open(args)
+    member = load_keystore(args.keystore, read_password(args.password_file))
+    owed = federation.rewards(member.address)["credited"]
+    if owed == 0:
+        raise NodeError(f"{member.address} has no unclaimed rewards")
+    federation.claim(member)
+    balance = federation.token.balance_of(member.address)
+    _say(f"claimed {_tokens(owed)} tokens to {member.address}; its balance is {_tokens(balance)}")
     return 0
 
 
@@ -306,7 +392,9 @@ def add_chain_commands(sub: Any) -> Any:
         if name == "up":
             p.add_argument("--port", type=int, default=8545)
             p.add_argument("--chain-id", type=int, default=31337)
-            p.add_argument("--block-time", type=int, default=1, help="seconds between blocks (0: one per transaction)")
+            p.add_argument(
+                "--block-time", type=float, default=1, help="seconds between blocks (0: one per transaction)"
+            )
             p.add_argument("--kubo", type=int, default=2, help="Kubo (IPFS) nodes to start in a private swarm")
         p.set_defaults(func=func)
 
@@ -322,6 +410,18 @@ def add_chain_commands(sub: Any) -> Any:
     _deployment_args(p)
     _keystore_args(p)
     p.set_defaults(func=cmd_join)
+
+    p = sub.add_parser("rewards", help="a member's earned, claimed, unclaimed and slashed amounts, round by round")
+    _deployment_args(p)
+    p.add_argument("--address", help="the member's address")
+    p.add_argument("--keystore", type=Path, help="or the member's keystore (no password needed)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rewards)
+
+    p = sub.add_parser("claim", help="withdraw a member's unclaimed rewards")
+    _deployment_args(p)
+    _keystore_args(p)
+    p.set_defaults(func=cmd_claim)
 
     audit = sub.add_parser("audit", help="the audit trail, from events").add_subparsers(dest="audit_cmd", required=True)
     p = audit.add_parser("rounds", help="every round")

@@ -33,15 +33,16 @@ from ledger.deploy import Deployment, deploy
 from ledger.spec import FederationSpec, spec_from_dict
 from ledger.types import Phase, RoundInfo
 
+from .attacks import Behaviour
 from .codec import IntArray
 from .data import Dataset, Schema, infer_schema, load_csv, read_rows
 from .errors import NodeError
 from .model import TrainConfig, auc, predict, train
-from .nodespec import NodeSpec
+from .nodespec import NodeSpec, tolerance
 from .peer import Peer
 from .store import EmbeddedStore
 
-__all__ = ["DEFAULT_DATA", "DemoConfig", "demo_spec", "run_demo", "split_companies"]
+__all__ = ["DEFAULT_DATA", "DemoConfig", "assign_roles", "demo_spec", "role_of", "run_demo", "split_companies"]
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "datasets" / "bank-full.csv.gz"
 WINDOW = 3600  # phase windows: long, the demo's peers never miss one
@@ -67,6 +68,30 @@ class DemoConfig:
     optimizer: str = "adam"
     min_rows: int = 50
     seed: int = 0
+    poisoners: int = 0
+    poison: str = "sign-flip"
+    free_riders: int = 0
+    free_ride: str = "zero"
+
+
+def assign_roles(cfg: DemoConfig, names: list[str]) -> dict[str, Behaviour | None]:
+    """Which companies cheat (a seeded draw): name -> its behaviour, None for honest."""
+    cheats = cfg.poisoners + cfg.free_riders
+    if cfg.poisoners < 0 or cfg.free_riders < 0 or cheats >= len(names):
+        raise NodeError(
+            f"{cfg.poisoners} poisoners and {cfg.free_riders} free riders among {len(names)} companies: "
+            "at least one company must be honest"
+        )
+    order = [names[i] for i in np.random.default_rng([cfg.seed, 7]).permutation(len(names))]
+    roles: dict[str, Behaviour | None] = dict.fromkeys(names)
+    for i, name in enumerate(order[:cheats]):
+        kind = ("poisoner", cfg.poison) if i < cfg.poisoners else ("free-rider", cfg.free_ride)
+        roles[name] = Behaviour(*kind, seed=cfg.seed * 1000 + i)
+    return roles
+
+
+def role_of(behaviour: Behaviour | None) -> str:
+    return "honest" if behaviour is None else behaviour.role
 
 
 @dataclass
@@ -135,16 +160,21 @@ def _auc(nspec: NodeSpec, params: dict[str, IntArray], data: Dataset) -> float:
 
 
 def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> FederationSpec:
+    """The demo federation's spec. A robust rule is declared to withstand the run's cheaters
+    (at least one), with min_peers the smallest round that can; FedAvg declares none."""
     window = {"commit_window": WINDOW, "reveal_window": WINDOW, "vote_window": WINDOW}
     training = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer}
+    attackers = 0 if cfg.rule == "fedavg" else max(1, cfg.poisoners + cfg.free_riders)
+    trim = max(0.2, min(0.49, np.ceil(100 * attackers / n) / 100))
+    min_peers = next((k for k in range(2, n + 1) if tolerance(cfg.rule, k, trim) >= attackers), n)
     return spec_from_dict(
         {
-            "chain": {**window, "min_peers": 2},
+            "chain": {**window, "min_peers": min_peers},
             "members": {"founders": founders},
             "data": schema.to_spec(),
             "model": {"kind": cfg.model, "hidden": 32, "seed": cfg.seed},
             "training": {**training, "seed": cfg.seed},
-            "aggregation": {"rule": cfg.rule, "trim": 0.2, "f": max(0, (n - 3) // 2)},
+            "aggregation": {"rule": cfg.rule, "trim": float(trim), "attackers": attackers},
         }
     )
 
@@ -156,6 +186,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
     for w in warnings:
         say(f"note: {w}")
     companies = split_companies(cfg, load_csv(cfg.data, schema))
+    roles = assign_roles(cfg, [c.name for c in companies])
     test_all = _concat([c.test for c in companies])
 
     chain = embedded_chain()
@@ -173,7 +204,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
     with tempfile.TemporaryDirectory(prefix="fedchain-demo-") as tmp:
         store = EmbeddedStore(Path(tmp) / "store")
         peers = [
-            Peer(c.name, a, fed, store, c.train, nspec, from_block=deployment.block)
+            Peer(c.name, a, fed, store, c.train, nspec, from_block=deployment.block, make_update=roles[c.name])
             for c, a in zip(companies, accounts, strict=True)
         ]
         for p in peers:
@@ -185,7 +216,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
         raise NodeError("peers ended with different models")
     central = _train_alone(nspec, _concat([c.train for c in companies]), cfg.rounds)
     peer_rows = [
-        _compare(fed, p.address, c, nspec, federated, central, cfg.rounds)
+        _compare(fed, p.address, c, nspec, federated, central, cfg.rounds, role_of(roles[c.name]))
         for c, p in zip(companies, peers, strict=True)
     ]
     doc = _document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all)
@@ -209,6 +240,9 @@ def _document(
     def mean(key: str) -> float:
         return round(float(np.mean([p[key] for p in peer_rows])), 4)
 
+    paid = sum(int(p["reward"]) for p in peer_rows)
+    cheaters = sum(int(p["reward"]) for p in peer_rows if p["role"] != "honest")
+
     return {
         "data": str(cfg.data),
         "split_by": cfg.split_by if cfg.peers is None else f"random:{cfg.peers}",
@@ -224,6 +258,12 @@ def _document(
         "mean_local_auc": mean("local_auc"),
         "mean_federated_auc": mean("federated_auc"),
         "mean_personalized_auc": mean("personalized_auc"),
+        "poisoners": cfg.poisoners,
+        "poison": cfg.poison if cfg.poisoners else None,
+        "free_riders": cfg.free_riders,
+        "free_ride": cfg.free_ride if cfg.free_riders else None,
+        "rewards_paid": str(paid),
+        "cheater_reward_share": round(cheaters / paid, 4) if paid else 0.0,
     }
 
 
@@ -284,13 +324,14 @@ def _compare(
     federated: dict[str, IntArray],
     central: dict[str, IntArray],
     rounds: int,
+    role: str = "honest",
 ) -> dict[str, Any]:
     alone = _train_alone(nspec, c.train, rounds)
     rewards = fed.rewards(address)
     return {
         "name": c.name,
         "address": address,
-        "role": "honest",
+        "role": role,
         "rows": len(c.train) + len(c.test),
         "train_rows": len(c.train),
         "test_rows": len(c.test),
@@ -299,19 +340,25 @@ def _compare(
         "personalized_auc": _auc(nspec, _train_alone(nspec, c.train, 1, federated), c.test),
         "centralized_auc": _auc(nspec, central, c.test),
         "reward": str(rewards["credited"] + rewards["claimed"]),
+        "slashed": str(rewards["slashed"]),
     }
 
 
 def _summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
     say("")
-    say(f"{'company':16} {'rows':>6} {'local AUC':>9} {'federated':>9} {'gain':>7} {'+1 epoch':>9} {'reward':>10}")
+    say(
+        f"{'company':16} {'role':10} {'rows':>6} {'local AUC':>9} {'federated':>9} {'gain':>7} {'+1 epoch':>9} "
+        f"{'reward':>10}"
+    )
     for p in doc["peers"]:
         gain = p["federated_auc"] - p["local_auc"]
         reward = int(p["reward"]) / 1e18
         say(
-            f"{p['name']:16} {p['rows']:>6} {p['local_auc']:>9.4f} {p['federated_auc']:>9.4f} {gain:>+7.4f} "
-            f"{p['personalized_auc']:>9.4f} {reward:>10.4f}"
+            f"{p['name']:16} {p['role']:10} {p['rows']:>6} {p['local_auc']:>9.4f} {p['federated_auc']:>9.4f} "
+            f"{gain:>+7.4f} {p['personalized_auc']:>9.4f} {reward:>10.4f}"
         )
+    if doc["poisoners"] or doc["free_riders"]:
+        say(f"cheaters' share of the rewards paid: {doc['cheater_reward_share']:.1%}")
     fed_auc, central = doc["federated_auc"], doc["centralized_auc"]
     say(f"population test rows: federated AUC {fed_auc:.4f}, centralized {central:.4f} ({fed_auc / central:.1%})")
 

@@ -12,6 +12,7 @@ from ledger.chain import connect
 from ledger.deploy import Deployment, open_federation
 from ledger.spec import load_spec, spec_from_dict
 
+from .attacks import FREE_RIDES, POISONS
 from .config import PeerConfig
 from .daemon import Daemon
 from .data import infer_schema
@@ -41,7 +42,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rule=args.rule,
         epochs=args.epochs,
         seed=args.seed,
+        poisoners=args.poisoners,
+        poison=args.poison,
+        free_riders=args.free_riders,
+        free_ride=args.free_ride,
     )
+    if args.devnet and (args.poisoners or args.free_riders):
+        raise NodeError("--poisoners and --free-riders run on the embedded default only, not with --devnet")
     if cfg.split_by is None and cfg.peers is None:
         raise NodeError("with --data, say how to split it: --split-by COLUMN or --peers N")
     if not default and (args.target is None or args.positive is None):
@@ -71,6 +78,10 @@ def add_node_commands(sub: Any) -> None:
     p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     p.add_argument("--rule", choices=RULES, default="fedavg")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--poisoners", type=int, default=0, help="companies that poison their updates")
+    p.add_argument("--poison", choices=POISONS, default="sign-flip", help="how the poisoners poison")
+    p.add_argument("--free-riders", type=int, default=0, help="companies that submit without training")
+    p.add_argument("--free-ride", choices=FREE_RIDES, default="zero", help="what the free riders submit")
     p.add_argument("--devnet", action="store_true", help="anvil + Kubo nodes, one peer process each")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
     p.set_defaults(func=cmd_demo)
@@ -179,7 +190,7 @@ def cmd_spec_init(args: argparse.Namespace) -> int:
             "data": schema.to_spec(),
             "model": {"kind": args.model, "hidden": 32, "seed": 0},
             "training": {"epochs": 1, "batch_size": 64, "lr": 0.01, "optimizer": "adam", "seed": 0},
-            "aggregation": {"rule": args.rule, "trim": 0.2, "f": 1},
+            "aggregation": {"rule": args.rule, "trim": 0.2, "attackers": 0},
         }
     )
     NodeSpec.from_federation(spec)  # the peers must be able to read it

@@ -31,11 +31,10 @@ from .data import Dataset
 from .errors import NodeError
 from .model import train
 from .nodespec import NodeSpec, model_hash
+from .scoring import contribution_scores
 from .store import Store, StoreError
 
-__all__ = ["FetchedUpdate", "Peer", "PeerState", "collect_updates", "round_outcome"]
-
-SCORE_ACCEPTED = 1000
+__all__ = ["FetchedUpdate", "Peer", "PeerState", "collect_updates", "model_before", "round_outcome"]
 
 
 @dataclass
@@ -104,10 +103,21 @@ def _fetch_one(store: Store, nspec: NodeSpec, member: str, expected: bytes, cid:
 def collect_updates(
     fed: FederationClient, store: Store, nspec: NodeSpec, round_id: int, from_block: int = 0, workers: int = 8
 ) -> list[FetchedUpdate]:
-    """Every revealed update of `round_id`, fetched concurrently and checked; sorted by member address."""
-    logs = fed.contract.events.Revealed.get_logs(from_block=from_block, argument_filters={"round": round_id})
+    """Every revealed update of `round_id`, fetched concurrently and checked; sorted by member address.
+
+    `from_block` must be at or before the previous round's reveals: an update whose
+    content hash was revealed in the previous round is a replay, and rejected.
+    """
+    logs = fed.contract.events.Revealed.get_logs(
+        from_block=from_block, argument_filters={"round": [round_id - 1, round_id] if round_id > 1 else round_id}
+    )
+    earlier = {bytes(lg["args"]["contentHash"]) for lg in logs if lg["args"]["round"] != round_id}
     revealed = sorted(
-        ((str(lg["args"]["member"]), bytes(lg["args"]["contentHash"]), str(lg["args"]["cid"])) for lg in logs),
+        (
+            (str(lg["args"]["member"]), bytes(lg["args"]["contentHash"]), str(lg["args"]["cid"]))
+            for lg in logs
+            if lg["args"]["round"] == round_id
+        ),
         key=lambda t: t[0].lower(),
     )
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(revealed)))) as pool:
@@ -118,21 +128,58 @@ def collect_updates(
     for f in fetched:
         if f.update is not None and seen[f.content_hash] > 1:
             f.update, f.reason = None, "duplicate of another member's update"
+        elif f.update is not None and f.content_hash in earlier:
+            f.update, f.reason = None, f"replays an update revealed in round {round_id - 1}"
     return fetched
 
 
+def model_before(fed: FederationClient, store: Store, nspec: NodeSpec, r: int) -> tuple[int, dict[str, IntArray]]:
+    """The global model in force when round `r` opened and the round that made it (0: the initial model)."""
+    for k in range(r - 1, 0, -1):
+        info = fed.round(k)
+        if info.phase == Phase.FINALIZED:
+            try:
+                data = store.get(info.model_cid, nspec.max_update_bytes)
+            except StoreError as exc:
+                raise NodeError(f"cannot fetch round {k}'s model {info.model_cid}: {exc}") from exc
+            if content_hash(data) != info.model_hash:
+                raise NodeError(f"round {k}'s model at {info.model_cid} does not match its on-chain hash")
+            try:
+                return k, decode(data, nspec.layout)
+            except UpdateRejected as exc:
+                raise NodeError(f"round {k}'s model is malformed: {exc}") from exc
+    return 0, nspec.initial_model()
+
+
 def round_outcome(
-    nspec: NodeSpec, base: dict[str, IntArray], fetched: list[FetchedUpdate], members: list[str]
+    nspec: NodeSpec,
+    base: dict[str, IntArray],
+    fetched: list[FetchedUpdate],
+    members: list[str],
+    previous: dict[str, IntArray] | None = None,
 ) -> tuple[dict[str, IntArray], list[int]]:
     """The new model and the score vector a round's checked updates give: what an honest peer votes for.
 
+    `previous` is the global model before `base` (None if `base` is the initial model):
+    an update equal to the last global step, `base - previous`, is public work copied,
+    and is rejected. Scores are `node.scoring.contribution_scores` of the usable updates,
+    placed at each member's index (join order); members without a usable update score 0.
     The peer and `fedchain audit verify` both call this, so a verifier re-runs exactly what peers ran.
     """
+    if previous is not None:
+        step = {k: base[k] - previous[k] for k in base}
+        for f in fetched:
+            if f.update is not None and all(np.array_equal(f.update[k], step[k]) for k in step):
+                f.update, f.reason = None, "copies the last global step"
     good = [f.update for f in fetched if f.update is not None]
+    if not good:
+        return base, [0] * len(members)
     agg = nspec.aggregate(good)
     model = {k: np.clip(base[k] + agg[k], -MAX_ABS, MAX_ABS) for k in base}
-    accepted = {f.member.lower() for f in fetched if f.update is not None}
-    return model, [SCORE_ACCEPTED if m.lower() in accepted else 0 for m in members]
+    names = list(nspec.layout)
+    flat = [None if f.update is None else np.concatenate([f.update[k].ravel() for k in names]) for f in fetched]
+    by_member = dict(zip((f.member.lower() for f in fetched), contribution_scores(flat), strict=True))
+    return model, [by_member.get(m.lower(), 0) for m in members]
 
 
 class Peer:
@@ -160,6 +207,7 @@ class Peer:
         self.loaded_round = 0  # the finalized round whose model is in `params` (0: the initial model)
         self.computed: dict[int, dict[str, IntArray]] = {}  # round -> the model this peer voted for
         self.last_round_id = 0
+        self._previous: tuple[int, dict[str, IntArray]] | None = None  # (loaded_round, the model before it)
 
     @property
     def address(self) -> str:
@@ -192,11 +240,11 @@ class Peer:
 
     # -- one step ---------------------------------------------------------------
 
-    def trained_update(self, base: dict[str, IntArray]) -> dict[str, IntArray]:
-        """Train on local data from `base`; the update is the fixed-point difference."""
+    def trained_update(self, base: dict[str, IntArray], data: Dataset | None = None) -> dict[str, IntArray]:
+        """Train on local data (or `data`) from `base`; the update is the fixed-point difference."""
         cfg = self.nspec.training
         seed_cfg = type(cfg)(cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed + self.last_round_id)
-        trained = train(self.nspec.model, base, self.data, seed_cfg)
+        trained = train(self.nspec.model, base, self.data if data is None else data, seed_cfg)
         return {k: np.clip(trained[k] - base[k], -MAX_ABS, MAX_ABS) for k in base}
 
     def step(self) -> str:
@@ -231,8 +279,18 @@ class Peer:
             raise
         return ""
 
+    def _previous_model(self) -> dict[str, IntArray] | None:
+        """The global model before the one this peer holds (None when it holds the initial model)."""
+        if self.loaded_round == 0:
+            return None
+        if self._previous is None or self._previous[0] != self.loaded_round:
+            self._previous = (self.loaded_round, model_before(self.fed, self.store, self.nspec, self.loaded_round)[1])
+        return self._previous[1]
+
     def _scan_from(self, r: int) -> int:
-        return self.state.round_blocks.get(str(r), self.from_block)
+        """A block at or before the previous round's reveals (what `collect_updates` needs)."""
+        blocks = self.state.round_blocks
+        return blocks.get(str(max(1, r - 1)), self.from_block)
 
     def _note_round_start(self, r: int, phase: Phase) -> None:
         """Remember a block before round r's reveals, so log scans need not start at deployment.
@@ -246,7 +304,8 @@ class Peer:
             start = int(self.fed.chain.w3.eth.block_number)
         else:
             start = self.state.round_blocks.get(str(r - 1), self.from_block)
-        self.state.round_blocks = {str(r): start}
+        prev = self.state.round_blocks.get(str(r - 1))
+        self.state.round_blocks = {str(r): start} if prev is None else {str(r - 1): prev, str(r): start}
 
     def _commit(self, r: int) -> str:
         me = self.fed.member(self.address)
@@ -275,14 +334,14 @@ class Peer:
 
     def _vote(self, r: int) -> str:
         fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r))
+        members = self.fed.members()[: self.fed.round(r).member_count]
+        new, scores = round_outcome(self.nspec, self.params, fetched, members, self._previous_model())
         good = [f for f in fetched if f.update is not None]
         for f in fetched:
             if f.update is None:
                 self.log(f"round {r}: rejected {f.member}'s update: {f.reason}")
         if not good:
             return ""
-        members = self.fed.members()[: self.fed.round(r).member_count]
-        new, scores = round_outcome(self.nspec, self.params, fetched, members)
         model_bytes = encode(new)
         digest = content_hash(model_bytes)
         cid = self.store.put(model_bytes)

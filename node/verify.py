@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from ledger.client import FederationClient
 from ledger.types import Phase
 
-from .codec import IntArray, UpdateRejected, content_hash, decode, encode
-from .errors import NodeError
+from .codec import content_hash, encode
 from .nodespec import NodeSpec
-from .peer import collect_updates, round_outcome
+from .peer import collect_updates, model_before, round_outcome
 from .store import Store, StoreError
 
 __all__ = ["Verdict", "verify_round"]
@@ -32,31 +31,14 @@ class Verdict:
         self.lines.append(f"MISMATCH: {text}")
 
 
-def _model_at(fed: FederationClient, store: Store, nspec: NodeSpec, r: int) -> dict[str, IntArray]:
-    """The global model in force when round `r` opened (the newest finalized before it, or the initial one)."""
-    for k in range(r - 1, 0, -1):
-        info = fed.round(k)
-        if info.phase == Phase.FINALIZED:
-            try:
-                data = store.get(info.model_cid, nspec.max_update_bytes)
-            except StoreError as exc:
-                raise NodeError(f"cannot fetch round {k}'s model {info.model_cid}: {exc}") from exc
-            if content_hash(data) != info.model_hash:
-                raise NodeError(f"round {k}'s model at {info.model_cid} does not match its on-chain hash")
-            try:
-                return decode(data, nspec.layout)
-            except UpdateRejected as exc:
-                raise NodeError(f"round {k}'s model is malformed: {exc}") from exc
-    return nspec.initial_model()
-
-
 def verify_round(fed: FederationClient, store: Store, nspec: NodeSpec, r: int, from_block: int = 0) -> Verdict:
     verdict = Verdict(r)
     info = fed.round(r)
     if info.phase != Phase.FINALIZED:
         verdict.fail(f"round {r} is {info.phase.name.lower()}, not finalized")
         return verdict
-    base = _model_at(fed, store, nspec, r)
+    k, base = model_before(fed, store, nspec, r)
+    previous = model_before(fed, store, nspec, k)[1] if k > 0 else None
     fetched = collect_updates(fed, store, nspec, r, from_block)
     for f in fetched:
         status = "ok" if f.update is not None else f"rejected ({f.reason})"
@@ -66,7 +48,7 @@ def verify_round(fed: FederationClient, store: Store, nspec: NodeSpec, r: int, f
     if all(f.update is None for f in fetched):
         verdict.fail("no update of the round could be used")
         return verdict
-    model, scores = round_outcome(nspec, base, fetched, fed.members()[: info.member_count])
+    model, scores = round_outcome(nspec, base, fetched, fed.members()[: info.member_count], previous)
     digest = content_hash(encode(model))
     if digest != info.model_hash:
         verdict.fail(f"re-aggregated model hash 0x{digest.hex()} != on-chain 0x{info.model_hash.hex()}")

@@ -101,6 +101,9 @@ def test_cli_demo_bad_input_is_one_line(tmp_path: Path) -> None:
     for args, needle in (
         (["--data", str(bad), "--target", "y", "--positive", "yes", "--peers", "3"], "no target column 'y'"),
         (["--data", str(bad)], "--split-by"),
+        (["--devnet", "--poisoners", "2"], "embedded default only"),
+        (["--peers", "4", "--poisoners", "2", "--free-riders", "2"], "at least one company must be honest"),
+        (["--peers", "5", "--rule", "multi-krum", "--poisoners", "2"], "cannot be withstood"),
     ):
         out = run_cli("demo", *args, timeout=120)
         assert out.returncode == 1 and needle in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -96,6 +96,34 @@ def test_deploy_join_and_audit(workdir: Path, anvil: AnvilProcess) -> None:
     assert "round 1: finalized" in one and DEV[0] in one and "7.5000" in one
     _fails_cleanly(fedchain("audit", "round", "9", "--deployment", "dep.json", cwd=workdir), "has not opened")
 
+    # rewards and claim
+    def rewards(*who: str) -> dict[str, object]:
+        out = fedchain("rewards", "--deployment", "dep.json", *who, "--json", cwd=workdir)
+        assert out.returncode == 0, out.stderr
+        doc: dict[str, object] = json.loads(out.stdout)
+        return doc
+
+    mine = rewards("--keystore", "k1.json")
+    assert (mine["member"], mine["earned"], mine["unclaimed"], mine["claimed"]) == (
+        DEV[0],
+        "7500000000000000000",
+        "7500000000000000000",
+        "0",
+    )
+    assert mine["rounds"] == [{"round": 1, "score": 3, "reward": "7500000000000000000", "slashed": "0"}]
+    assert rewards("--address", DEV[1].lower())["earned"] == "2500000000000000000"
+    claimed = fedchain("claim", "--deployment", "dep.json", "--keystore", "k1.json", cwd=workdir)
+    assert claimed.returncode == 0 and "claimed 7.5000 tokens" in claimed.stdout, claimed.stderr
+    after = rewards("--keystore", "k1.json")
+    assert (after["earned"], after["claimed"], after["unclaimed"]) == ("7500000000000000000",) * 2 + ("0",)
+    assert fed.token.balance_of(DEV[0]) >= 7500000000000000000
+    _fails_cleanly(
+        fedchain("claim", "--deployment", "dep.json", "--keystore", "k1.json", cwd=workdir), "no unclaimed rewards"
+    )
+    _fails_cleanly(fedchain("rewards", "--deployment", "dep.json", "--address", "0x12", cwd=workdir), "not an Ethereum")
+    text = fedchain("rewards", "--deployment", "dep.json", "--keystore", "k2.json", cwd=workdir).stdout
+    assert "earned    2.5000" in text and "unclaimed 2.5000" in text
+
 
 def test_bad_input_gets_one_clear_line(workdir: Path, anvil: AnvilProcess) -> None:
     deploy = ["deploy", "--keystore", "k0.json", "--spec", "spec.toml", "--out", "d.json"]
@@ -129,6 +157,13 @@ def test_bad_input_gets_one_clear_line(workdir: Path, anvil: AnvilProcess) -> No
     _fails_cleanly(fedchain("audit", "rounds", "--deployment", "nocode.json", cwd=workdir), "no contract at")
     (workdir / "otherchain.json").write_text(json.dumps({**fake, "chain_id": 5}))
     _fails_cleanly(fedchain("audit", "rounds", "--deployment", "otherchain.json", cwd=workdir), "deployment is on 5")
+    (workdir / "fragile.toml").write_text(
+        (workdir / "spec.toml").read_text() + "[aggregation]\nrule = 'multi-krum'\nattackers = 1\n"
+    )
+    _fails_cleanly(
+        fedchain("deploy", "--rpc", anvil.url, "--keystore", "k0.json", "--spec", "fragile.toml", cwd=workdir),
+        "attackers = 1 cannot be withstood: multi-krum needs n >= 2f + 3",
+    )
     debug = fedchain("--debug", "audit", "rounds", "--deployment", "missing.json", cwd=workdir)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 

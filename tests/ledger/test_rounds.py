@@ -112,6 +112,29 @@ def test_a_commitment_replayed_in_another_round_or_contract_cannot_be_revealed(j
         other.reveal(a, 1, content, CID, salt)
 
 
+def test_an_update_cannot_be_copied_after_its_reveal(joined: Harness) -> None:
+    """Commit-reveal: once a's update is public, nobody can claim it as their own in this round."""
+    a, b, c, _ = joined.members
+    r = joined.round
+    joined.commit(a)
+    joined.commit(b)  # b commits a placeholder, hoping to swap in a's update later
+    joined.chain.advance_time(100)  # c and d never committed; the window closes
+    joined.reveal(a)
+    content, salt = joined.secrets[(r, a.address)]
+    logged = joined.fed.contract.events.Revealed.get_logs(from_block=joined.deployment.block)
+    assert bytes(logged[-1]["args"]["contentHash"]) == content  # a's update is now public
+    with pytest.raises(E("CommitmentMismatch")):
+        joined.fed.reveal(b, r, content, CID, salt)  # a's opening under b's commitment
+    with pytest.raises(E("CommitmentMismatch")):
+        joined.fed.reveal(b, r, content, CID, os.urandom(32))  # or with b's own salt
+    with pytest.raises(E("RoundNotInPhase")):  # commitments closed before the first reveal
+        joined.fed.commit(b, r, joined.fed.commitment_for(r, b.address, content, salt))
+    with pytest.raises(E("RoundNotInPhase")):  # so a member that waited to see the reveals is too late
+        joined.fed.commit(c, r, joined.fed.commitment_for(r, c.address, content, os.urandom(32)))
+    assert joined.fed.status(r, b.address) == MemberStatus.COMMITTED
+    assert joined.fed.status(r, c.address) == MemberStatus.NONE
+
+
 def test_vote_and_finalize_reverts(joined: Harness) -> None:
     a, b, c, d = joined.members
     r = joined.round

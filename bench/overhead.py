@@ -1,0 +1,231 @@
+"""Coordination overhead per round on a dev-net: everything but local training.
+
+Starts anvil and three Kubo nodes in a private swarm, deploys a federation of
+N peers (the bundled Bank Marketing data split at random), and runs each peer
+in its own thread with its own RPC connection and IPFS client, stepping as the
+daemon does (`Peer.step`, then a short poll). Every peer trains once before
+the clock starts and then submits that update (made unique per round), so a
+round's wall time is pure coordination: adopt the last model, encode, publish
+to IPFS, commit, reveal, fetch and verify every update, aggregate, score,
+publish the model, vote, finalize. The training time it saves is measured too.
+
+Anvil runs with automine (a block per transaction), 0.25 s blocks and 1 s
+blocks. Writes bench/results/overhead.md and overhead.json.
+
+    .venv/bin/python -m bench.overhead [--peers 5] [--rounds 5] [--poll 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_account import Account
+
+from bench.results_file import stamp, write
+from ledger.chain import connect
+from ledger.client import FederationClient
+from ledger.deploy import deploy
+from ledger.devnet import start_anvil
+from node.codec import IntArray
+from node.data import infer_schema, load_csv
+from node.demo import DemoConfig, demo_spec, split_companies
+from node.kubo import new_swarm_key, start_kubo
+from node.nodespec import NodeSpec
+from node.peer import Peer
+from node.store import KuboStore
+
+WINDOW = 30
+KUBO = 3
+
+
+class TimedStore:
+    """A store that adds up the time spent in put and get, per thread."""
+
+    def __init__(self, inner: KuboStore, clock: dict[str, float]) -> None:
+        self.inner, self.clock = inner, clock
+
+    def put(self, data: bytes) -> str:
+        t = time.perf_counter()
+        try:
+            return self.inner.put(data)
+        finally:
+            self.clock["ipfs_put"] += time.perf_counter() - t
+
+    def get(self, cid: str, max_size: int) -> bytes:
+        t = time.perf_counter()
+        try:
+            return self.inner.get(cid, max_size)
+        finally:
+            self.clock["ipfs_get"] += time.perf_counter() - t
+
+
+def _kind(action: str) -> str:
+    for word in ("committed", "revealed", "voted", "finalized", "advanced"):
+        if action.startswith(word):
+            return word
+    return "other"
+
+
+def run(n_peers: int, rounds: int, block_time: float | None, poll: float) -> dict[str, Any]:
+    cfg = DemoConfig(split_by=None, peers=n_peers, rounds=rounds)
+    schema, _ = infer_schema(cfg.data, cfg.target, cfg.positive, drop=cfg.drop)
+    companies = split_companies(cfg, load_csv(cfg.data, schema))
+    with tempfile.TemporaryDirectory(prefix="fedchain-overhead-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        anvil = start_anvil(log_path=root / "anvil.log", block_time=block_time)
+        stack.callback(anvil.stop)
+        key, kubo = new_swarm_key(), []
+        for i in range(min(KUBO, n_peers)):
+            node = start_kubo(root / f"kubo-{i}", key)
+            stack.callback(node.stop)
+            for other in kubo:
+                node.connect(other)
+            kubo.append(node)
+        chain = connect(anvil.url, anvil.chain_id)
+        deployer, *accounts = [Account.create() for _ in range(n_peers + 1)]
+        for a in (deployer, *accounts):
+            chain.fund(a.address, 10**19)
+        spec = demo_spec(cfg, schema, [a.address for a in accounts], n_peers)
+        for window in ("commit_window", "reveal_window", "vote_window"):
+            spec.data["chain"][window] = WINDOW
+        deployment = deploy(chain, deployer, spec)
+        nspec = NodeSpec.from_federation(spec)
+        clocks: list[dict[str, float]] = []
+        peers: list[Peer] = []
+        train_secs: list[float] = []
+        for i, (c, a) in enumerate(zip(companies, accounts, strict=True)):
+            clock: dict[str, float] = defaultdict(float)
+            fed = FederationClient(connect(anvil.url, anvil.chain_id), deployment.federation)
+            store = TimedStore(KuboStore(kubo[i % len(kubo)].api), clock)
+            peer = Peer(c.name, a, fed, store, c.train, nspec, from_block=deployment.block)
+            t = time.perf_counter()
+            update = peer.trained_update(nspec.initial_model())
+            train_secs.append(time.perf_counter() - t)
+
+            def submit(p: Peer, base: dict[str, IntArray], u: dict[str, IntArray] = update) -> dict[str, IntArray]:
+                first = next(iter(u))
+                fresh = {k: v.copy() for k, v in u.items()}
+                fresh[first].flat[0] += p.last_round_id  # a new update each round, not a replay
+                return fresh
+
+            peer.make_update = submit
+            fed.join(a)
+            peers.append(peer)
+            clocks.append(clock)
+        fed = FederationClient(chain, deployment.federation)
+        opened: dict[int, float] = {}
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                r = fed.current_round()
+                opened.setdefault(r, time.perf_counter())
+                if r > rounds:
+                    return
+                time.sleep(0.01)
+
+        def drive(peer: Peer, clock: dict[str, float]) -> None:
+            while not done.is_set():
+                if peer.fed.current_round() > rounds:
+                    t = time.perf_counter()
+                    peer.adopt_latest()
+                    clock["adopt"] += time.perf_counter() - t
+                    return
+                t = time.perf_counter()
+                action = peer.step()
+                clock[_kind(action) if action else "idle_step"] += time.perf_counter() - t
+                if not action:
+                    time.sleep(poll)
+
+        threads = [threading.Thread(target=watch)]
+        threads += [threading.Thread(target=drive, args=pc) for pc in zip(peers, clocks, strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=rounds * (3 * WINDOW + 60))
+        done.set()
+        statuses = [fed.round(r).phase.name for r in range(1, rounds + 1)]
+        hashes = {p.params[k].tobytes() for p in peers for k in list(p.params)[:1]}
+    durations = [opened[r + 1] - opened[r] for r in range(1, rounds + 1) if r + 1 in opened]
+    per_peer = {k: sum(c[k] for c in clocks) / n_peers / rounds for k in sorted({k for c in clocks for k in c})}
+    return {
+        "peers": n_peers,
+        "block_time": block_time or 0,
+        "rounds": rounds,
+        "statuses": statuses,
+        "agreed": len(hashes) == 1,
+        "round_seconds": [round(d, 3) for d in durations],
+        "median_round_seconds": round(statistics.median(durations), 3) if durations else None,
+        "per_peer_round_seconds": {k: round(v, 4) for k, v in per_peer.items()},
+        "training_seconds_saved": round(float(np.mean(train_secs)), 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers", type=int, nargs="+", default=[5])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--poll", type=float, default=0.05, help="seconds a peer waits after a step with nothing to do")
+    args = parser.parse_args()
+    runs = []
+    for n in args.peers:
+        for block_time in (None, 0.25, 1.0):
+            r = run(n, args.rounds, block_time, args.poll)
+            sys.stdout.write(f"{n} peers, block time {block_time or 'automine'}: {r['round_seconds']}\n")
+            runs.append(r)
+    meta = stamp("web3", "ipfshttpclient")
+    keys = ["committed", "revealed", "voted", "finalized", "ipfs_put", "ipfs_get", "idle_step"]
+    lines = [
+        "# Coordination overhead per round (dev-net)",
+        "",
+        f"Measured {meta['date']} on {meta['machine']}; Python {meta['python']}, web3 {meta['web3']}, "
+        f"ipfshttpclient {meta['ipfshttpclient']}; anvil and Kubo as `make setup` installs them. "
+        "Produced by `make bench` (`python -m bench.overhead`).",
+        "",
+        f"Each peer is a thread with its own JSON-RPC connection and Kubo client (3 Kubo nodes in a private "
+        f"swarm), polling every {args.poll} s when it has nothing to do. Peers submit an update trained once "
+        f"beforehand, so the round time below is everything but local training. {args.rounds} rounds per row.",
+        "",
+        "| peers | blocks | median s / round | every round (s) | all finalized, models agree | training skipped "
+        "(s / peer) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        ok = all(s == "FINALIZED" for s in r["statuses"]) and r["agreed"]
+        lines.append(
+            f"| {r['peers']} | {r['block_time'] or 'automine'} | {r['median_round_seconds']} | "
+            f"{', '.join(f'{d:.2f}' for d in r['round_seconds'])} | {'yes' if ok else 'NO'} | "
+            f"{r['training_seconds_saved']} |"
+        )
+    lines += [
+        "",
+        "Where a peer's time goes, per round (seconds; steps include their IPFS and chain calls):",
+        "",
+        "| peers | blocks | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    for r in runs:
+        cells = [f"{r['per_peer_round_seconds'].get(k, 0):.3f}" for k in keys]
+        lines.append(f"| {r['peers']} | {r['block_time'] or 'automine'} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "`idle_step` is time in steps that found nothing to do (reading the chain while waiting for others); "
+        "`ipfs_put`/`ipfs_get` are parts of the commit, vote and adopt steps.",
+        "",
+    ]
+    write("overhead", lines, {"meta": meta, "runs": runs})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
