@@ -21,7 +21,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from bench.results_file import stamp, write
+from bench.results_file import stamp, table, write
 from node.attacks import FREE_RIDES, POISONS
 from node.demo import DemoConfig, run_demo
 from node.nodespec import RULES
@@ -85,42 +85,27 @@ def main() -> int:
         "",
         "## Poisoners: final AUC (change against the same rule with every peer honest)",
         "",
-        "| rule | all honest | " + " | ".join(POISONS) + " |",
-        "|---|---|" + "---|" * len(POISONS),
     ]
+    auc_rows = []
     for rule in RULES:
         base = by[(rule, "honest", "-")]["federated_auc"]
         aucs = [by[(rule, "poisoner", k)]["federated_auc"] for k in POISONS]
-        cells = [f"{a:.4f} ({a - base:+.4f})" for a in aucs]
-        lines.append(f"| {rule} | {base:.4f} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "## Poisoners: their share of the rewards paid (every honest peer paid?)",
-        "",
-        "| rule | " + " | ".join(POISONS) + " |",
-        "|---|" + "---|" * len(POISONS),
-    ]
+        auc_rows.append([rule, f"{base:.4f}", *(f"{a:.4f} ({a - base:+.4f})" for a in aucs)])
+    lines += table(["rule", "all honest", *POISONS], auc_rows)
+    lines += ["", "## Poisoners: their share of the rewards paid (every honest peer paid?)", ""]
+    share_rows = []
     for rule in RULES:
         cells = [by[(rule, "poisoner", k)] for k in POISONS]
-        lines.append(
-            f"| {rule} | "
-            + " | ".join(f"{c['cheater_reward_share']:.1%} ({'yes' if c['honest_paid'] else 'NO'})" for c in cells)
-            + " |"
+        share_rows.append(
+            [rule, *(f"{c['cheater_reward_share']:.1%} ({'yes' if c['honest_paid'] else 'NO'})" for c in cells)]
         )
-    lines += [
-        "",
-        "## Free riders: final AUC and their share of the rewards paid",
-        "",
-        "| rule | " + " | ".join(FREE_RIDES) + " |",
-        "|---|" + "---|" * len(FREE_RIDES),
-    ]
+    lines += table(["rule", *POISONS], share_rows)
+    lines += ["", "## Free riders: final AUC and their share of the rewards paid", ""]
+    ride_rows = []
     for rule in ("median",):
         cells = [by[(rule, "free-rider", k)] for k in FREE_RIDES]
-        lines.append(
-            f"| {rule} | "
-            + " | ".join(f"{c['federated_auc']:.4f}, {c['cheater_reward_share']:.1%}" for c in cells)
-            + " |"
-        )
+        ride_rows.append([rule, *(f"{c['federated_auc']:.4f}, {c['cheater_reward_share']:.1%}" for c in cells)])
+    lines += table(["rule", *FREE_RIDES], ride_rows)
     robust = [r for r in runs if r["role"] == "poisoner" and r["rule"] != "fedavg"]
     held = [r for r in robust if by[(r["rule"], "honest", "-")]["federated_auc"] - r["federated_auc"] <= 0.01]
     cheats = [r for r in runs if r["role"] != "honest"]

@@ -31,15 +31,14 @@ from typing import Any
 import numpy as np
 from eth_account import Account
 
-from bench.results_file import stamp, write
+from bench.results_file import stamp, table, write
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
-from ledger.devnet import start_anvil
 from node.codec import IntArray
 from node.data import infer_schema, load_csv
 from node.demo import DemoConfig, demo_spec, split_companies
-from node.kubo import new_swarm_key, start_kubo
+from node.demo_devnet import start_parts
 from node.nodespec import NodeSpec
 from node.peer import Peer
 from node.store import KuboStore
@@ -82,15 +81,7 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float) -> dic
     companies = split_companies(cfg, load_csv(cfg.data, schema))
     with tempfile.TemporaryDirectory(prefix="fedchain-overhead-") as tmp, ExitStack() as stack:
         root = Path(tmp)
-        anvil = start_anvil(log_path=root / "anvil.log", block_time=block_time)
-        stack.callback(anvil.stop)
-        key, kubo = new_swarm_key(), []
-        for i in range(min(KUBO, n_peers)):
-            node = start_kubo(root / f"kubo-{i}", key)
-            stack.callback(node.stop)
-            for other in kubo:
-                node.connect(other)
-            kubo.append(node)
+        anvil, kubo = start_parts(stack, root, min(KUBO, n_peers), block_time)
         chain = connect(anvil.url, anvil.chain_id)
         deployer, *accounts = [Account.create() for _ in range(n_peers + 1)]
         for a in (deployer, *accounts):
@@ -196,27 +187,37 @@ def main() -> int:
         f"swarm), polling every {args.poll} s when it has nothing to do. Peers submit an update trained once "
         f"beforehand, so the round time below is everything but local training. {args.rounds} rounds per row.",
         "",
-        "| peers | blocks | median s / round | every round (s) | all finalized, models agree | training skipped "
-        "(s / peer) |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in runs:
-        ok = all(s == "FINALIZED" for s in r["statuses"]) and r["agreed"]
-        lines.append(
-            f"| {r['peers']} | {r['block_time'] or 'automine'} | {r['median_round_seconds']} | "
-            f"{', '.join(f'{d:.2f}' for d in r['round_seconds'])} | {'yes' if ok else 'NO'} | "
-            f"{r['training_seconds_saved']} |"
-        )
-    lines += [
-        "",
-        "Where a peer's time goes, per round (seconds; steps include their IPFS and chain calls):",
-        "",
-        "| peers | blocks | " + " | ".join(keys) + " |",
-        "|---|---|" + "---|" * len(keys),
-    ]
-    for r in runs:
-        cells = [f"{r['per_peer_round_seconds'].get(k, 0):.3f}" for k in keys]
-        lines.append(f"| {r['peers']} | {r['block_time'] or 'automine'} | " + " | ".join(cells) + " |")
+    lines += table(
+        [
+            "peers",
+            "blocks",
+            "median s / round",
+            "every round (s)",
+            "all finalized, models agree",
+            "training skipped (s / peer)",
+        ],
+        [
+            [
+                str(r["peers"]),
+                str(r["block_time"] or "automine"),
+                str(r["median_round_seconds"]),
+                ", ".join(f"{d:.2f}" for d in r["round_seconds"]),
+                "yes" if all(s == "FINALIZED" for s in r["statuses"]) and r["agreed"] else "NO",
+                str(r["training_seconds_saved"]),
+            ]
+            for r in runs
+        ],
+    )
+    lines += ["", "Where a peer's time goes, per round (seconds; steps include their IPFS and chain calls):", ""]
+    lines += table(
+        ["peers", "blocks", *keys],
+        [
+            [str(r["peers"]), str(r["block_time"] or "automine")]
+            + [f"{r['per_peer_round_seconds'].get(k, 0):.3f}" for k in keys]
+            for r in runs
+        ],
+    )
     lines += [
         "",
         "`idle_step` is time in steps that found nothing to do (reading the chain while waiting for others); "

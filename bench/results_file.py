@@ -31,3 +31,8 @@ def write(stem: str, lines: list[str], data: dict[str, Any]) -> None:
     (RESULTS / f"{stem}.md").write_text("\n".join(lines))
     (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]

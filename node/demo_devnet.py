@@ -26,7 +26,7 @@ from eth_account import Account
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
-from ledger.devnet import start_anvil
+from ledger.devnet import AnvilProcess, start_anvil
 from ledger.keystore import create_keystore
 from ledger.types import Phase
 
@@ -50,7 +50,7 @@ from .kubo import KuboNode, new_swarm_key, start_kubo
 from .nodespec import NodeSpec
 from .store import KuboStore
 
-__all__ = ["run_devnet_demo"]
+__all__ = ["run_devnet_demo", "start_parts"]
 
 WINDOW = 30
 MAX_KUBO = 3
@@ -76,6 +76,23 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def start_parts(
+    stack: ExitStack, root: Path, n_kubo: int, block_time: float | None
+) -> tuple[AnvilProcess, list[KuboNode]]:
+    """Anvil and `n_kubo` Kubo nodes joined in a fresh private swarm, each stopped when `stack` closes."""
+    anvil = start_anvil(log_path=root / "anvil.log", block_time=block_time)
+    stack.callback(anvil.stop)
+    key = new_swarm_key()
+    kubo: list[KuboNode] = []
+    for i in range(n_kubo):
+        node = start_kubo(root / f"kubo-{i}", key)
+        stack.callback(node.stop)
+        for other in kubo:
+            node.connect(other)
+        kubo.append(node)
+    return anvil, kubo
+
+
 def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
     say = out or (lambda _line: None)
     schema, warnings = infer_schema(cfg.data, cfg.target, cfg.positive, drop=cfg.drop)
@@ -86,16 +103,7 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
     test_all = _concat([c.test for c in companies])
     with tempfile.TemporaryDirectory(prefix="fedchain-devnet-") as tmp, ExitStack() as stack:
         root = Path(tmp)
-        anvil = start_anvil(log_path=root / "anvil.log", block_time=1)
-        stack.callback(anvil.stop)
-        key = new_swarm_key()
-        kubo: list[KuboNode] = []
-        for i in range(min(MAX_KUBO, len(companies))):
-            node = start_kubo(root / f"kubo-{i}", key)
-            stack.callback(node.stop)
-            for other in kubo:
-                node.connect(other)
-            kubo.append(node)
+        anvil, kubo = start_parts(stack, root, min(MAX_KUBO, len(companies)), block_time=1)
         chain = connect(anvil.url, anvil.chain_id)
         deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
         for a in (deployer, *accounts):
