@@ -27,8 +27,12 @@ similar size:
 - honest updates agree with each other, however skewed their data, as long as
   honest members are a majority of the round.
 
-Agreements below NOISE_FLOOR (0.05) count as 0, so random updates do not earn
-a trickle. Known limits (docs/protocol.md): a minority of honest members with
+Agreements below NOISE_FLOOR (0.05) count as 0, and a median agreement below
+MIN_AGREEMENT (0.1) earns nothing: near convergence honest updates become mostly
+minibatch noise and stop agreeing, and since the contract shares a round's
+reward among its positive scores, a round where nobody clearly contributed
+would otherwise hand a lucky noise update a large slice. Such a round pays
+nobody; its reward stays in the pool. Known limits (docs/protocol.md): a minority of honest members with
 data unlike everyone else's earns less; an attacker whose update looks like
 honest training (an unboosted backdoor, or a copy of public updates with small
 changes) cannot be told apart by geometry; colluding attackers that are a
@@ -46,10 +50,11 @@ import numpy as np
 
 from .codec import IntArray
 
-__all__ = ["NOISE_FLOOR", "SCALE", "agreements", "contribution_scores"]
+__all__ = ["MIN_AGREEMENT", "NOISE_FLOOR", "SCALE", "agreements", "contribution_scores"]
 
 SCALE = 10_000
 NOISE_FLOOR = 500  # agreements under 0.05 are noise
+MIN_AGREEMENT = 1_000  # a member whose median agreement is under 0.1 earns nothing this round
 
 
 def _shift(u: IntArray) -> int:
@@ -85,7 +90,7 @@ def contribution_scores(updates: Sequence[IntArray | None]) -> list[int]:
         others = sorted(a for c, a in enumerate(agree[r]) if c != r)
         if others:
             median = others[(len(others) - 1) // 2]
-            scores[member] = median * median // SCALE
+            scores[member] = median * median // SCALE if median >= MIN_AGREEMENT else 0
         else:  # a lone update: nothing to agree with; it earns if it is not empty
             scores[member] = SCALE if agree[r][r] > 0 else 0
     return scores

@@ -61,6 +61,16 @@ def test_identical_updates_agree_fully_and_a_lone_update_earns() -> None:
     assert contribution_scores([None, None]) == [0, 0]
 
 
+def test_a_round_where_nobody_clearly_agrees_pays_nobody() -> None:
+    """Near convergence, updates are mostly minibatch noise: weak agreement earns nothing."""
+    rng = np.random.default_rng(8)
+    g = rng.normal(0, 1, P)
+    weak = [to_fixed(0.01 * (0.08 * g + rng.normal(0, 1, P))) for _ in range(6)]  # cos ~ 0.006 with g
+    assert contribution_scores(weak) == [0] * 6
+    strong = [to_fixed(0.01 * (0.5 * g + rng.normal(0, 0.2, P))) for _ in range(6)]
+    assert all(s > 0 for s in contribution_scores(strong))
+
+
 def test_agreements_below_the_noise_floor_count_as_zero() -> None:
     rng = np.random.default_rng(4)
     rows = np.stack([to_fixed(rng.normal(0, 1, P)) for _ in range(6)])
