@@ -16,6 +16,7 @@ lint:
 
 bench:
 	$(VENV)/python -m bench.gas
+	$(VENV)/python -m bench.overhead
 	$(VENV)/python -m bench.accuracy
 	$(VENV)/python -m bench.attacks
 
