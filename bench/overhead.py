@@ -36,8 +36,7 @@ from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
 from node.codec import IntArray
-from node.data import infer_schema, load_csv
-from node.demo import DemoConfig, demo_spec, split_companies
+from node.demo import DemoConfig, demo_spec, load_companies
 from node.demo_devnet import start_parts
 from node.nodespec import NodeSpec
 from node.peer import Peer
@@ -77,8 +76,7 @@ def _kind(action: str) -> str:
 
 def run(n_peers: int, rounds: int, block_time: float | None, poll: float) -> dict[str, Any]:
     cfg = DemoConfig(split_by=None, peers=n_peers, rounds=rounds)
-    schema, _ = infer_schema(cfg.data, cfg.target, cfg.positive, drop=cfg.drop)
-    companies = split_companies(cfg, load_csv(cfg.data, schema))
+    schema, companies = load_companies(cfg)
     with tempfile.TemporaryDirectory(prefix="fedchain-overhead-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         anvil, kubo = start_parts(stack, root, min(KUBO, n_peers), block_time)

@@ -64,9 +64,9 @@ def keystore_address(path: Path) -> str:
     """The address a keystore holds (stored in clear in the file; no password needed)."""
     blob = _read(path)
     address = blob.get("address") if isinstance(blob, dict) else None
-    if not isinstance(address, str) or not is_address(address if address.startswith("0x") else "0x" + address):
+    if not isinstance(address, str) or not is_address("0x" + address.removeprefix("0x")):
         raise KeystoreError(f"keystore {path} names no address")
-    return str(to_checksum_address(address if address.startswith("0x") else "0x" + address))
+    return str(to_checksum_address("0x" + address.removeprefix("0x")))
 
 
 def load_keystore(path: Path, password: str) -> LocalAccount:

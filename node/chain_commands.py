@@ -35,7 +35,7 @@ from ledger.toolchain import tools
 
 from .errors import NodeError
 from .kubo import KuboNode, new_swarm_key, start_kubo
-from .nodespec import NodeSpec, check_tolerance
+from .nodespec import NodeSpec, aggregation_settings
 from .store import KuboStore
 
 __all__ = ["add_chain_commands"]
@@ -173,16 +173,9 @@ def _rpc_for(args: argparse.Namespace, deployment: Deployment | None = None) -> 
 def cmd_deploy(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     # refuse a spec the peers could not run, or whose rule cannot withstand its attackers, before spending gas
+    aggregation_settings(spec)
     if "data" in spec.data:
         NodeSpec.from_federation(spec)
-    elif "aggregation" in spec.data:
-        agg = spec.data["aggregation"]
-        check_tolerance(
-            str(agg.get("rule", "fedavg")),
-            int(agg.get("attackers", 0)),
-            int(spec.data["chain"]["min_peers"]),
-            float(agg.get("trim", 0.2)),
-        )
     chain = connect(_rpc_for(args), args.chain_id)
     deployer = load_keystore(args.keystore, read_password(args.password_file))
     deployment = deploy(chain, deployer, spec)

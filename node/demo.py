@@ -42,7 +42,7 @@ from .nodespec import NodeSpec, tolerance
 from .peer import Peer
 from .store import EmbeddedStore
 
-__all__ = ["DEFAULT_DATA", "DemoConfig", "assign_roles", "demo_spec", "role_of", "run_demo", "split_companies"]
+__all__ = ["DEFAULT_DATA", "DemoConfig", "assign_roles", "demo_spec", "load_companies", "run_demo", "split_companies"]
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "datasets" / "bank-full.csv.gz"
 WINDOW = 3600  # phase windows: long, the demo's peers never miss one
@@ -90,10 +90,6 @@ def assign_roles(cfg: DemoConfig, names: list[str]) -> dict[str, Behaviour | Non
     return roles
 
 
-def role_of(behaviour: Behaviour | None) -> str:
-    return "honest" if behaviour is None else behaviour.role
-
-
 @dataclass
 class Company:
     name: str
@@ -110,6 +106,14 @@ def _stratified_split(y: npt.NDArray[np.float32], rng: np.random.Generator) -> t
         train_idx.append(idx[:cut])
         test_idx.append(idx[cut:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+
+
+def load_companies(cfg: DemoConfig, say: Callable[[str], None] | None = None) -> tuple[Schema, list[Company]]:
+    """Infer the schema from the whole file (warnings through `say`) and split it into companies."""
+    schema, warnings = infer_schema(cfg.data, cfg.target, cfg.positive, drop=cfg.drop)
+    for w in warnings:
+        (say or (lambda _line: None))(f"note: {w}")
+    return schema, split_companies(cfg, load_csv(cfg.data, schema))
 
 
 def split_companies(cfg: DemoConfig, data: Dataset) -> list[Company]:
@@ -182,10 +186,7 @@ def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> F
 def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the whole demo; returns the JSON document, printing the live table through `out`."""
     say = out or (lambda _line: None)
-    schema, warnings = infer_schema(cfg.data, cfg.target, cfg.positive, drop=cfg.drop)
-    for w in warnings:
-        say(f"note: {w}")
-    companies = split_companies(cfg, load_csv(cfg.data, schema))
+    schema, companies = load_companies(cfg, say)
     roles = assign_roles(cfg, [c.name for c in companies])
     test_all = _concat([c.test for c in companies])
 
@@ -216,7 +217,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
         raise NodeError("peers ended with different models")
     central = _train_alone(nspec, _concat([c.train for c in companies]), cfg.rounds)
     peer_rows = [
-        _compare(fed, p.address, c, nspec, federated, central, cfg.rounds, role_of(roles[c.name]))
+        _compare(fed, p.address, c, nspec, federated, central, cfg.rounds, getattr(roles[c.name], "role", "honest"))
         for c, p in zip(companies, peers, strict=True)
     ]
     doc = _document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all)

@@ -32,7 +32,7 @@ from ledger.types import Phase
 
 from .codec import content_hash, decode
 from .config import PeerConfig
-from .data import infer_schema, load_csv, read_rows
+from .data import read_rows
 from .demo import (
     ROUND_HEADER,
     DemoConfig,
@@ -43,7 +43,7 @@ from .demo import (
     _summary,
     _train_alone,
     demo_spec,
-    split_companies,
+    load_companies,
 )
 from .errors import NodeError
 from .kubo import KuboNode, new_swarm_key, start_kubo
@@ -95,10 +95,7 @@ def start_parts(
 
 def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
     say = out or (lambda _line: None)
-    schema, warnings = infer_schema(cfg.data, cfg.target, cfg.positive, drop=cfg.drop)
-    for w in warnings:
-        say(f"note: {w}")
-    companies = split_companies(cfg, load_csv(cfg.data, schema))
+    schema, companies = load_companies(cfg, say)
     header, rows = read_rows(cfg.data)
     test_all = _concat([c.test for c in companies])
     with tempfile.TemporaryDirectory(prefix="fedchain-devnet-") as tmp, ExitStack() as stack:

@@ -16,7 +16,7 @@ from .data import Schema
 from .errors import NodeError
 from .model import ModelSpec, TrainConfig, initial_params, layout
 
-__all__ = ["RULES", "NodeSpec", "check_tolerance", "model_hash", "tolerance"]
+__all__ = ["RULES", "NodeSpec", "aggregation_settings", "check_tolerance", "model_hash", "tolerance"]
 
 RULES = ("fedavg", "median", "trimmed-mean", "multi-krum")
 
@@ -38,11 +38,7 @@ class NodeSpec:
         schema = Schema.from_spec(data.get("data", {}))
         model = ModelSpec.from_spec(data.get("model", {}), schema.n_features)
         training = TrainConfig.from_spec(data.get("training", {}))
-        agg: Mapping[str, Any] = data.get("aggregation", {})
-        rule = str(agg.get("rule", "fedavg"))
-        trim, attackers, m = float(agg.get("trim", 0.2)), int(agg.get("attackers", 0)), agg.get("m")
-        check_tolerance(rule, attackers, int(spec.data["chain"]["min_peers"]), trim)
-        return cls(spec, schema, model, training, rule, trim, attackers, None if m is None else int(m))
+        return cls(spec, schema, model, training, *aggregation_settings(spec))
 
     @property
     def layout(self) -> Layout:
@@ -51,6 +47,10 @@ class NodeSpec:
     @property
     def max_update_bytes(self) -> int:
         return len(encode(initial_params(self.model)))
+
+    def flatten(self, params: Mapping[str, IntArray]) -> IntArray:
+        """All parameters as one vector, in the model's order."""
+        return np.concatenate([params[k].ravel() for k in self.layout])
 
     def initial_model(self) -> dict[str, IntArray]:
         return initial_params(self.model)
@@ -62,18 +62,18 @@ class NodeSpec:
         and a weight nobody can check would be the cheapest way to poison the mean.
         """
         names = list(self.layout)
-        flat = np.stack([np.concatenate([u[k].ravel() for k in names]) for u in updates])
+        flat = np.stack([self.flatten(u) for u in updates])
         if self.rule == "fedavg":
             out = aggregate.fedavg(flat)
         elif self.rule == "median":
             out = aggregate.median(flat)
         elif self.rule == "trimmed-mean":
             out = aggregate.trimmed_mean(flat, self.trim)
-        elif len(updates) >= 2 * self.attackers + 3:
-            out = aggregate.multi_krum(flat, self.attackers, self.krum_m)
-        else:  # fewer usable updates than the spec planned for: Krum with the f they allow, or the median
-            f = (len(updates) - 3) // 2
-            out = aggregate.multi_krum(flat, f) if f >= 0 else aggregate.median(flat)
+        elif len(updates) < 3:  # too few for Krum at all
+            out = aggregate.median(flat)
+        else:  # with fewer usable updates than the spec planned for, Krum with the f they allow
+            f = min(self.attackers, tolerance("multi-krum", len(updates)))
+            out = aggregate.multi_krum(flat, f, self.krum_m if f == self.attackers else None)
         result, offset = {}, 0
         for k in names:
             size = int(np.prod(self.layout[k], dtype=np.int64))
@@ -96,6 +96,20 @@ def tolerance(rule: str, n: int, trim: float = 0.2) -> int:
     if rule == "trimmed-mean":
         return int(trim * n)
     return max(0, (n - 3) // 2)
+
+
+def aggregation_settings(spec: FederationSpec) -> tuple[str, float, int, int | None]:
+    """The spec's [aggregation] rule, trim, attackers and Multi-Krum m; refused if the rule cannot
+    withstand the attackers (see `check_tolerance`). A spec without the table means FedAvg, no attackers."""
+    agg: Mapping[str, Any] = spec.data.get("aggregation", {})
+    rule, trim, attackers, m = (
+        str(agg.get("rule", "fedavg")),
+        float(agg.get("trim", 0.2)),
+        int(agg.get("attackers", 0)),
+        agg.get("m"),
+    )
+    check_tolerance(rule, attackers, int(spec.data["chain"]["min_peers"]), trim)
+    return rule, trim, attackers, None if m is None else int(m)
 
 
 def check_tolerance(rule: str, attackers: int, min_peers: int, trim: float = 0.2) -> None:

@@ -176,8 +176,7 @@ def round_outcome(
         return base, [0] * len(members)
     agg = nspec.aggregate(good)
     model = {k: np.clip(base[k] + agg[k], -MAX_ABS, MAX_ABS) for k in base}
-    names = list(nspec.layout)
-    flat = [None if f.update is None else np.concatenate([f.update[k].ravel() for k in names]) for f in fetched]
+    flat = [None if f.update is None else nspec.flatten(f.update) for f in fetched]
     by_member = dict(zip((f.member.lower() for f in fetched), contribution_scores(flat), strict=True))
     return model, [by_member.get(m.lower(), 0) for m in members]
 

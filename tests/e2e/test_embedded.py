@@ -14,8 +14,7 @@ from ledger.client import FederationClient
 from ledger.deploy import deploy
 from ledger.types import Phase
 from node.codec import IntArray
-from node.data import infer_schema, load_csv
-from node.demo import DemoConfig, _play_round, demo_spec, run_demo, split_companies
+from node.demo import DemoConfig, _play_round, demo_spec, load_companies, run_demo
 from node.nodespec import NodeSpec
 from node.peer import Peer
 from node.store import EmbeddedStore
@@ -44,8 +43,7 @@ def test_demo_rounds_finalize_and_every_peer_holds_the_same_model(small_csv: Pat
 
 def _federation(small_csv: Path, tmp_path: Path, n: int) -> tuple[FederationClient, list[Peer], object]:
     cfg = DemoConfig(data=small_csv, split_by=None, peers=n, rounds=1)
-    schema, _ = infer_schema(cfg.data, cfg.target, cfg.positive, drop=cfg.drop)
-    companies = split_companies(cfg, load_csv(cfg.data, schema))
+    schema, companies = load_companies(cfg)
     chain = embedded_chain()
     deployer, *accounts = [Account.create() for _ in range(n + 1)]
     for a in (deployer, *accounts):
