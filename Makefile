@@ -14,11 +14,17 @@ lint:
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
 
+# Timed benchmarks first, while the machine is idle; then the deterministic ones; then BENCHMARKS.md.
 bench:
-	$(VENV)/python -m bench.gas
+	$(VENV)/python -m pip install -q -e ".[dev,bench]"
+	$(VENV)/python -m bench.preflight
+	$(VENV)/python -m bench.scale
 	$(VENV)/python -m bench.overhead
+	$(VENV)/python -m bench.timing
+	$(VENV)/python -m bench.gas
 	$(VENV)/python -m bench.accuracy
 	$(VENV)/python -m bench.attacks
+	$(VENV)/python -m bench.report
 
 artifacts:
 	$(VENV)/python -c 'from ledger.compile import main; main()'

@@ -18,7 +18,7 @@ from typing import Any
 
 from eth_account import Account
 
-from bench.results_file import stamp, write
+from bench.results_file import stamp, table, write
 from ledger.chain import Chain, connect, embedded_chain
 from ledger.client import FederationClient
 from ledger.compile import compiler_version
@@ -51,7 +51,7 @@ def measure(chain: Chain, n: int) -> dict[str, Any]:
         chain, deployer, "Federation", token, spec.hash, spec.chain_config(), spec.founders
     )
     deploy_gas = int(
-        chain.w3.eth.get_transaction_receipt(chain.w3.eth.get_block(before + 1)["transactions"][0])["gasUsed"]
+        chain.w3.eth.get_transaction_receipt(chain.w3.eth.get_block(before + 1)["transactions"][0])["gasUsed"]  # type: ignore[arg-type]
     )
     fed = FederationClient(chain, fed_address)
     fed.fund(deployer, 10**22)
@@ -146,6 +146,29 @@ def main() -> int:
         "## Median gas per operation (eth-tester)",
         "",
         *_ops_table(rows),
+        "",
+        "## Per round in total, against 2CP",
+        "",
+        *table(
+            [
+                "members",
+                "fedchain per round (all members + finalize)",
+                "2CP at 115k-125k per trainer",
+                "ratio to 120k x members",
+            ],
+            [
+                [
+                    str(r["members"]),
+                    f"{r['round_total']:,}",
+                    f"{TWO_CP[0] * r['members']:,}-{TWO_CP[1] * r['members']:,}",
+                    f"{r['round_total'] / (sum(TWO_CP) / 2 * r['members']):.2f}",
+                ]
+                for r in rows
+            ],
+        ),
+        "",
+        "fedchain's extra over 2CP per round is the vote (each member posts its model hash and the score "
+        "vector) and the finalize that pays contribution rewards on chain.",
         "",
     ]
     write("gas", lines, {"meta": meta, "results": results})

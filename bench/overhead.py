@@ -74,7 +74,9 @@ def _kind(action: str) -> str:
     return "other"
 
 
-def run(n_peers: int, rounds: int, block_time: float | None, poll: float) -> dict[str, Any]:
+def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train: bool = False) -> dict[str, Any]:
+    """Run `rounds` rounds of `n_peers` peers on a fresh dev-net. With `train`, peers train every round
+    (the whole round); without, they resubmit one update trained beforehand (coordination only)."""
     cfg = DemoConfig(split_by=None, peers=n_peers, rounds=rounds)
     schema, companies = load_companies(cfg)
     with tempfile.TemporaryDirectory(prefix="fedchain-overhead-") as tmp, ExitStack() as stack:
@@ -97,17 +99,18 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float) -> dic
             fed = FederationClient(connect(anvil.url, anvil.chain_id), deployment.federation)
             store = TimedStore(KuboStore(kubo[i % len(kubo)].api), clock)
             peer = Peer(c.name, a, fed, store, c.train, nspec, from_block=deployment.block)
-            t = time.perf_counter()
-            update = peer.trained_update(nspec.initial_model())
-            train_secs.append(time.perf_counter() - t)
+            if not train:
+                t = time.perf_counter()
+                update = peer.trained_update(nspec.initial_model())
+                train_secs.append(time.perf_counter() - t)
 
-            def submit(p: Peer, base: dict[str, IntArray], u: dict[str, IntArray] = update) -> dict[str, IntArray]:
-                first = next(iter(u))
-                fresh = {k: v.copy() for k, v in u.items()}
-                fresh[first].flat[0] += p.last_round_id  # a new update each round, not a replay
-                return fresh
+                def submit(p: Peer, base: dict[str, IntArray], u: dict[str, IntArray] = update) -> dict[str, IntArray]:
+                    first = next(iter(u))
+                    fresh = {k: v.copy() for k, v in u.items()}
+                    fresh[first].flat[0] += p.last_round_id  # a new update each round, not a replay
+                    return fresh
 
-            peer.make_update = submit
+                peer.make_update = submit
             fed.join(a)
             peers.append(peer)
             clocks.append(clock)
@@ -138,15 +141,17 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float) -> dic
 
         threads = [threading.Thread(target=watch)]
         threads += [threading.Thread(target=drive, args=pc) for pc in zip(peers, clocks, strict=True)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=rounds * (3 * WINDOW + 60))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=rounds * (3 * WINDOW + 60))
         done.set()
         statuses = [fed.round(r).phase.name for r in range(1, rounds + 1)]
         hashes = {p.params[k].tobytes() for p in peers for k in list(p.params)[:1]}
     durations = [opened[r + 1] - opened[r] for r in range(1, rounds + 1) if r + 1 in opened]
     per_peer = {k: sum(c[k] for c in clocks) / n_peers / rounds for k in sorted({k for c in clocks for k in c})}
+    parts = sorted({k for p in peers for k in p.timings})
+    breakdown = {k: sum(p.timings.get(k, 0.0) for p in peers) / n_peers / rounds for k in parts}
     return {
         "peers": n_peers,
         "block_time": block_time or 0,
@@ -156,7 +161,9 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float) -> dic
         "round_seconds": [round(d, 3) for d in durations],
         "median_round_seconds": round(statistics.median(durations), 3) if durations else None,
         "per_peer_round_seconds": {k: round(v, 4) for k, v in per_peer.items()},
-        "training_seconds_saved": round(float(np.mean(train_secs)), 3),
+        "breakdown": {k: round(v, 4) for k, v in breakdown.items()},
+        "trained_each_round": train,
+        "training_seconds_saved": round(float(np.mean(train_secs)), 3) if train_secs else 0.0,
     }
 
 
@@ -172,13 +179,13 @@ def main() -> int:
             r = run(n, args.rounds, block_time, args.poll)
             sys.stdout.write(f"{n} peers, block time {block_time or 'automine'}: {r['round_seconds']}\n")
             runs.append(r)
-    meta = stamp("web3", "ipfshttpclient")
+    meta = stamp("web3", "ipfshttpclient", tools=True)
     keys = ["committed", "revealed", "voted", "finalized", "ipfs_put", "ipfs_get", "idle_step"]
     lines = [
         "# Coordination overhead per round (dev-net)",
         "",
         f"Measured {meta['date']} on {meta['machine']}; Python {meta['python']}, web3 {meta['web3']}, "
-        f"ipfshttpclient {meta['ipfshttpclient']}; anvil and Kubo as `make setup` installs them. "
+        f"ipfshttpclient {meta['ipfshttpclient']}, anvil {meta['anvil']}, Kubo {meta['kubo']}. "
         "Produced by `make bench` (`python -m bench.overhead`).",
         "",
         f"Each peer is a thread with its own JSON-RPC connection and Kubo client (3 Kubo nodes in a private "

@@ -14,14 +14,18 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def stamp(*packages: str) -> dict[str, str]:
-    """Date, machine, Python and the named packages' versions."""
+def stamp(*packages: str, tools: bool = False) -> dict[str, str]:
+    """Date, machine, Python, the named packages' versions and, with `tools`, solc's, anvil's and Kubo's."""
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "python": platform.python_version(),
     }
     meta.update({p: importlib.metadata.version(p) for p in packages})
+    if tools:
+        from ledger.toolchain import tools as outside_tools
+
+        meta.update({t.name: t.version or "missing" for t in outside_tools()})
     return meta
 
 

@@ -60,7 +60,10 @@ def fedavg(updates: IntArray, weights: Sequence[int] | None = None) -> IntArray:
     """
     u = _check(updates)
     w = _weights(weights, u.shape[0])
-    total = (np.array(w, dtype=np.int64)[:, None] * u).sum(axis=0, dtype=np.int64)
+    total = np.zeros(u.shape[1], dtype=np.int64)
+    step = np.empty_like(total)
+    for wi, row in zip(w, u, strict=True):  # row by row: one parameter vector of scratch, not n
+        total += np.multiply(row, wi, out=step)
     return _ints(np.floor_divide(total, sum(w)))
 
 

@@ -42,7 +42,18 @@ from .nodespec import NodeSpec, tolerance
 from .peer import Peer
 from .store import EmbeddedStore
 
-__all__ = ["DEFAULT_DATA", "DemoConfig", "assign_roles", "demo_spec", "load_companies", "run_demo", "split_companies"]
+__all__ = [
+    "DEFAULT_DATA",
+    "DemoConfig",
+    "assign_roles",
+    "demo_spec",
+    "auc_of",
+    "concat",
+    "load_companies",
+    "run_demo",
+    "split_companies",
+    "train_alone",
+]
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "datasets" / "bank-full.csv.gz"
 WINDOW = 3600  # phase windows: long, the demo's peers never miss one
@@ -58,6 +69,7 @@ class DemoConfig:
     positive: str = "yes"
     split_by: str | None = "job"
     peers: int | None = None
+    dirichlet: float | None = None  # with `peers`: label skew, each class shared out by Dirichlet(alpha) proportions
     drop: list[str] = field(default_factory=lambda: ["duration"])
     rounds: int = 10
     model: str = "logreg"
@@ -118,11 +130,19 @@ def load_companies(cfg: DemoConfig, say: Callable[[str], None] | None = None) ->
 
 def split_companies(cfg: DemoConfig, data: Dataset) -> list[Company]:
     rng = np.random.default_rng(cfg.seed)
+    if cfg.dirichlet is not None and (cfg.peers is None or cfg.dirichlet <= 0):
+        raise NodeError("a Dirichlet label skew needs a number of peers and an alpha > 0")
     if cfg.peers is not None:
         groups: dict[str, list[int]] = {f"peer-{i + 1}": [] for i in range(cfg.peers)}
         for cls in (0.0, 1.0):
-            for j, i in enumerate(rng.permutation(np.flatnonzero(data.y == cls))):
-                groups[f"peer-{j % cfg.peers + 1}"].append(int(i))
+            members = rng.permutation(np.flatnonzero(data.y == cls))
+            if cfg.dirichlet is None:  # stratified: every peer gets the same share of each class
+                owner = np.arange(len(members)) % cfg.peers
+            else:  # label skew: peer i gets share p_i ~ Dirichlet(alpha) of this class
+                cuts = np.round(np.cumsum(rng.dirichlet([cfg.dirichlet] * cfg.peers)) * len(members)).astype(np.int64)
+                owner = np.searchsorted(cuts, np.arange(len(members)), side="right")
+            for j, i in zip(owner, members, strict=True):
+                groups[f"peer-{int(j) + 1}"].append(int(i))
     else:
         header, rows = read_rows(cfg.data)
         if cfg.split_by not in header:
@@ -144,22 +164,36 @@ def split_companies(cfg: DemoConfig, data: Dataset) -> list[Company]:
     return companies
 
 
-def _concat(parts: list[Dataset]) -> Dataset:
+def _split_name(cfg: DemoConfig) -> str:
+    if cfg.peers is None:
+        return str(cfg.split_by)
+    return f"random:{cfg.peers}" if cfg.dirichlet is None else f"dirichlet:{cfg.peers}:{cfg.dirichlet}"
+
+
+def concat(parts: list[Dataset]) -> Dataset:
     return Dataset(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]), {}, {}, parts[0].source)
 
 
-def _train_alone(
-    nspec: NodeSpec, data: Dataset, rounds: int, start: dict[str, IntArray] | None = None
+def train_alone(
+    nspec: NodeSpec,
+    data: Dataset,
+    rounds: int,
+    start: dict[str, IntArray] | None = None,
+    each: Callable[[int, dict[str, IntArray]], None] | None = None,
 ) -> dict[str, IntArray]:
+    """Train on `data` alone for as many epochs as the federation's rounds give (same seeds);
+    `each(round, params)` sees the model after every round."""
     params, cfg = start or nspec.initial_model(), nspec.training
     for r in range(1, rounds + 1):
         params = train(
             nspec.model, params, data, TrainConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed + r)
         )
+        if each is not None:
+            each(r, params)
     return params
 
 
-def _auc(nspec: NodeSpec, params: dict[str, IntArray], data: Dataset) -> float:
+def auc_of(nspec: NodeSpec, params: dict[str, IntArray], data: Dataset) -> float:
     return round(auc(data.y, predict(nspec.model, params, data.x)), 4)
 
 
@@ -188,7 +222,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
     say = out or (lambda _line: None)
     schema, companies = load_companies(cfg, say)
     roles = assign_roles(cfg, [c.name for c in companies])
-    test_all = _concat([c.test for c in companies])
+    test_all = concat([c.test for c in companies])
 
     chain = embedded_chain()
     deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
@@ -199,7 +233,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
     deployment = deploy(chain, deployer, spec)
     fed = FederationClient(chain, deployment.federation)
     say(
-        f"{len(companies)} companies split by {cfg.split_by or 'random stratified'}; {cfg.model} with {cfg.rule}; "
+        f"{len(companies)} companies split by {_split_name(cfg)}; {cfg.model} with {cfg.rule}; "
         f"{cfg.rounds} rounds; federation {deployment.federation}"
     )
     with tempfile.TemporaryDirectory(prefix="fedchain-demo-") as tmp:
@@ -215,7 +249,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[
     federated = peers[0].params
     if any(any(not np.array_equal(p.params[k], federated[k]) for k in federated) for p in peers):
         raise NodeError("peers ended with different models")
-    central = _train_alone(nspec, _concat([c.train for c in companies]), cfg.rounds)
+    central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
     peer_rows = [
         _compare(fed, p.address, c, nspec, federated, central, cfg.rounds, getattr(roles[c.name], "role", "honest"))
         for c, p in zip(companies, peers, strict=True)
@@ -239,14 +273,14 @@ def _document(
     """The demo's JSON document (the same for the embedded and the dev-net run)."""
 
     def mean(key: str) -> float:
-        return round(float(np.mean([p[key] for p in peer_rows])), 4)
+        return round(float(np.nanmean([p[key] for p in peer_rows])), 4)
 
     paid = sum(int(p["reward"]) for p in peer_rows)
     cheaters = sum(int(p["reward"]) for p in peer_rows if p["role"] != "honest")
 
     return {
         "data": str(cfg.data),
-        "split_by": cfg.split_by if cfg.peers is None else f"random:{cfg.peers}",
+        "split_by": _split_name(cfg),
         "model": cfg.model,
         "rule": cfg.rule,
         **extra,
@@ -254,8 +288,8 @@ def _document(
         "chain_id": deployment.chain_id,
         "rounds": rounds,
         "peers": peer_rows,
-        "federated_auc": _auc(nspec, federated, test_all),
-        "centralized_auc": _auc(nspec, central, test_all),
+        "federated_auc": auc_of(nspec, federated, test_all),
+        "centralized_auc": auc_of(nspec, central, test_all),
         "mean_local_auc": mean("local_auc"),
         "mean_federated_auc": mean("federated_auc"),
         "mean_personalized_auc": mean("personalized_auc"),
@@ -296,7 +330,7 @@ def _round_row(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """Print a round's table row and return its JSON record."""
-    mean_auc = round(float(np.mean([_auc(nspec, params, c.test) for c in companies])), 4)
+    mean_auc = round(float(np.nanmean([auc_of(nspec, params, c.test) for c in companies])), 4)
     model = "0x" + info.model_hash.hex() if info.phase == Phase.FINALIZED else None
     say(
         f"{info.round:>5}  {info.phase.name.lower():10} {info.commits:>7} {info.reveals:>7} {info.votes:>5}  "
@@ -312,7 +346,7 @@ def _round_row(
         "model_hash": model,
         "model_cid": info.model_cid or None,
         "mean_auc": mean_auc,
-        "population_auc": _auc(nspec, params, test_all),
+        "population_auc": auc_of(nspec, params, test_all),
         "seconds": round(seconds, 2),
     }
 
@@ -327,7 +361,7 @@ def _compare(
     rounds: int,
     role: str = "honest",
 ) -> dict[str, Any]:
-    alone = _train_alone(nspec, c.train, rounds)
+    alone = train_alone(nspec, c.train, rounds)
     rewards = fed.rewards(address)
     return {
         "name": c.name,
@@ -336,10 +370,10 @@ def _compare(
         "rows": len(c.train) + len(c.test),
         "train_rows": len(c.train),
         "test_rows": len(c.test),
-        "local_auc": _auc(nspec, alone, c.test),
-        "federated_auc": _auc(nspec, federated, c.test),
-        "personalized_auc": _auc(nspec, _train_alone(nspec, c.train, 1, federated), c.test),
-        "centralized_auc": _auc(nspec, central, c.test),
+        "local_auc": auc_of(nspec, alone, c.test),
+        "federated_auc": auc_of(nspec, federated, c.test),
+        "personalized_auc": auc_of(nspec, train_alone(nspec, c.train, 1, federated), c.test),
+        "centralized_auc": auc_of(nspec, central, c.test),
         "reward": str(rewards["credited"] + rewards["claimed"]),
         "slashed": str(rewards["slashed"]),
     }

@@ -37,13 +37,13 @@ from .demo import (
     ROUND_HEADER,
     DemoConfig,
     _compare,
-    _concat,
     _document,
     _round_row,
     _summary,
-    _train_alone,
+    concat,
     demo_spec,
     load_companies,
+    train_alone,
 )
 from .errors import NodeError
 from .kubo import KuboNode, new_swarm_key, start_kubo
@@ -97,7 +97,7 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
     say = out or (lambda _line: None)
     schema, companies = load_companies(cfg, say)
     header, rows = read_rows(cfg.data)
-    test_all = _concat([c.test for c in companies])
+    test_all = concat([c.test for c in companies])
     with tempfile.TemporaryDirectory(prefix="fedchain-devnet-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         anvil, kubo = start_parts(stack, root, min(MAX_KUBO, len(companies)), block_time=1)
@@ -144,7 +144,7 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
             if p.wait(timeout=120) != 0:
                 tail = (root / f"peer{i}.log").read_text()[-800:]
                 raise NodeError(f"peer {companies[i].name} exited with {p.returncode}: {tail}")
-        central = _train_alone(nspec, _concat([c.train for c in companies]), cfg.rounds)
+        central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
         pairs = zip(companies, accounts, strict=True)
         peer_rows = [_compare(fed, a.address, c, nspec, federated, central, cfg.rounds) for c, a in pairs]
     doc = _document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all, devnet=True)

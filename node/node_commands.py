@@ -29,6 +29,8 @@ __all__ = ["add_node_commands", "add_peer_commands", "add_spec_commands", "add_v
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.peers is not None and args.peers < 2:
         raise NodeError("--peers must be at least 2")
+    if args.dirichlet is not None and (args.peers is None or args.dirichlet <= 0):
+        raise NodeError("--dirichlet ALPHA needs --peers N and an alpha > 0")
     default = args.data is None
     cfg = DemoConfig(
         data=args.data or DEFAULT_DATA,
@@ -36,6 +38,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         positive=args.positive or "yes",
         split_by=None if args.peers is not None else (args.split_by or ("job" if default else None)),
         peers=args.peers,
+        dirichlet=args.dirichlet,
         drop=["duration"] if default else list(args.drop),
         rounds=args.rounds,
         model=args.model,
@@ -72,6 +75,12 @@ def add_node_commands(sub: Any) -> None:
     p.add_argument("--positive", help="the label value that counts as positive, as the file shows it")
     p.add_argument("--split-by", help="column whose values make the companies (default for the bundled data: job)")
     p.add_argument("--peers", type=int, help="split into N companies at random (stratified) instead")
+    p.add_argument(
+        "--dirichlet",
+        type=float,
+        metavar="ALPHA",
+        help="with --peers: label skew, each class shared out by Dirichlet(ALPHA) proportions",
+    )
     p.add_argument("--drop", nargs="*", default=[], help="columns to leave out (e.g. a leaking one)")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--epochs", type=int, default=1, help="local epochs per round")

@@ -14,8 +14,10 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +36,19 @@ from .nodespec import NodeSpec, model_hash
 from .scoring import contribution_scores
 from .store import Store, StoreError
 
-__all__ = ["FetchedUpdate", "Peer", "PeerState", "collect_updates", "model_before", "round_outcome"]
+__all__ = ["FetchedUpdate", "Peer", "PeerState", "Timings", "collect_updates", "model_before", "round_outcome"]
+
+
+class Timings(dict[str, float]):
+    """Seconds spent per kind of work, added up: `with timings("train"): ...`."""
+
+    @contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[key] = self.get(key, 0.0) + time.perf_counter() - start
 
 
 @dataclass
@@ -207,6 +221,8 @@ class Peer:
         self.computed: dict[int, dict[str, IntArray]] = {}  # round -> the model this peer voted for
         self.last_round_id = 0
         self._previous: tuple[int, dict[str, IntArray]] | None = None  # (loaded_round, the model before it)
+        # seconds spent in train, encode, publish, chain (transactions), fetch, aggregate, adopt
+        self.timings = Timings()
 
     @property
     def address(self) -> str:
@@ -221,10 +237,11 @@ class Peer:
             return False
         info = self.fed.round(last)
         try:
-            data = self.store.get(info.model_cid, self.nspec.max_update_bytes)
-            if content_hash(data) != info.model_hash:
-                raise UpdateRejected("the model's bytes do not match its on-chain hash")
-            self.params = decode(data, self.nspec.layout)
+            with self.timings("adopt"):
+                data = self.store.get(info.model_cid, self.nspec.max_update_bytes)
+                if content_hash(data) != info.model_hash:
+                    raise UpdateRejected("the model's bytes do not match its on-chain hash")
+                self.params = decode(data, self.nspec.layout)
         except (StoreError, UpdateRejected) as exc:
             mine = self.computed.get(last)
             if mine is None or model_hash(mine) != info.model_hash:
@@ -256,7 +273,8 @@ class Peer:
         self._note_round_start(r, phase)
         stored = self.fed.round(r).phase
         if phase != stored:  # a timeout is pending: apply it
-            self.fed.advance(self.account)
+            with self.timings("chain"):
+                self.fed.advance(self.account)
             return f"advanced round {r} past its {stored.name.lower()} window"
         if phase == Phase.COMMIT:
             self.adopt_latest()
@@ -269,7 +287,8 @@ class Peer:
             if phase == Phase.VOTE and status == MemberStatus.REVEALED:
                 return self._vote(r)
             if phase == Phase.VOTE and self.fed.round(r).winner != bytes(32):
-                self.fed.finalize(self.account, r, from_block=self._scan_from(r))
+                with self.timings("chain"):
+                    self.fed.finalize(self.account, r, from_block=self._scan_from(r))
                 self.adopt_latest()
                 return f"finalized round {r}"
         except ContractRevert as exc:
@@ -315,35 +334,47 @@ class Peer:
             if self.fed.token.balance_of(self.address) < stake - me.stake:
                 self.log(f"round {r}: stake {me.stake} is short of {stake} and the balance cannot cover it")
                 return ""
-            self.fed.add_stake(self.account, stake - me.stake)
+            with self.timings("chain"):
+                self.fed.add_stake(self.account, stake - me.stake)
             return f"topped the stake up by {stake - me.stake}"
-        update = self.make_update(self, self.params)
-        data = encode(update)
-        digest, salt = content_hash(data), secrets.token_bytes(32)
-        cid = self.store.put(data)
+        with self.timings("train"):
+            update = self.make_update(self, self.params)
+        with self.timings("encode"):
+            data = encode(update)
+            digest, salt = content_hash(data), secrets.token_bytes(32)
+        with self.timings("publish"):
+            cid = self.store.put(data)
         self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex(), "cid": cid}
         self.state.save()  # before the commit: a crash after it must still be able to reveal
-        self.fed.commit(self.account, r, self.fed.commitment_for(r, self.address, digest, salt))
+        with self.timings("chain"):
+            self.fed.commit(self.account, r, self.fed.commitment_for(r, self.address, digest, salt))
         return f"committed round {r} update {digest.hex()[:12]} ({len(data)} bytes at {cid})"
 
     def _reveal(self, r: int) -> str:
         c = self.state.commits[str(r)]
-        self.fed.reveal(self.account, r, bytes.fromhex(c["hash"]), c["cid"], bytes.fromhex(c["salt"]))
+        with self.timings("chain"):
+            self.fed.reveal(self.account, r, bytes.fromhex(c["hash"]), c["cid"], bytes.fromhex(c["salt"]))
         return f"revealed round {r}"
 
     def _vote(self, r: int) -> str:
-        fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r))
-        members = self.fed.members()[: self.fed.round(r).member_count]
-        new, scores = round_outcome(self.nspec, self.params, fetched, members, self._previous_model())
+        with self.timings("fetch"):
+            fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r))
+            members = self.fed.members()[: self.fed.round(r).member_count]
+            previous = self._previous_model()
+        with self.timings("aggregate"):
+            new, scores = round_outcome(self.nspec, self.params, fetched, members, previous)
         good = [f for f in fetched if f.update is not None]
         for f in fetched:
             if f.update is None:
                 self.log(f"round {r}: rejected {f.member}'s update: {f.reason}")
         if not good:
             return ""
-        model_bytes = encode(new)
-        digest = content_hash(model_bytes)
-        cid = self.store.put(model_bytes)
+        with self.timings("encode"):
+            model_bytes = encode(new)
+            digest = content_hash(model_bytes)
+        with self.timings("publish"):
+            cid = self.store.put(model_bytes)
         self.computed[r] = new
-        self.fed.vote(self.account, r, digest, cid, scores)
+        with self.timings("chain"):
+            self.fed.vote(self.account, r, digest, cid, scores)
         return f"voted round {r}: model {digest.hex()[:12]} from {len(good)}/{len(fetched)} updates"

@@ -19,7 +19,7 @@ stamp=.venv/.fedchain-deps
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing fedchain and its dependencies into .venv (torch is large; pip caches it)"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
   echo "$want" > "$stamp"
 fi
 

@@ -24,3 +24,10 @@ def test_ledger_never_imports_node() -> None:
     assert files
     offenders = [str(p.relative_to(ROOT)) for p in files if "node" in _imports(p)]
     assert offenders == []
+
+
+def test_fedchain_never_imports_the_benchmarks_or_their_yardstick() -> None:
+    """flwr and matplotlib are the `bench` extra: the product must run without them."""
+    files = sorted((ROOT / "ledger").rglob("*.py")) + sorted((ROOT / "node").rglob("*.py"))
+    offenders = [str(p.relative_to(ROOT)) for p in files if _imports(p) & {"bench", "flwr", "matplotlib"}]
+    assert offenders == []

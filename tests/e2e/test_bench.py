@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import report as bench_report
+from bench.accuracy import report as accuracy_report
+from bench.accuracy import run_config
+from bench.flower import run_flower
 from bench.overhead import run
+from bench.preflight import missing
+from bench.results_file import RESULTS, stamp
+from bench.scale import aggregation, ipfs_throughput
+from node.demo import DemoConfig, demo_spec, load_companies, train_alone
+from node.nodespec import NodeSpec
 
 
 def test_the_overhead_bench_runs_peers_in_threads_on_a_devnet() -> None:
@@ -12,3 +27,77 @@ def test_the_overhead_bench_runs_peers_in_threads_on_a_devnet() -> None:
     assert len(result["round_seconds"]) == 2
     steps = result["per_peer_round_seconds"]
     assert {"committed", "revealed", "voted", "ipfs_put", "ipfs_get"} <= set(steps)
+    assert not result["trained_each_round"] and result["training_seconds_saved"] > 0  # trained once, beforehand
+
+
+def test_the_timing_bench_trains_every_round_and_breaks_the_round_down() -> None:
+    result = run(n_peers=3, rounds=2, block_time=None, poll=0.05, train=True)
+    assert result["statuses"] == ["FINALIZED", "FINALIZED"] and result["agreed"]
+    parts = result["breakdown"]
+    assert {"train", "encode", "publish", "chain", "fetch", "aggregate", "adopt"} <= set(parts)
+    assert all(v > 0 for v in parts.values())
+
+
+def _nspec(cfg: DemoConfig) -> tuple[NodeSpec, list]:  # type: ignore[type-arg]
+    schema, companies = load_companies(cfg)
+    founders = [f"0x{i + 1:040x}" for i in range(len(companies))]
+    return NodeSpec.from_federation(demo_spec(cfg, schema, founders, len(companies))), companies
+
+
+def test_flower_with_one_client_computes_what_that_client_computes_alone(sample_csv: Path) -> None:
+    """Flower is driven with fedchain's own training code: one client's FedAvg is its local model."""
+    nspec, companies = _nspec(DemoConfig(data=sample_csv, split_by=None, peers=2, rounds=2))
+    flower = run_flower(companies[:1], nspec, 2)
+    alone = train_alone(nspec, companies[0].train, 2)
+    assert [r["round"] for r in flower.rounds] == [1, 2]
+    assert all(np.abs(flower.params[k] - alone[k]).max() <= 1 for k in alone)
+    assert any(np.any(alone[k] != v) for k, v in nspec.initial_model().items())
+
+
+def test_the_accuracy_bench_compares_fedchain_flower_centralized_and_alone(sample_csv: Path) -> None:
+    run_ = run_config(DemoConfig(data=sample_csv, split_by=None, peers=3, dirichlet=1.0, rounds=2))
+    assert [r["round"] for r in run_["flower"]["rounds"]] == [1, 2]
+    assert len(run_["centralized"]) == 2 and len(run_["local_mean_auc"]) == 2
+    assert set(run_["flower"]["peers"]) == {p["name"] for p in run_["fedchain"]["peers"]}
+    lines = accuracy_report({"sample": run_}, 2, stamp("torch", "numpy", "flwr"))
+    row = next(line for line in lines if line.startswith("| sample |"))
+    assert f"{run_['fedchain']['federated_auc']:.4f}" in row and f"{run_['flower']['population_auc']:.4f}" in row
+
+
+def test_the_scale_bench_measures_every_rule_and_moves_updates_between_two_kubo_nodes() -> None:
+    rows = aggregation(5, 1000)
+    assert [r["op"].split(" (")[0] for r in rows] == [
+        "fedavg",
+        "median",
+        "trimmed-mean",
+        "multi-krum",
+        "scores",
+        "decode+encode",
+    ]
+    assert all(r["seconds"] > 0 and r["peak_bytes"] > 0 for r in rows)
+    ipfs = ipfs_throughput([1000, 20_000], repeats=1)  # checks the fetched bytes itself
+    assert [r["params"] for r in ipfs] == [1000, 20_000] and ipfs[1]["bytes"] > ipfs[0]["bytes"]
+
+
+def test_the_report_reads_every_result_and_draws_the_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results, ignore=shutil.ignore_patterns("plots"))
+    monkeypatch.setattr(bench_report, "RESULTS", results)
+    monkeypatch.setattr(bench_report, "PLOTS", results / "plots")
+    monkeypatch.setattr(bench_report, "OUT", tmp_path / "BENCHMARKS.md")
+    assert bench_report.main() == 0
+    pngs = sorted((results / "plots").glob("*.png"))
+    assert [p.name for p in pngs] == ["accuracy.png", "gas.png", "scale.png", "timing.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    first = next(iter(bench_report.load("accuracy")["runs"].values()))
+    assert f"{first['fedchain']['federated_auc']:.4f}" in text
+    (results / "timing.json").unlink()
+    with pytest.raises(SystemExit, match=r"bench\.timing"):
+        bench_report.main()
+
+
+def test_the_benchmarks_refuse_to_start_with_a_part_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert missing() == []  # `make setup` installed every part
+    monkeypatch.setenv("FEDCHAIN_ANVIL", "/nonexistent/anvil")
+    assert [line.split(":")[0] for line in missing()] == ["anvil"]

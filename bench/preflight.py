@@ -1,0 +1,44 @@
+"""Stop before any benchmark runs if a part it needs is missing, and say how to get it.
+
+.venv/bin/python -m bench.preflight
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from ledger.toolchain import tools
+from node.demo import DEFAULT_DATA
+
+EXTRA = "install the benchmark extra: .venv/bin/pip install -e '.[bench]'"
+
+
+def missing() -> list[str]:
+    """One line per missing part: what it is and how to get it."""
+    out = [f"{t.name}: not found or broken at {t.path} ({t.fix})" for t in tools() if not t.ok]
+    out += [
+        f"python package {m}: not installed ({EXTRA})"
+        for m in ("flwr", "matplotlib")
+        if not importlib.util.find_spec(m)
+    ]
+    if not DEFAULT_DATA.exists():
+        out.append(f"the bundled data set {DEFAULT_DATA} is missing (a broken checkout?)")
+    return out
+
+
+def main() -> int:
+    problems = missing()
+    for line in problems:
+        sys.stderr.write(f"bench: {line}\n")
+    if problems:
+        sys.stderr.write("bench: not running the benchmarks with parts missing\n")
+        return 1
+    sys.stdout.write(
+        "bench: " + ", ".join(f"{t.name} {t.version}" for t in tools()) + "; flwr and matplotlib present\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Wall time per round: fedchain on the dev-net against Flower, at 5, 10 and 20 peers.
+
+fedchain: anvil (automine, and 1 s blocks) + three Kubo nodes in a private
+swarm, one thread per peer with its own JSON-RPC connection and Kubo client,
+training every round (`bench.overhead.run(train=True)`). Flower: its stock
+FedAvg server and one gRPC client thread per company (`bench.flower`). Same
+random stratified split of the bundled Bank Marketing data, same logreg model,
+training code, local epoch and rounds. Reports the median round, the ratio
+fedchain / Flower, and where a fedchain peer's time goes (train, encode, IPFS
+publish, chain transactions, fetch + verify, aggregate + score, adopt). Writes
+bench/results/timing.md and timing.json.
+
+    .venv/bin/python -m bench.timing [--peers 5 10 20] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from typing import Any
+
+from bench.flower import run_flower
+from bench.overhead import run
+from bench.results_file import stamp, table, write
+from node.demo import DemoConfig, demo_spec, load_companies
+from node.nodespec import NodeSpec
+
+PARTS = ["train", "encode", "publish", "chain", "fetch", "aggregate", "adopt"]
+BLOCKS: tuple[float | None, ...] = (None, 1.0)
+
+
+def flower_rounds(n_peers: int, rounds: int) -> dict[str, Any]:
+    cfg = DemoConfig(split_by=None, peers=n_peers, rounds=rounds)
+    schema, companies = load_companies(cfg)
+    founders = [f"0x{i + 1:040x}" for i in range(n_peers)]
+    nspec = NodeSpec.from_federation(demo_spec(cfg, schema, founders, n_peers))
+    fl = run_flower(companies, nspec, rounds)
+    seconds = [r["seconds"] for r in fl.rounds]
+    return {
+        "peers": n_peers,
+        "round_seconds": seconds,
+        "median_round_seconds": round(statistics.median(seconds), 3),
+        "train_seconds": round(statistics.median(r["train_seconds"] for r in fl.rounds), 4),
+    }
+
+
+def _blocks(b: float | None) -> str:
+    return "automine" if not b else f"{b:g} s blocks"
+
+
+def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int, meta: dict[str, str]) -> list[str]:
+    fl = {r["peers"]: r for r in flower}
+    lines = [
+        "# Time per round: fedchain (dev-net) vs Flower",
+        "",
+        f"Measured {meta['date']} on {meta['machine']}; Python {meta['python']}, torch {meta['torch']}, "
+        f"web3 {meta['web3']}, ipfshttpclient {meta['ipfshttpclient']}, flwr {meta['flwr']}, anvil {meta['anvil']}, "
+        f"Kubo {meta['kubo']}. Produced by `make bench` (`python -m bench.timing`).",
+        "",
+        "Bundled Bank Marketing data split at random (stratified) into N companies; logreg, Adam, one local "
+        f"epoch per round, {rounds} rounds; median over rounds (round 1 includes torch's first-call warm-up "
+        "in both systems). Everything runs on this one machine: fedchain's peers are threads with their own "
+        "RPC connection and Kubo client (3 Kubo nodes, anvil), Flower's clients are threads talking gRPC to "
+        "its server. A fedchain round is four chain phases (commit, reveal, vote, finalize); Flower's is one "
+        "fit request and reply per client.",
+        "",
+    ]
+    rows = []
+    for r in fed:
+        f = fl[r["peers"]]
+        rows.append(
+            [
+                str(r["peers"]),
+                _blocks(r["block_time"]),
+                f"{r['median_round_seconds']:.2f}",
+                f"{f['median_round_seconds']:.2f}",
+                f"{r['median_round_seconds'] / f['median_round_seconds']:.1f}x",
+                "yes" if all(s == "FINALIZED" for s in r["statuses"]) and r["agreed"] else "NO",
+            ]
+        )
+    lines += table(
+        ["peers", "fedchain chain", "fedchain s / round", "Flower s / round", "ratio", "all finalized, models agree"],
+        rows,
+    )
+    lines += [
+        "",
+        "Where one fedchain peer's time goes per round (seconds, mean over peers; `waiting` is the rest of the "
+        "round: polling the chain while the others train, commit and vote), and Flower's split between client "
+        "training and the rest (gRPC round trips, FedAvg):",
+        "",
+    ]
+    rows = []
+    for r in fed:
+        b = r["breakdown"]
+        busy = sum(b.get(k, 0.0) for k in PARTS)
+        rows.append(
+            [f"{r['peers']}", f"fedchain, {_blocks(r['block_time'])}"]
+            + [f"{b.get(k, 0.0):.3f}" for k in PARTS]
+            + [f"{max(0.0, r['median_round_seconds'] - busy):.3f}"]
+        )
+    for f in flower:
+        rest = max(0.0, f["median_round_seconds"] - f["train_seconds"])
+        rows.append(
+            [f"{f['peers']}", "Flower", f"{f['train_seconds']:.3f}"] + ["-"] * (len(PARTS) - 1) + [f"{rest:.3f}"]
+        )
+    lines += table(["peers", "system", *PARTS, "waiting / rest"], rows)
+    lines += [
+        "",
+        "`chain` is the peer's own transactions (commit, reveal, vote, finalize; with automine each waits for "
+        "its block); `fetch` reads the Revealed events and pulls and checks every update from IPFS; `aggregate` "
+        "is the rule plus contribution scores; `adopt` pulls the finalized model.",
+        "",
+    ]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--poll", type=float, default=0.05, help="seconds a peer waits after a step with nothing to do")
+    args = parser.parse_args()
+    fed, flower = [], []
+    for n in args.peers:
+        flower.append(flower_rounds(n, args.rounds))
+        sys.stdout.write(f"{n} peers, Flower: {flower[-1]['round_seconds']}\n")
+        for block_time in BLOCKS:
+            fed.append(run(n, args.rounds, block_time, args.poll, train=True))
+            sys.stdout.write(f"{n} peers, fedchain {_blocks(block_time)}: {fed[-1]['round_seconds']}\n")
+    meta = stamp("torch", "web3", "ipfshttpclient", "flwr", tools=True)
+    write("timing", report(fed, flower, args.rounds, meta), {"meta": meta, "fedchain": fed, "flower": flower})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
