@@ -16,7 +16,6 @@ lint:
 
 # Timed benchmarks first, while the machine is idle; then the deterministic ones; then BENCHMARKS.md.
 bench:
-	$(VENV)/python -m pip install -q -e ".[dev,bench]"
 	$(VENV)/python -m bench.preflight
 	$(VENV)/python -m bench.scale
 	$(VENV)/python -m bench.overhead

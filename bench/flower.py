@@ -8,8 +8,8 @@ per-round seed) from the parameters the server sends, and returns them with
 its row count; the server runs Flower's stock `FedAvg` (weighted by rows, in
 floating point). Nothing here touches a chain or IPFS.
 
-flwr and matplotlib are the `bench` extra: `pip install -e ".[bench]"`
-(`make bench` does it). Without them this module says so and stops.
+flwr and matplotlib are the `bench` extra, which `make setup` installs (fedchain
+itself never imports them). Without them this module says so and stops.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from node.codec import IntArray, from_fixed, to_fixed
-from node.demo import Company
+from node.demo import Company, DemoConfig, demo_spec, load_companies
 from node.model import TrainConfig, train
 from node.nodespec import NodeSpec
 
@@ -39,11 +39,9 @@ try:
     from flwr.server.client_proxy import ClientProxy
     from flwr.server.strategy import FedAvg
 except ImportError as exc:  # fail loudly: a benchmark without its yardstick is no benchmark
-    raise SystemExit(
-        f"bench: Flower is missing ({exc}); install the extra: .venv/bin/pip install -e '.[bench]'"
-    ) from exc
+    raise SystemExit(f"bench: Flower is missing ({exc}); run `make setup`, which installs the `bench` extra") from exc
 
-__all__ = ["FlowerRun", "run_flower"]
+__all__ = ["FlowerRun", "companies_and_spec", "run_flower"]
 
 Evaluate = Callable[[int, dict[str, IntArray]], dict[str, float]]
 
@@ -55,6 +53,14 @@ class FlowerRun:
 
 
 ROUND_TIMEOUT = 600.0  # a client that dies fails its round instead of hanging the benchmark
+
+
+def companies_and_spec(cfg: DemoConfig) -> tuple[list[Company], NodeSpec]:
+    """The demo's companies for `cfg` and the spec its federation would run (founders are placeholders:
+    nothing here touches a chain)."""
+    schema, companies = load_companies(cfg)
+    founders = [f"0x{i + 1:040x}" for i in range(len(companies))]
+    return companies, NodeSpec.from_federation(demo_spec(cfg, schema, founders, len(companies)))
 
 
 def _wait_listening(address: str, timeout: float = 60.0) -> None:

@@ -11,7 +11,7 @@ import sys
 from ledger.toolchain import tools
 from node.demo import DEFAULT_DATA
 
-EXTRA = "install the benchmark extra: .venv/bin/pip install -e '.[bench]'"
+EXTRA = "run `make setup`, which installs the `bench` extra"
 
 
 def missing() -> list[str]:

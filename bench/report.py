@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.accuracy import TARGET_VS_CENTRAL, TARGET_VS_FLOWER, targets_met
+from bench.gas import TWO_CP
 from bench.results_file import RESULTS, table
+from bench.timing import PARTS, blocks_label
 
 try:
     import matplotlib
@@ -23,12 +26,13 @@ try:
     import matplotlib.pyplot as plt
 except ImportError as exc:
     raise SystemExit(
-        f"bench: matplotlib is missing ({exc}); install the extra: .venv/bin/pip install -e '.[bench]'"
+        f"bench: matplotlib is missing ({exc}); run `make setup`, which installs the `bench` extra"
     ) from exc
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOTS = RESULTS / "plots"
 OUT = ROOT / "BENCHMARKS.md"
+TWO_CP_MID = sum(TWO_CP) // 2
 NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead")
 
 
@@ -69,17 +73,13 @@ def plot_timing(timing: dict[str, Any]) -> str:
     fed, flower = timing["fedchain"], timing["flower"]
     peers = [f["peers"] for f in flower]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6))
-    width = 0.8 / (len({r["block_time"] for r in fed}) + 1)
-    for j, bt in enumerate(sorted({r["block_time"] for r in fed})):
+    blocks = sorted({r["block_time"] for r in fed})
+    width = 0.8 / (len(blocks) + 1)  # one bar per block time, then Flower's
+    for j, bt in enumerate(blocks):
         ys = [next(r["median_round_seconds"] for r in fed if r["peers"] == n and r["block_time"] == bt) for n in peers]
-        ax.bar(
-            [i + j * width for i in range(len(peers))],
-            ys,
-            width,
-            label=f"fedchain, {bt or 'automine'}{' s blocks' if bt else ''}",
-        )
+        ax.bar([i + j * width for i in range(len(peers))], ys, width, label=f"fedchain, {blocks_label(bt)}")
     ax.bar(
-        [i + (len(fed) // len(peers)) * width for i in range(len(peers))],
+        [i + len(blocks) * width for i in range(len(peers))],
         [f["median_round_seconds"] for f in flower],
         width,
         label="Flower",
@@ -88,10 +88,9 @@ def plot_timing(timing: dict[str, Any]) -> str:
     ax.set_xlabel("peers")
     ax.set_ylabel("median seconds per round")
     ax.legend(fontsize=8)
-    parts = ["train", "encode", "publish", "chain", "fetch", "aggregate", "adopt"]
     auto = [next(r for r in fed if r["peers"] == n and not r["block_time"]) for n in peers]
     bottom = [0.0] * len(peers)
-    for p in parts:
+    for p in PARTS:
         ys = [r["breakdown"].get(p, 0.0) for r in auto]
         bx.bar([str(n) for n in peers], ys, bottom=bottom, label=p)
         bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
@@ -106,13 +105,13 @@ def plot_gas(gas: dict[str, Any]) -> str:
     n = [r["members"] for r in rows]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.4))
     ax.plot(n, [r["per_member_mean"] for r in rows], "o-", label="fedchain commit+reveal+vote (mean)")
-    ax.axhspan(115_000, 125_000, color="grey", alpha=0.3, label="2CP, per trainer")
+    ax.axhspan(*TWO_CP, color="grey", alpha=0.3, label="2CP, per trainer")
     ax.set_xlabel("members")
     ax.set_ylabel("gas per member per round")
     ax.set_ylim(0, max(r["per_member_mean"] for r in rows) * 1.2)
     ax.legend(fontsize=8)
     bx.plot(n, [r["round_total"] for r in rows], "o-", label="fedchain, whole round")
-    bx.plot(n, [120_000 * m for m in n], "--", color="grey", label="2CP, 120k x members")
+    bx.plot(n, [TWO_CP_MID * m for m in n], "--", color="grey", label=f"2CP, {TWO_CP_MID // 1000}k x members")
     bx.plot(n, [r["ops"]["finalize"]["max"] for r in rows], "s:", label="fedchain finalize")
     bx.set_xlabel("members")
     bx.set_ylabel("gas per round")
@@ -159,7 +158,6 @@ def _accuracy_rows(acc: dict[str, Any]) -> list[list[str]]:
         fed = run["fedchain"]["federated_auc"]
         flower = run["flower"]["population_auc"]
         central = run["centralized"][-1]["population_auc"]
-        met = fed >= flower - 0.005 and fed >= 0.99 * central
         rows.append(
             [
                 name,
@@ -169,7 +167,7 @@ def _accuracy_rows(acc: dict[str, Any]) -> list[list[str]]:
                 f"{run['fedchain']['mean_local_auc']:.4f}",
                 f"{fed - flower:+.4f}",
                 f"{fed / central:.1%}",
-                "yes" if met else "**no**",
+                "yes" if targets_met(run) else "**no**",
             ]
         )
     return rows
@@ -190,11 +188,10 @@ def _timing_rows(timing: dict[str, Any]) -> list[list[str]]:
     rows = []
     for r in timing["fedchain"]:
         f = flower[r["peers"]]["median_round_seconds"]
-        blocks = "automine" if not r["block_time"] else f"{r['block_time']:g} s blocks"
         rows.append(
             [
                 str(r["peers"]),
-                blocks,
+                blocks_label(r["block_time"]),
                 f"{r['median_round_seconds']:.2f}",
                 f"{f:.2f}",
                 f"{r['median_round_seconds'] / f:.1f}x",
@@ -211,7 +208,7 @@ def _gas_rows(gas: dict[str, Any]) -> list[list[str]]:
             f"{r['per_member_median']:,}",
             f"{r['ops']['finalize']['max']:,}",
             f"{r['round_total']:,}",
-            f"{r['round_total'] / (120_000 * r['members']):.2f}",
+            f"{r['round_total'] / (TWO_CP_MID * r['members']):.2f}",
         ]
         for r in gas["results"]["eth-tester"]
     ]
@@ -270,7 +267,7 @@ def main() -> int:
     lines = [
         "# Benchmarks",
         "",
-        "Produced by `make bench` (which installs the `bench` extra, runs every `bench/` module and then "
+        "Produced by `make bench` (which checks every part is there, runs every `bench/` module and then "
         "`python -m bench.report`). Every number below is read from the result files in "
         "[bench/results/](bench/results/); each of those says when, on what machine and with which versions it "
         "was measured, and how it was made. Nothing here was run on more than one machine.",
@@ -294,7 +291,7 @@ def main() -> int:
         ),
         "",
         "Final population AUC (all companies' test rows) after the same rounds, same model, same training code. "
-        "Targets: fedchain >= Flower - 0.005 and >= 99% of centralized.",
+        f"Targets: fedchain >= Flower - {TARGET_VS_FLOWER} and >= {TARGET_VS_CENTRAL:.0%} of centralized.",
         "",
         *_reward_lines(acc),
         "",
@@ -321,12 +318,13 @@ def main() -> int:
                 "per member (median)",
                 "finalize",
                 "per round, total",
-                "total / (120k x members) (2CP)",
+                f"total / ({TWO_CP_MID // 1000}k x members) (2CP)",
             ],
             _gas_rows(gas),
         ),
         "",
-        "2CP (Ethereum + IPFS FL prototype) reports about 115k-125k gas per trainer per round; fedchain adds an "
+        f"2CP (Ethereum + IPFS FL prototype) reports about {TWO_CP[0] // 1000}k-{TWO_CP[1] // 1000}k gas per "
+        "trainer per round; fedchain adds an "
         "on-chain vote with contribution scores and a finalize that credits rewards.",
         "",
         f"![gas]({plots['gas']})",

@@ -20,21 +20,17 @@ import statistics
 import sys
 from typing import Any
 
-from bench.flower import run_flower
+from bench.flower import companies_and_spec, run_flower
 from bench.overhead import run
 from bench.results_file import stamp, table, write
-from node.demo import DemoConfig, demo_spec, load_companies
-from node.nodespec import NodeSpec
+from node.demo import DemoConfig
 
 PARTS = ["train", "encode", "publish", "chain", "fetch", "aggregate", "adopt"]
 BLOCKS: tuple[float | None, ...] = (None, 1.0)
 
 
 def flower_rounds(n_peers: int, rounds: int) -> dict[str, Any]:
-    cfg = DemoConfig(split_by=None, peers=n_peers, rounds=rounds)
-    schema, companies = load_companies(cfg)
-    founders = [f"0x{i + 1:040x}" for i in range(n_peers)]
-    nspec = NodeSpec.from_federation(demo_spec(cfg, schema, founders, n_peers))
+    companies, nspec = companies_and_spec(DemoConfig(split_by=None, peers=n_peers, rounds=rounds))
     fl = run_flower(companies, nspec, rounds)
     seconds = [r["seconds"] for r in fl.rounds]
     return {
@@ -45,7 +41,7 @@ def flower_rounds(n_peers: int, rounds: int) -> dict[str, Any]:
     }
 
 
-def _blocks(b: float | None) -> str:
+def blocks_label(b: float | None) -> str:
     return "automine" if not b else f"{b:g} s blocks"
 
 
@@ -72,7 +68,7 @@ def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int,
         rows.append(
             [
                 str(r["peers"]),
-                _blocks(r["block_time"]),
+                blocks_label(r["block_time"]),
                 f"{r['median_round_seconds']:.2f}",
                 f"{f['median_round_seconds']:.2f}",
                 f"{r['median_round_seconds'] / f['median_round_seconds']:.1f}x",
@@ -95,7 +91,7 @@ def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int,
         b = r["breakdown"]
         busy = sum(b.get(k, 0.0) for k in PARTS)
         rows.append(
-            [f"{r['peers']}", f"fedchain, {_blocks(r['block_time'])}"]
+            [f"{r['peers']}", f"fedchain, {blocks_label(r['block_time'])}"]
             + [f"{b.get(k, 0.0):.3f}" for k in PARTS]
             + [f"{max(0.0, r['median_round_seconds'] - busy):.3f}"]
         )
@@ -127,7 +123,7 @@ def main() -> int:
         sys.stdout.write(f"{n} peers, Flower: {flower[-1]['round_seconds']}\n")
         for block_time in BLOCKS:
             fed.append(run(n, args.rounds, block_time, args.poll, train=True))
-            sys.stdout.write(f"{n} peers, fedchain {_blocks(block_time)}: {fed[-1]['round_seconds']}\n")
+            sys.stdout.write(f"{n} peers, fedchain {blocks_label(block_time)}: {fed[-1]['round_seconds']}\n")
     meta = stamp("torch", "web3", "ipfshttpclient", "flwr", tools=True)
     write("timing", report(fed, flower, args.rounds, meta), {"meta": meta, "fedchain": fed, "flower": flower})
     return 0

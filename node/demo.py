@@ -50,6 +50,7 @@ __all__ = [
     "auc_of",
     "concat",
     "load_companies",
+    "round_aucs",
     "run_demo",
     "split_companies",
     "train_alone",
@@ -131,7 +132,9 @@ def load_companies(cfg: DemoConfig, say: Callable[[str], None] | None = None) ->
 def split_companies(cfg: DemoConfig, data: Dataset) -> list[Company]:
     rng = np.random.default_rng(cfg.seed)
     if cfg.dirichlet is not None and (cfg.peers is None or cfg.dirichlet <= 0):
-        raise NodeError("a Dirichlet label skew needs a number of peers and an alpha > 0")
+        raise NodeError(
+            "a Dirichlet label skew (--dirichlet ALPHA) needs a number of peers (--peers N) and an alpha > 0"
+        )
     if cfg.peers is not None:
         groups: dict[str, list[int]] = {f"peer-{i + 1}": [] for i in range(cfg.peers)}
         for cls in (0.0, 1.0):
@@ -195,6 +198,14 @@ def train_alone(
 
 def auc_of(nspec: NodeSpec, params: dict[str, IntArray], data: Dataset) -> float:
     return round(auc(data.y, predict(nspec.model, params, data.x)), 4)
+
+
+def round_aucs(
+    nspec: NodeSpec, params: dict[str, IntArray], companies: list[Company], test_all: Dataset
+) -> dict[str, float]:
+    """A model's mean AUC over the companies' own test rows (one-class ones skipped) and on all of them."""
+    own = [auc_of(nspec, params, c.test) for c in companies]
+    return {"mean_auc": round(float(np.nanmean(own)), 4), "population_auc": auc_of(nspec, params, test_all)}
 
 
 def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> FederationSpec:
@@ -330,11 +341,11 @@ def _round_row(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """Print a round's table row and return its JSON record."""
-    mean_auc = round(float(np.nanmean([auc_of(nspec, params, c.test) for c in companies])), 4)
+    aucs = round_aucs(nspec, params, companies, test_all)
     model = "0x" + info.model_hash.hex() if info.phase == Phase.FINALIZED else None
     say(
         f"{info.round:>5}  {info.phase.name.lower():10} {info.commits:>7} {info.reveals:>7} {info.votes:>5}  "
-        f"{(model or '-')[:14]:14} {mean_auc:>8.4f} {seconds:>5.1f}"
+        f"{(model or '-')[:14]:14} {aucs['mean_auc']:>8.4f} {seconds:>5.1f}"
     )
     return {
         "round": info.round,
@@ -345,8 +356,7 @@ def _round_row(
         "participants": info.reveals,
         "model_hash": model,
         "model_cid": info.model_cid or None,
-        "mean_auc": mean_auc,
-        "population_auc": auc_of(nspec, params, test_all),
+        **aucs,
         "seconds": round(seconds, 2),
     }
 

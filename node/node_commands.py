@@ -29,8 +29,6 @@ __all__ = ["add_node_commands", "add_peer_commands", "add_spec_commands", "add_v
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.peers is not None and args.peers < 2:
         raise NodeError("--peers must be at least 2")
-    if args.dirichlet is not None and (args.peers is None or args.dirichlet <= 0):
-        raise NodeError("--dirichlet ALPHA needs --peers N and an alpha > 0")
     default = args.data is None
     cfg = DemoConfig(
         data=args.data or DEFAULT_DATA,

@@ -24,8 +24,9 @@ similar size:
 - sign flips and label flips point against the honest majority: 0;
 - boosted updates (scaling, model-replacement backdoors) are cut by the length
   ratio: 1/k^2 for a boost of k;
-- honest updates agree with each other, however skewed their data, as long as
-  honest members are a majority of the round.
+- honest updates with similar label mixes agree with each other, as long as
+  honest members are a majority of the round (under a strong label skew they
+  do not, and the minority's direction earns nothing: docs/protocol.md).
 
 Agreements below NOISE_FLOOR (0.05) count as 0, and a median agreement below
 MIN_AGREEMENT (0.1) earns nothing: near convergence honest updates become mostly

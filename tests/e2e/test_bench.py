@@ -11,13 +11,12 @@ import pytest
 from bench import report as bench_report
 from bench.accuracy import report as accuracy_report
 from bench.accuracy import run_config
-from bench.flower import run_flower
+from bench.flower import companies_and_spec, run_flower
 from bench.overhead import run
 from bench.preflight import missing
 from bench.results_file import RESULTS, stamp
 from bench.scale import aggregation, ipfs_throughput
-from node.demo import DemoConfig, demo_spec, load_companies, train_alone
-from node.nodespec import NodeSpec
+from node.demo import DemoConfig, train_alone
 
 
 def test_the_overhead_bench_runs_peers_in_threads_on_a_devnet() -> None:
@@ -38,15 +37,9 @@ def test_the_timing_bench_trains_every_round_and_breaks_the_round_down() -> None
     assert all(v > 0 for v in parts.values())
 
 
-def _nspec(cfg: DemoConfig) -> tuple[NodeSpec, list]:  # type: ignore[type-arg]
-    schema, companies = load_companies(cfg)
-    founders = [f"0x{i + 1:040x}" for i in range(len(companies))]
-    return NodeSpec.from_federation(demo_spec(cfg, schema, founders, len(companies))), companies
-
-
 def test_flower_with_one_client_computes_what_that_client_computes_alone(sample_csv: Path) -> None:
     """Flower is driven with fedchain's own training code: one client's FedAvg is its local model."""
-    nspec, companies = _nspec(DemoConfig(data=sample_csv, split_by=None, peers=2, rounds=2))
+    companies, nspec = companies_and_spec(DemoConfig(data=sample_csv, split_by=None, peers=2, rounds=2))
     flower = run_flower(companies[:1], nspec, 2)
     alone = train_alone(nspec, companies[0].train, 2)
     assert [r["round"] for r in flower.rounds] == [1, 2]

@@ -102,7 +102,7 @@ def test_cli_demo_bad_input_is_one_line(tmp_path: Path) -> None:
         (["--devnet", "--poisoners", "2"], "embedded default only"),
         (["--peers", "4", "--poisoners", "2", "--free-riders", "2"], "at least one company must be honest"),
         (["--peers", "5", "--rule", "multi-krum", "--poisoners", "2"], "cannot be withstood"),
-        (["--dirichlet", "0.5"], "--dirichlet ALPHA needs --peers N"),
+        (["--dirichlet", "0.5"], "needs a number of peers (--peers N)"),
         (["--peers", "4", "--dirichlet", "0"], "alpha > 0"),
     ):
         out = run_cli("demo", *args, timeout=120)
