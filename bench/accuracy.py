@@ -28,10 +28,12 @@ import numpy as np
 
 from bench.flower import companies_and_spec, run_flower
 from bench.results_file import stamp, table, write
-from node.codec import IntArray
-from node.data import Dataset
-from node.demo import Company, DemoConfig, auc_of, concat, round_aucs, run_demo, train_alone
-from node.nodespec import NodeSpec
+from node.core.codec import IntArray
+from node.horizontal.spec import NodeSpec
+from node.learn.data import Dataset
+from node.sim.companies import Company, DemoConfig
+from node.sim.demo import run_demo
+from node.sim.evaluate import auc_of, concat, round_aucs, train_alone
 
 TARGET_VS_FLOWER = 0.005  # fedchain's final population AUC >= Flower's - this
 TARGET_VS_CENTRAL = 0.99  # and >= 99% of the centralized model's

@@ -22,9 +22,10 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from bench.results_file import stamp, table, write
-from node.attacks import FREE_RIDES, POISONS
-from node.demo import DemoConfig, run_demo
-from node.nodespec import RULES
+from node.core.rules import RULES
+from node.sim.attacks import FREE_RIDES, POISONS
+from node.sim.companies import DemoConfig
+from node.sim.demo import run_demo
 
 PEERS, CHEATERS = 10, 3
 

@@ -3,7 +3,7 @@
 The yardstick: a central Flower server (`flwr` 1.x's `start_server`, gRPC on
 localhost) and one Flower client per company, each a thread in this process
 (as the peers are in `bench.overhead`). A client trains with fedchain's own
-`node.model.train` (same torch model, optimizer, batch size, epochs and
+`node.learn.model.train` (same torch model, optimizer, batch size, epochs and
 per-round seed) from the parameters the server sends, and returns them with
 its row count; the server runs Flower's stock `FedAvg` (weighted by rows, in
 floating point). Nothing here touches a chain or IPFS.
@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from node.codec import IntArray, from_fixed, to_fixed
-from node.demo import Company, DemoConfig, demo_spec, load_companies
-from node.model import TrainConfig, train
-from node.nodespec import NodeSpec
+from node.core.codec import IntArray, from_fixed, to_fixed
+from node.horizontal.spec import NodeSpec
+from node.learn.model import train
+from node.sim.companies import Company, DemoConfig, load_companies
+from node.sim.demo import demo_spec
 
 try:
     from flwr.common import FitRes, Parameters, Scalar, ndarrays_to_parameters
@@ -101,7 +102,7 @@ class _Client(NumPyClient):  # type: ignore[misc]
             self.nspec.model,
             base,
             self.company.train,
-            TrainConfig(t.epochs, t.batch_size, t.lr, t.optimizer, t.seed + r),
+            t.for_round(r),
         )
         self.clock[r] = self.clock.get(r, 0.0) + time.perf_counter() - start
         return [from_fixed(trained[k]) for k in self.names], len(self.company.train), {}

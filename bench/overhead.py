@@ -35,11 +35,13 @@ from bench.results_file import stamp, table, write
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
-from node.codec import IntArray
-from node.demo import DemoConfig, demo_spec, load_companies
-from node.demo_devnet import start_parts
-from node.nodespec import NodeSpec
-from node.peer import Peer
+from node.core.codec import IntArray
+from node.events import StepEvent
+from node.horizontal.peer import Peer
+from node.horizontal.spec import NodeSpec, model_hash
+from node.sim.companies import DemoConfig, load_companies
+from node.sim.demo import demo_spec
+from node.sim.devnet import start_parts
 from node.store import KuboStore
 
 WINDOW = 30
@@ -67,11 +69,8 @@ class TimedStore:
             self.clock["ipfs_get"] += time.perf_counter() - t
 
 
-def _kind(action: str) -> str:
-    for word in ("committed", "revealed", "voted", "finalized", "advanced"):
-        if action.startswith(word):
-            return word
-    return "other"
+def _kind(action: StepEvent) -> str:
+    return action.kind if action.kind in ("committed", "revealed", "voted", "finalized", "advanced") else "other"
 
 
 def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train: bool = False) -> dict[str, Any]:
@@ -101,13 +100,15 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
             peer = Peer(c.name, a, fed, store, c.train, nspec, from_block=deployment.block)
             if not train:
                 t = time.perf_counter()
-                update = peer.trained_update(nspec.initial_model())
+                update = peer.trained_update(0, nspec.initial_model())
                 train_secs.append(time.perf_counter() - t)
 
-                def submit(p: Peer, base: dict[str, IntArray], u: dict[str, IntArray] = update) -> dict[str, IntArray]:
+                def submit(
+                    p: Peer, r: int, base: dict[str, IntArray], u: dict[str, IntArray] = update
+                ) -> dict[str, IntArray]:
                     first = next(iter(u))
                     fresh = {k: v.copy() for k, v in u.items()}
-                    fresh[first].flat[0] += p.last_round_id  # a new update each round, not a replay
+                    fresh[first].flat[0] += r  # a new update each round, not a replay
                     return fresh
 
                 peer.make_update = submit
@@ -147,7 +148,7 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
             thread.join(timeout=rounds * (3 * WINDOW + 60))
         done.set()
         statuses = [fed.round(r).phase.name for r in range(1, rounds + 1)]
-        hashes = {p.params[k].tobytes() for p in peers for k in list(p.params)[:1]}
+        hashes = {model_hash(p.params) for p in peers}  # every tensor, not the first
     durations = [opened[r + 1] - opened[r] for r in range(1, rounds + 1) if r + 1 in opened]
     per_peer = {k: sum(c[k] for c in clocks) / n_peers / rounds for k in sorted({k for c in clocks for k in c})}
     parts = sorted({k for p in peers for k in p.timings})

@@ -9,7 +9,7 @@ import importlib.util
 import sys
 
 from ledger.toolchain import tools
-from node.demo import DEFAULT_DATA
+from node.datasets import DEFAULT_DATA
 
 EXTRA = "run `make setup`, which installs the `bench` extra"
 

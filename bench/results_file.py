@@ -12,6 +12,19 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = RESULTS.parent.parent
+
+
+def portable(value: Any) -> Any:
+    """`value` with every absolute path inside the repository written relative to it (`node/datasets/...`):
+    result files must not name the machine that made them."""
+    if isinstance(value, str) and value.startswith(f"{REPO}/"):
+        return value.removeprefix(f"{REPO}/")
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    return value
 
 
 def stamp(*packages: str, tools: bool = False) -> dict[str, str]:
@@ -33,7 +46,7 @@ def write(stem: str, lines: list[str], data: dict[str, Any]) -> None:
     """Write bench/results/STEM.md and STEM.json, and print the Markdown."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.md").write_text("\n".join(lines))
-    (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(portable(data), indent=2) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")
 
 

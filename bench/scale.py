@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 
 from bench.results_file import stamp, table, write
-from node import aggregate
-from node.codec import IntArray, decode, encode, to_fixed
-from node.kubo import new_swarm_key, start_kubo
-from node.nodespec import tolerance
-from node.scoring import contribution_scores
+from node.core import aggregate
+from node.core.codec import IntArray, decode, encode, to_fixed
+from node.core.rules import tolerance
+from node.core.scoring import contribution_scores
 from node.store import KuboStore
+from node.store.kubo import new_swarm_key, start_kubo
 
 TRIM = 0.2
 SIZES = [10_000, 100_000, 1_000_000, 10_000_000]

@@ -23,7 +23,7 @@ from typing import Any
 from bench.flower import companies_and_spec, run_flower
 from bench.overhead import run
 from bench.results_file import stamp, table, write
-from node.demo import DemoConfig
+from node.sim.companies import DemoConfig
 
 PARTS = ["train", "encode", "publish", "chain", "fetch", "aggregate", "adopt"]
 BLOCKS: tuple[float | None, ...] = (None, 1.0)

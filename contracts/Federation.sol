@@ -17,7 +17,7 @@ contract Federation is IFederation, ReentrancyGuard {
     // Storage
     // ---------------------------------------------------------------------
 
-    /// @notice Most members a federation may ever list (bounds finalize's loop).
+    /// @inheritdoc IFederation
     uint256 public constant MAX_MEMBERS = 256;
 
     uint256 private constant _REVEALED = 1;
@@ -25,9 +25,9 @@ contract Federation is IFederation, ReentrancyGuard {
     uint256 private constant _SLASHED = 3;
     uint256 private constant _BPS = 10_000;
 
-    /// @notice The reward and stake token.
+    /// @inheritdoc IFederation
     IERC20 public immutable token;
-    /// @notice keccak256 of the canonical federation spec.
+    /// @inheritdoc IFederation
     bytes32 public immutable specHash;
 
     uint256 private immutable _stake;
@@ -79,41 +79,41 @@ contract Federation is IFederation, ReentrancyGuard {
 
     mapping(address => Member) private _members;
     address[] private _memberList;
-    /// @notice Members that are active now.
+    /// @inheritdoc IFederation
     uint32 public activeMembers;
-    /// @notice Founders that have not joined yet; round 1 opens when none is left.
+    /// @inheritdoc IFederation
     uint32 public foundersPending;
 
-    /// @notice Whether an address may join (founder, or approved by a majority).
+    /// @inheritdoc IFederation
     mapping(address => bool) public admitted;
-    /// @notice Approvals a candidate has collected.
+    /// @inheritdoc IFederation
     mapping(address => uint256) public approvals;
     mapping(address => mapping(address => bool)) private _approvedBy;
 
-    /// @notice The open round (0 before the first one opens).
+    /// @inheritdoc IFederation
     uint256 public currentRound;
-    /// @notice The newest finalized round (0 while the initial model stands).
+    /// @inheritdoc IFederation
     uint256 public lastFinalized;
     mapping(uint256 => Round) private _rounds;
     mapping(uint256 => mapping(address => bytes32)) private _status;
     mapping(uint256 => mapping(bytes32 => Proposal)) private _proposals;
     mapping(uint256 => Model) private _models;
 
-    /// @notice Tokens waiting to be paid as rewards.
+    /// @inheritdoc IFederation
     uint256 public rewardPool;
-    /// @notice Tokens held as members' stakes.
+    /// @inheritdoc IFederation
     uint256 public totalStaked;
-    /// @notice Credited rewards not yet claimed.
+    /// @inheritdoc IFederation
     uint256 public totalUnclaimed;
-    /// @notice Rewards claimed so far, over all members.
+    /// @inheritdoc IFederation
     uint256 public totalClaimed;
-    /// @notice Stake slashed so far, over all members (moved to the pool).
+    /// @inheritdoc IFederation
     uint256 public totalSlashed;
-    /// @notice Credited, not yet claimed, per member.
+    /// @inheritdoc IFederation
     mapping(address => uint256) public credited;
-    /// @notice Claimed so far, per member.
+    /// @inheritdoc IFederation
     mapping(address => uint256) public claimedBy;
-    /// @notice Slashed so far, per member.
+    /// @inheritdoc IFederation
     mapping(address => uint256) public slashedBy;
 
     // ---------------------------------------------------------------------
@@ -325,19 +325,19 @@ contract Federation is IFederation, ReentrancyGuard {
     // Views
     // ---------------------------------------------------------------------
 
-    /// @notice The parameters fixed at deployment.
+    /// @inheritdoc IFederation
     function config() external view returns (Config memory) {
         return Config(
             _stake, _rewardPerRound, _commitWindow, _revealWindow, _voteWindow, _quorumBps, _minPeers, _slashBps
         );
     }
 
-    /// @notice Every address that ever joined, in join order (score order).
+    /// @inheritdoc IFederation
     function memberList() external view returns (address[] memory) {
         return _memberList;
     }
 
-    /// @notice A member's record.
+    /// @inheritdoc IFederation
     function memberOf(address account)
         external
         view
@@ -347,7 +347,7 @@ contract Federation is IFederation, ReentrancyGuard {
         return (m.active, m.index, m.stake, m.joinedRound);
     }
 
-    /// @notice A round as stored (see `phaseOf` for the phase once pending timeouts apply).
+    /// @inheritdoc IFederation
     function roundInfo(uint256 round) external view returns (RoundView memory v) {
         Round storage R = _rounds[round];
         Model storage M = _models[round];
@@ -357,35 +357,23 @@ contract Federation is IFederation, ReentrancyGuard {
         );
     }
 
-    /// @notice The phase `round` is in once every pending timeout applies.
+    /// @inheritdoc IFederation
     function phaseOf(uint256 round) external view returns (Phase p) {
         Round storage R = _rounds[round];
-        p = R.phase;
-        uint256 at = R.phaseAt;
-        if (p == Phase.Commit) {
-            if (block.timestamp < at + _commitWindow) return p;
-            if (R.commits < _minPeers) return Phase.Failed;
-            (p, at) = (Phase.Reveal, at + _commitWindow);
-        }
-        if (p == Phase.Reveal) {
-            if (block.timestamp < at + _revealWindow) return p;
-            if (R.reveals < _minPeers) return Phase.Failed;
-            (p, at) = (Phase.Vote, at + _revealWindow);
-        }
-        if (p == Phase.Vote && !R.decided && block.timestamp >= at + _voteWindow) return Phase.Failed;
+        (p,,) = _afterTimeouts(R, R.phase, R.phaseAt);
     }
 
-    /// @notice `member`'s state in `round`: 0 none, 1 committed, 2 revealed, 3 voted, 4 slashed.
-    function statusOf(uint256 round, address member) external view returns (uint8) {
+    /// @inheritdoc IFederation
+    function statusOf(uint256 round, address member) external view returns (MemberStatus) {
         uint256 s = uint256(_status[round][member]);
-        if (s == 0) return 0;
-        if (s == _REVEALED) return 2;
-        if (s == _VOTED) return 3;
-        if (s == _SLASHED) return 4;
-        return 1;
+        if (s == 0) return MemberStatus.None;
+        if (s == _REVEALED) return MemberStatus.Revealed;
+        if (s == _VOTED) return MemberStatus.Voted;
+        if (s == _SLASHED) return MemberStatus.Slashed;
+        return MemberStatus.Committed;
     }
 
-    /// @notice A proposal of `round`: its votes and CID digest (the rest is in its `Proposed` event).
+    /// @inheritdoc IFederation
     function proposalOf(uint256 round, bytes32 proposal)
         external
         view
@@ -404,39 +392,63 @@ contract Federation is IFederation, ReentrancyGuard {
     ///      so the phase alone tells whether `round` is the open one.
     function _roundIn(uint256 round, Phase phase) private returns (Round storage R) {
         R = _rounds[round];
-        Phase p = R.phase;
+        (Phase p, uint256 at) = (R.phase, R.phaseAt);
         if (p == Phase.None) revert NotCurrentRound(round, currentRound);
-        if (p < Phase.Finalized) {
-            _sync(round, R);
-            p = R.phase;
-        }
+        if (p < Phase.Finalized) p = _sync(round, R, p, at);
         if (p != phase) revert RoundNotInPhase(round, phase, p);
     }
 
     function _syncCurrent() private {
         uint256 r = currentRound;
-        if (r != 0) _sync(r, _rounds[r]);
+        if (r != 0) {
+            Round storage R = _rounds[r];
+            _sync(r, R, R.phase, R.phaseAt);
+        }
     }
 
-    /// @dev Applies the timeouts of open round `r`, in order, as of their deadlines.
-    function _sync(uint256 r, Round storage R) private {
-        Phase p = R.phase;
-        uint256 at = R.phaseAt;
+    /// @dev Applies the timeouts due in open round `r`, stored in phase `p` since `at` (see
+    ///      `_afterTimeouts`): enters each phase the round reaches, as of its deadline, then fails
+    ///      the round if it timed out there. Returns the phase the round is in after.
+    function _sync(uint256 r, Round storage R, Phase p, uint256 at) private returns (Phase due) {
+        Phase live;
+        (due, live, at) = _afterTimeouts(R, p, at); // `at`: when `live` began
+        if (due == p) return p; // nothing due
+        if (p == Phase.Commit && live != Phase.Commit) {
+            _enterReveal(r, R, live == Phase.Reveal ? at : at - _revealWindow);
+        }
+        if (p != Phase.Vote && live == Phase.Vote) _enterVote(r, R, at);
+        if (due == Phase.Failed) {
+            FailReason reason = live == Phase.Commit
+                ? FailReason.TooFewCommits
+                : live == Phase.Reveal ? FailReason.TooFewReveals : FailReason.NoQuorum;
+            _fail(r, R, live, reason);
+        }
+    }
+
+    /// @dev The timeout logic, for `phaseOf` and `_sync`. Round `R`, stored in phase `p` since
+    ///      `at`, is in phase `due` once every pending timeout applies, in order and each as of
+    ///      its deadline: a phase whose window has passed moves on, or fails the round if too few
+    ///      members acted in it (in Vote: if no proposal reached quorum). `live` is the last phase
+    ///      the round reaches (the one it fails in, if `due` is Failed) and `liveAt` when that
+    ///      began. A round that is not open stays as stored.
+    function _afterTimeouts(Round storage R, Phase p, uint256 at)
+        private
+        view
+        returns (Phase due, Phase live, uint256 liveAt)
+    {
         if (p == Phase.Commit) {
-            if (block.timestamp < at + _commitWindow) return;
-            if (R.commits < _minPeers) return _fail(r, R, p, FailReason.TooFewCommits);
-            _enterReveal(r, R, at += _commitWindow);
-            p = Phase.Reveal;
+            if (block.timestamp < at + _commitWindow) return (p, p, at);
+            if (R.commits < _minPeers) return (Phase.Failed, p, at);
+            (p, at) = (Phase.Reveal, at + _commitWindow);
         }
         if (p == Phase.Reveal) {
-            if (block.timestamp < at + _revealWindow) return;
-            if (R.reveals < _minPeers) return _fail(r, R, p, FailReason.TooFewReveals);
-            _enterVote(r, R, at += _revealWindow);
-            p = Phase.Vote;
+            if (block.timestamp < at + _revealWindow) return (p, p, at);
+            if (R.reveals < _minPeers) return (Phase.Failed, p, at);
+            (p, at) = (Phase.Vote, at + _revealWindow);
         }
-        if (p == Phase.Vote && !R.decided && block.timestamp >= at + _voteWindow) {
-            _fail(r, R, p, FailReason.NoQuorum);
-        }
+        due = live = p;
+        if (p == Phase.Vote && !R.decided && block.timestamp >= at + _voteWindow) due = Phase.Failed;
+        return (due, live, at);
     }
 
     /// @dev Counts the caller's vote for `pid`; the first proposal to reach quorum wins.

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+
 /// @title IFederation
 /// @notice A leaderless federated-learning round coordinator.
-/// @dev Every custom error and event of the Federation contract lives here. Rounds go
+/// @dev Every custom error, event and view of the Federation contract lives here. Rounds go
 ///      Commit -> Reveal -> Vote -> Finalized (or Failed). Transitions are lazy: the
 ///      first transaction that finds a phase's condition true (everyone acted, or the
 ///      window passed) moves the round on. No admin, no timer process.
@@ -20,6 +22,15 @@ interface IFederation {
         Vote,
         Finalized,
         Failed
+    }
+
+    /// @notice A member's state in one round (see `statusOf`).
+    enum MemberStatus {
+        None,
+        Committed,
+        Revealed,
+        Voted,
+        Slashed
     }
 
     /// @notice Why a round failed.
@@ -206,4 +217,88 @@ interface IFederation {
 
     /// @notice Withdraw every credited reward.
     function claim() external;
+
+    // ---------------------------------------------------------------------
+    // Views
+    // ---------------------------------------------------------------------
+
+    /// @notice Most members a federation may ever list (bounds finalize's loop).
+    function MAX_MEMBERS() external view returns (uint256);
+
+    /// @notice The parameters fixed at deployment.
+    function config() external view returns (Config memory);
+
+    /// @notice The reward and stake token.
+    function token() external view returns (IERC20);
+
+    /// @notice keccak256 of the canonical federation spec.
+    function specHash() external view returns (bytes32);
+
+    /// @notice Every address that ever joined, in join order (score order).
+    function memberList() external view returns (address[] memory);
+
+    /// @notice A member's record.
+    /// @param account The address to look up.
+    /// @return active Whether `account` is a member now.
+    /// @return index Its number in `memberList` (join order, the order of scores).
+    /// @return stake The tokens it has at stake.
+    /// @return joinedRound The open round when it (last) joined; it takes part from the next one.
+    function memberOf(address account)
+        external
+        view
+        returns (bool active, uint256 index, uint256 stake, uint256 joinedRound);
+
+    /// @notice Members that are active now.
+    function activeMembers() external view returns (uint32);
+
+    /// @notice Founders that have not joined yet; round 1 opens when none is left.
+    function foundersPending() external view returns (uint32);
+
+    /// @notice Whether an address may join (founder, or approved by a majority).
+    function admitted(address account) external view returns (bool);
+
+    /// @notice Approvals a candidate has collected.
+    function approvals(address candidate) external view returns (uint256);
+
+    /// @notice The open round (0 before the first one opens).
+    function currentRound() external view returns (uint256);
+
+    /// @notice The newest finalized round (0 while the initial model stands).
+    function lastFinalized() external view returns (uint256);
+
+    /// @notice A round as stored (see `phaseOf` for the phase once pending timeouts apply).
+    function roundInfo(uint256 round) external view returns (RoundView memory v);
+
+    /// @notice The phase `round` is in once every pending timeout applies.
+    function phaseOf(uint256 round) external view returns (Phase p);
+
+    /// @notice `member`'s state in `round`: 0 none, 1 committed, 2 revealed, 3 voted, 4 slashed.
+    function statusOf(uint256 round, address member) external view returns (MemberStatus);
+
+    /// @notice A proposal of `round`: its votes and CID digest (the rest is in its `Proposed` event).
+    function proposalOf(uint256 round, bytes32 proposal) external view returns (uint256 votes, bytes28 cidDigest);
+
+    /// @notice Tokens waiting to be paid as rewards.
+    function rewardPool() external view returns (uint256);
+
+    /// @notice Tokens held as members' stakes.
+    function totalStaked() external view returns (uint256);
+
+    /// @notice Credited rewards not yet claimed.
+    function totalUnclaimed() external view returns (uint256);
+
+    /// @notice Rewards claimed so far, over all members.
+    function totalClaimed() external view returns (uint256);
+
+    /// @notice Stake slashed so far, over all members (moved to the pool).
+    function totalSlashed() external view returns (uint256);
+
+    /// @notice Credited, not yet claimed, per member.
+    function credited(address member) external view returns (uint256);
+
+    /// @notice Claimed so far, per member.
+    function claimedBy(address member) external view returns (uint256);
+
+    /// @notice Slashed so far, per member.
+    function slashedBy(address member) external view returns (uint256);
 }

@@ -16,9 +16,10 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 from web3._utils.events import get_event_data
 
 from .client import FederationClient
+from .errors import LedgerError
 from .types import FailReason, Phase
 
-__all__ = ["SCHEMA", "AuditTrail", "RoundRecord", "read_audit"]
+__all__ = ["SCHEMA", "AuditTrail", "RoundRecord", "member_rewards", "read_audit"]
 
 SCHEMA = "fedchain.audit/1"
 _FAIL_NAMES = {r: r.name.lower().replace("_", "-") for r in FailReason}
@@ -192,3 +193,41 @@ def _apply(rec: RoundRecord, name: str, args: dict[str, Any], when: dict[str, An
         rec.rewards.append({"member": str(args["member"]), "amount": str(args["amount"]), "score": int(args["score"])})
     elif name == "Slashed":
         rec.slashes.append({"member": str(args["member"]), "amount": str(args["amount"])})
+
+
+def member_rewards(client: FederationClient, who: str, from_block: int = 0) -> dict[str, Any]:
+    """A member's earned, claimed, unclaimed and slashed amounts, round by round.
+
+    The contract's storage is checked against its `RewardCredited` events: if they
+    disagree, `LedgerError` says so instead of printing either.
+    """
+    totals, info = client.rewards(who), client.member(who)
+    trail = read_audit(client, from_block)
+    rows = []
+    for r in sorted(trail.rounds):
+        rec = trail.rounds[r]
+        reward = next((x for x in rec.rewards if x["member"] == who), None)
+        slash = next((x for x in rec.slashes if x["member"] == who), None)
+        if reward or slash:
+            rows.append(
+                {
+                    "round": r,
+                    "score": reward["score"] if reward else 0,
+                    "reward": reward["amount"] if reward else "0",
+                    "slashed": slash["amount"] if slash else "0",
+                }
+            )
+    earned = totals["credited"] + totals["claimed"]
+    logged = sum(int(x["reward"]) for x in rows)
+    if logged != earned:
+        raise LedgerError(f"the contract says {who} earned {earned}, its RewardCredited events add up to {logged}")
+    return {
+        "member": who,
+        "active": info.active,
+        "stake": str(info.stake),
+        "earned": str(earned),
+        "claimed": str(totals["claimed"]),
+        "unclaimed": str(totals["credited"]),
+        "slashed": str(totals["slashed"]),
+        "rounds": rows,
+    }

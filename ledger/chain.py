@@ -58,6 +58,14 @@ class Chain:
         """The chain's block gas limit (read once: it moves slowly if at all)."""
         return int(self.w3.eth.get_block("latest")["gasLimit"])
 
+    def block_number(self) -> int:
+        """The latest block's number."""
+        return int(self.w3.eth.block_number)
+
+    def gas_used_in_block(self, number: int) -> int:
+        """The gas block `number`'s transactions used (one transaction's, on a chain that mines one per block)."""
+        return int(self.w3.eth.get_block(number)["gasUsed"])
+
     def now(self) -> int:
         """The latest block's timestamp."""
         return int(self.w3.eth.get_block("latest")["timestamp"])

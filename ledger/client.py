@@ -3,14 +3,18 @@
 Transactions are signed locally by the caller's account (from an encrypted
 keystore) and sent raw, so the same code runs against eth-tester and any
 JSON-RPC node. A revert becomes the named ContractRevert subclass; the gas is
-estimated first, so a call that would revert costs nothing.
+estimated first, so a call that would revert costs nothing. Callers never see
+web3: a network failure becomes `ChainUnreachable` here (httpx's
+`map_exceptions` pattern), so a retry loop names only fedchain's errors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
+import requests
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
@@ -21,12 +25,25 @@ from web3.types import TxReceipt
 
 from .chain import Chain
 from .contracts import artifact, decode_revert
-from .errors import ContractRevert, revert_class
-from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, RoundInfo
+from .errors import ChainUnreachable, ContractRevert, revert_class
+from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, Reveal, RoundInfo
 
-__all__ = ["FederationClient", "TokenClient", "commitment", "proposal_id", "revert_error", "send"]
+__all__ = ["FederationClient", "TokenClient", "commitment", "network_errors", "proposal_id", "revert_error", "send"]
 
 _GAS_HEADROOM = 600_000
+_T = TypeVar("_T")
+
+# What a dropped connection, a refused port or a timeout looks like from web3's HTTP provider.
+_NETWORK_ERRORS = (requests.exceptions.RequestException, ConnectionError, TimeoutError)
+
+
+@contextmanager
+def network_errors(what: str = "the chain") -> Iterator[None]:
+    """Turn a network failure inside the block into `ChainUnreachable` (one place for every call)."""
+    try:
+        yield
+    except _NETWORK_ERRORS as exc:
+        raise ChainUnreachable(f"{what} did not answer: {type(exc).__name__}") from exc
 
 
 def _gas_limit(chain: Chain, estimate: int) -> int:
@@ -66,6 +83,11 @@ def revert_error(exc: ContractLogicError) -> ContractRevert:
 
 def send(chain: Chain, fn: ContractFunction, signer: LocalAccount) -> TxReceipt:
     """Sign and send a contract call; returns its receipt or raises the named revert."""
+    with network_errors(chain.url or "the chain"):
+        return _send(chain, fn, signer)
+
+
+def _send(chain: Chain, fn: ContractFunction, signer: LocalAccount) -> TxReceipt:
     w3 = chain.w3
     try:
         gas = fn.estimate_gas({"from": signer.address})
@@ -92,48 +114,53 @@ def send(chain: Chain, fn: ContractFunction, signer: LocalAccount) -> TxReceipt:
     return receipt
 
 
-class TokenClient:
+class _ContractClient:
+    """A deployed contract: views and transactions, with network failures mapped at one call."""
+
+    def __init__(self, chain: Chain, address: str, abi: list[dict[str, Any]]) -> None:
+        self.chain = chain
+        self.contract: Contract = chain.w3.eth.contract(address=to_checksum_address(address), abi=abi)
+        self.address: str = self.contract.address
+
+    def _view(self, name: str, *args: Any) -> Any:
+        with network_errors(self.chain.url or "the chain"):
+            return getattr(self.contract.functions, name)(*args).call()
+
+    def _send(self, signer: LocalAccount, name: str, *args: Any) -> TxReceipt:
+        return send(self.chain, getattr(self.contract.functions, name)(*args), signer)
+
+
+class TokenClient(_ContractClient):
     """The ERC-20 reward token."""
 
     def __init__(self, chain: Chain, address: str) -> None:
-        self.chain = chain
-        self.contract: Contract = chain.w3.eth.contract(
-            address=to_checksum_address(address), abi=artifact("RewardToken")["abi"]
-        )
-        self.address: str = self.contract.address
+        super().__init__(chain, address, artifact("RewardToken")["abi"])
 
     def balance_of(self, account: str) -> int:
-        return int(self.contract.functions.balanceOf(account).call())
+        return int(self._view("balanceOf", account))
 
     def allowance(self, owner: str, spender: str) -> int:
-        return int(self.contract.functions.allowance(owner, spender).call())
+        return int(self._view("allowance", owner, spender))
 
     def approve(self, signer: LocalAccount, spender: str, amount: int) -> TxReceipt:
-        return send(self.chain, self.contract.functions.approve(spender, amount), signer)
+        return self._send(signer, "approve", spender, amount)
 
     def transfer(self, signer: LocalAccount, to: str, amount: int) -> TxReceipt:
-        return send(self.chain, self.contract.functions.transfer(to, amount), signer)
+        return self._send(signer, "transfer", to, amount)
 
 
-class FederationClient:
+class FederationClient(_ContractClient):
     """Every call of the Federation contract, typed."""
 
     def __init__(self, chain: Chain, address: str, abi: list[dict[str, Any]] | None = None) -> None:
-        self.chain = chain
-        self.contract: Contract = chain.w3.eth.contract(
-            address=to_checksum_address(address), abi=abi or artifact("Federation")["abi"]
-        )
-        self.address: str = self.contract.address
+        super().__init__(chain, address, abi or artifact("Federation")["abi"])
         self._token: TokenClient | None = None
 
     @property
     def token(self) -> TokenClient:
         if self._token is None:
-            self._token = TokenClient(self.chain, self.contract.functions.token().call())
+            self._token = TokenClient(self.chain, self._view("token"))
         return self._token
-
-    def _send(self, signer: LocalAccount, name: str, *args: Any) -> TxReceipt:
-        return send(self.chain, getattr(self.contract.functions, name)(*args), signer)
 
     # -- membership ---------------------------------------------------------
 
@@ -189,13 +216,36 @@ class FederationClient:
     def winning_proposal(self, round_id: int, from_block: int = 0) -> Proposal:
         """Round `round_id`'s quorum proposal, from its Proposed event (logged at or after `from_block`)."""
         winner = self.round(round_id).winner
-        logs = self.contract.events.Proposed.get_logs(
-            from_block=from_block, argument_filters={"round": round_id, "proposal": winner}
-        )
+        with network_errors(self.chain.url or "the chain"):
+            logs = self.contract.events.Proposed.get_logs(
+                from_block=from_block, argument_filters={"round": round_id, "proposal": winner}
+            )
         if winner == bytes(32) or not logs:
             raise revert_class("NoQuorum")(f"NoQuorum: round {round_id} has no proposal with quorum yet")
         args = logs[0]["args"]
         return Proposal(bytes(args["modelHash"]), str(args["modelCid"]), [int(s) for s in args["scores"]])
+
+    def reveals(self, rounds: Sequence[int], from_block: int = 0) -> list[Reveal]:
+        """Every `Revealed` event of `rounds` logged at or after `from_block`, in log order."""
+        with network_errors(self.chain.url or "the chain"):
+            logs = self.contract.events.Revealed.get_logs(
+                from_block=from_block, argument_filters={"round": list(rounds) if len(rounds) > 1 else rounds[0]}
+            )
+        return [
+            Reveal(
+                int(lg["args"]["round"]),
+                str(lg["args"]["member"]),
+                bytes(lg["args"]["contentHash"]),
+                str(lg["args"]["cid"]),
+                int(lg["blockNumber"]),
+            )
+            for lg in logs
+        ]
+
+    def block_number(self) -> int:
+        """The chain's latest block number."""
+        with network_errors(self.chain.url or "the chain"):
+            return self.chain.block_number()
 
     def claim(self, signer: LocalAccount) -> TxReceipt:
         return self._send(signer, "claim")
@@ -206,7 +256,7 @@ class FederationClient:
     # -- views --------------------------------------------------------------
 
     def config(self) -> dict[str, int]:
-        values = self.contract.functions.config().call()
+        values = self._view("config")
         names = (
             *("stake", "reward_per_round", "commit_window", "reveal_window", "vote_window"),
             *("quorum_bps", "min_peers", "slash_bps"),
@@ -214,16 +264,16 @@ class FederationClient:
         return dict(zip(names, (int(v) for v in values), strict=True))
 
     def spec_hash(self) -> bytes:
-        return bytes(self.contract.functions.specHash().call())
+        return bytes(self._view("specHash"))
 
     def current_round(self) -> int:
-        return int(self.contract.functions.currentRound().call())
+        return int(self._view("currentRound"))
 
     def last_finalized(self) -> int:
-        return int(self.contract.functions.lastFinalized().call())
+        return int(self._view("lastFinalized"))
 
     def round(self, round_id: int) -> RoundInfo:
-        v = self.contract.functions.roundInfo(round_id).call()
+        v = self._view("roundInfo", round_id)
         opened, phase_at, members, eligible, commits, reveals, votes = (int(x) for x in v[1:8])
         return RoundInfo(
             round_id,
@@ -242,40 +292,38 @@ class FederationClient:
 
     def phase(self, round_id: int) -> Phase:
         """The phase once pending timeouts apply (what the next transaction will see)."""
-        return Phase(self.contract.functions.phaseOf(round_id).call())
+        return Phase(self._view("phaseOf", round_id))
 
     def status(self, round_id: int, member: str) -> MemberStatus:
-        return MemberStatus(self.contract.functions.statusOf(round_id, member).call())
+        return MemberStatus(self._view("statusOf", round_id, member))
 
     def members(self) -> list[str]:
-        return [str(a) for a in self.contract.functions.memberList().call()]
+        return [str(a) for a in self._view("memberList")]
 
     def member(self, account: str) -> MemberInfo:
-        active, index, stake, joined = self.contract.functions.memberOf(account).call()
+        active, index, stake, joined = self._view("memberOf", account)
         return MemberInfo(account, bool(active), int(index), int(stake), int(joined))
 
     def is_admitted(self, account: str) -> bool:
-        return bool(self.contract.functions.admitted(account).call())
+        return bool(self._view("admitted", account))
 
     def rewards(self, account: str) -> dict[str, int]:
-        f = self.contract.functions
         return {
-            "credited": int(f.credited(account).call()),
-            "claimed": int(f.claimedBy(account).call()),
-            "slashed": int(f.slashedBy(account).call()),
+            "credited": int(self._view("credited", account)),
+            "claimed": int(self._view("claimedBy", account)),
+            "slashed": int(self._view("slashedBy", account)),
         }
 
     def proposal_votes(self, round_id: int, proposal_id: bytes) -> int:
-        votes, _ = self.contract.functions.proposalOf(round_id, proposal_id).call()
+        votes, _ = self._view("proposalOf", round_id, proposal_id)
         return int(votes)
 
     def accounting(self) -> Accounting:
-        f = self.contract.functions
         return Accounting(
-            staked=int(f.totalStaked().call()),
-            pool=int(f.rewardPool().call()),
-            unclaimed=int(f.totalUnclaimed().call()),
-            claimed=int(f.totalClaimed().call()),
-            slashed=int(f.totalSlashed().call()),
+            staked=int(self._view("totalStaked")),
+            pool=int(self._view("rewardPool")),
+            unclaimed=int(self._view("totalUnclaimed")),
+            claimed=int(self._view("totalClaimed")),
+            slashed=int(self._view("totalSlashed")),
             held=self.token.balance_of(self.address),
         )

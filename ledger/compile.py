@@ -1,7 +1,8 @@
 """Compile the Solidity sources with py-solc-x and keep the artifacts in the repo.
 
-Artifacts (ABI + bytecode) are committed under `contracts/artifacts/`, so that
-deploying needs no compiler. Each records a digest of the sources and compiler
+Artifacts (ABI + bytecode) are committed under `ledger/artifacts/` and ship as
+package data, so that deploying needs no compiler (and `import ledger` never
+loads this module). Each records a digest of the sources and compiler
 settings it came from; `stale_artifacts()` says which no longer match.
 """
 
@@ -14,13 +15,13 @@ from typing import Any
 
 import solcx
 
+from .contracts import ARTIFACTS_DIR
 from .errors import CompileError
 from .toolchain import REPO_ROOT, solc_path
 
 __all__ = ["ARTIFACTS_DIR", "CONTRACTS", "CONTRACTS_DIR", "compile_sources", "stale_artifacts", "write_artifacts"]
 
 CONTRACTS_DIR = REPO_ROOT / "contracts"
-ARTIFACTS_DIR = CONTRACTS_DIR / "artifacts"
 OZ_DIR = REPO_ROOT / "scripts" / "toolchain" / "node_modules"
 CONTRACTS = ("Federation", "RewardToken")
 EVM_VERSION = "cancun"
@@ -91,7 +92,7 @@ def compile_sources(directory: Path = CONTRACTS_DIR, extra: list[Path] | None = 
 
 
 def write_artifacts() -> list[Path]:
-    """Compile the production contracts and write `contracts/artifacts/<Name>.json`."""
+    """Compile the production contracts and write `ledger/artifacts/<Name>.json`."""
     artifacts = compile_sources()
     ARTIFACTS_DIR.mkdir(exist_ok=True)
     written = []

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector, is_address, to_checksum_address
 
-from .compile import ARTIFACTS_DIR
 from .errors import ContractRevert, DeploymentError, revert_class
 from .types import Phase
 
-__all__ = ["artifact", "decode_revert"]
+__all__ = ["ARTIFACTS_DIR", "artifact", "decode_revert"]
+
+# The compiled contracts ship inside the package (package data): deploying needs no compiler.
+ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
 # Errors raised from inside OpenZeppelin code that Federation calls.
 _OZ_ERRORS: dict[str, tuple[list[tuple[str, str]], str]] = {

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from .chain import Chain
 from .client import FederationClient, TokenClient, revert_error
 from .contracts import artifact
 from .errors import DeploymentError, LedgerError, WrongChain
+from .files import write_atomic
 from .spec import TOKEN_UNIT, FederationSpec
 
 __all__ = ["Deployment", "deploy", "deploy_contract", "open_federation"]
@@ -40,12 +39,7 @@ class Deployment:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash never leaves half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(self), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Deployment:

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .chain import connect
 from .errors import ChainUnreachable, LedgerError
+from .files import write_atomic
 from .toolchain import anvil_path
 
 __all__ = ["DEVNET_CHAIN_ID", "AnvilProcess", "DevnetState", "free_port", "start_anvil", "stop_pid"]
@@ -125,6 +125,8 @@ def start_anvil(
         if proc.poll() is not None:
             raise LedgerError(f"anvil exited with code {proc.returncode} at start (log: {log})")
         try:
+            from .chain import connect  # web3 loads only when a chain is started
+
             connect(anvil.url, chain_id, timeout=1.0)
             return anvil
         except ChainUnreachable:
@@ -162,8 +164,5 @@ class DevnetState:
             raise LedgerError(f"devnet state file {path} is corrupt; remove it after stopping stray processes") from exc
 
     def save(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path(state_dir).with_suffix(".tmp")
         doc = {"anvil": asdict(self.anvil) if self.anvil else None, "kubo": self.kubo}
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, self.path(state_dir))
+        write_atomic(self.path(state_dir), json.dumps(doc, indent=2) + "\n")

@@ -85,3 +85,14 @@ class Accounting:
     claimed: int
     slashed: int
     held: int
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """A `Revealed` event: `member` showed what it committed in `round`."""
+
+    round: int
+    member: str
+    content_hash: bytes
+    cid: str
+    block: int

@@ -1,5 +1,5 @@
 """The fedchain peer: local training, update exchange over IPFS, the round loop, the CLI."""
 
-from .errors import NodeError
+from node.errors import NodeError
 
 __all__ = ["NodeError"]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ledger.devnet import AnvilProcess, start_anvil
-from node.demo import DEFAULT_DATA
-from node.kubo import KuboNode, new_swarm_key, start_kubo
+from node.datasets import DEFAULT_DATA
+from node.store.kubo import KuboNode, new_swarm_key, start_kubo
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,14 @@ import pytest
 
 from ledger.spec import spec_from_dict
 from ledger.types import Phase
-from node.codec import IntArray
-from node.demo import DemoConfig, _play_round, run_demo
+from node.core.codec import IntArray
+from node.core.rules import check_tolerance
 from node.errors import NodeError
-from node.nodespec import NodeSpec, check_tolerance
-from node.peer import Peer, collect_updates
-from tests.e2e.test_embedded import _federation
+from node.horizontal.peer import Peer, collect_updates
+from node.horizontal.spec import NodeSpec
+from node.sim.companies import DemoConfig
+from node.sim.demo import play_round, run_demo
+from tests.e2e.test_embedded import small_federation
 
 
 @pytest.mark.parametrize(
@@ -51,17 +53,17 @@ def test_cheaters_earn_at_most_five_percent_and_every_honest_peer_earns(
 
 
 def test_an_update_replayed_from_the_previous_round_is_rejected(sample_csv: Path, tmp_path: Path) -> None:
-    fed, peers, chain = _federation(sample_csv, tmp_path, 4)
+    fed, peers, chain = small_federation(sample_csv, tmp_path, 4)
     first: dict[str, IntArray] = {}
 
-    def replay(peer: Peer, base: dict[str, IntArray]) -> dict[str, IntArray]:
+    def replay(peer: Peer, r: int, base: dict[str, IntArray]) -> dict[str, IntArray]:
         if not first:
-            first.update(peer.trained_update(base))
+            first.update(peer.trained_update(r, base))
         return first
 
     peers[0].make_update = replay
     for r in (1, 2):
-        _play_round(fed, peers, r, chain)  # type: ignore[arg-type]
+        play_round(fed, peers, r, chain)  # type: ignore[arg-type]
         assert fed.round(r).phase == Phase.FINALIZED
         for p in peers:
             p.adopt_latest()

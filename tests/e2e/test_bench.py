@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from bench.accuracy import run_config
 from bench.flower import companies_and_spec, run_flower
 from bench.overhead import run
 from bench.preflight import missing
-from bench.results_file import RESULTS, stamp
+from bench.results_file import REPO, RESULTS, portable, stamp
 from bench.scale import aggregation, ipfs_throughput
-from node.demo import DemoConfig, train_alone
+from node.datasets import DEFAULT_DATA
+from node.sim.companies import DemoConfig
+from node.sim.evaluate import train_alone
 
 
 def test_the_overhead_bench_runs_peers_in_threads_on_a_devnet() -> None:
@@ -94,3 +97,15 @@ def test_the_benchmarks_refuse_to_start_with_a_part_missing(monkeypatch: pytest.
     assert missing() == []  # `make setup` installed every part
     monkeypatch.setenv("FEDCHAIN_ANVIL", "/nonexistent/anvil")
     assert [line.split(":")[0] for line in missing()] == ["anvil"]
+
+
+def test_result_files_name_repository_files_relative_to_the_repository() -> None:
+    data = {"data": str(DEFAULT_DATA), "runs": [{"csv": str(DEFAULT_DATA)}], "other": "/elsewhere/x.csv"}
+    assert portable(data) == {
+        "data": "node/datasets/bank-full.csv.gz",
+        "runs": [{"csv": "node/datasets/bank-full.csv.gz"}],
+        "other": "/elsewhere/x.csv",
+    }
+    absolute = re.compile(r'"/[^"]*/(node|bench|ledger)/')  # a repository file named by an absolute path
+    committed = [p.name for p in RESULTS.glob("*.json") if str(REPO) in p.read_text() or absolute.search(p.read_text())]
+    assert committed == []

@@ -26,9 +26,9 @@ from ledger.devnet import AnvilProcess
 from ledger.keystore import create_keystore
 from ledger.spec import spec_from_dict
 from ledger.types import Phase
-from node.config import PeerConfig
-from node.data import infer_schema, read_rows
-from node.kubo import KuboNode
+from node.horizontal.config import PeerConfig
+from node.learn.data import infer_schema, read_rows
+from node.store.kubo import KuboNode
 from tests.harness import run_cli, spawn_cli
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
@@ -45,7 +45,7 @@ class Devnet:
     ipfs: list[str]
 
 
-def _federation(root: Path, anvil: AnvilProcess, kubo: list[KuboNode], csv_path: Path, n: int = 3) -> Devnet:
+def small_federation(root: Path, anvil: AnvilProcess, kubo: list[KuboNode], csv_path: Path, n: int = 3) -> Devnet:
     chain = connect(anvil.url, anvil.chain_id)
     schema, _ = infer_schema(csv_path, "y", "yes", drop=["duration"])
     header, rows = read_rows(csv_path)
@@ -116,7 +116,7 @@ def test_three_daemons_agree_round_after_round(
     sample_csv: Path,
     daemons: list[subprocess.Popen[bytes]],
 ) -> None:
-    net = _federation(tmp_path, mining_anvil, kubo_nodes, sample_csv)
+    net = small_federation(tmp_path, mining_anvil, kubo_nodes, sample_csv)
     logs = [tmp_path / f"peer{i}.log" for i in range(3)]
     procs = [_daemon(cfg, 2, threads, log) for cfg, threads, log in zip(net.configs, (1, 2, 3), logs, strict=True)]
     daemons += procs
@@ -126,7 +126,11 @@ def test_three_daemons_agree_round_after_round(
     for r in (1, 2):
         info = net.fed.round(r)
         assert info.phase == Phase.FINALIZED and info.reveals == 3
-        assert _final_model(logs[0]) == net.fed.round(2).model_hash.hex()[:16]
+        for log in logs:  # every daemon adopted exactly the chain's model of round r
+            assert re.findall(rf"adopted round {r}'s model ([0-9a-f]+)", log.read_text()) == [
+                info.model_hash.hex()[:12]
+            ]
+    assert _final_model(logs[0]) == net.fed.round(2).model_hash.hex()[:16]
     out = _verify(net, 2, net.ipfs[2])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "round 2 verifies" in out.stdout and out.stdout.count(": ok") == 3
@@ -141,7 +145,7 @@ def test_a_killed_peer_misses_a_round_and_rejoins_without_a_double_commit(
     sample_csv: Path,
     daemons: list[subprocess.Popen[bytes]],
 ) -> None:
-    net = _federation(tmp_path, mining_anvil, kubo_nodes, sample_csv, n=4)  # 3 of 4 votes still make quorum
+    net = small_federation(tmp_path, mining_anvil, kubo_nodes, sample_csv, n=4)  # 3 of 4 votes still make quorum
     logs = [tmp_path / f"peer{i}.log" for i in range(4)]
     procs = [_daemon(cfg, 3, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
     daemons += procs
@@ -183,7 +187,7 @@ def test_sigterm_stops_a_waiting_daemon_cleanly(
     sample_csv: Path,
     daemons: list[subprocess.Popen[bytes]],
 ) -> None:
-    net = _federation(tmp_path, anvil, kubo_nodes, sample_csv)
+    net = small_federation(tmp_path, anvil, kubo_nodes, sample_csv)
     log = tmp_path / "peer0.log"
     proc = _daemon(net.configs[0], 5, 1, log)  # alone: round 1 never opens
     daemons.append(proc)
@@ -201,7 +205,7 @@ def test_sigterm_stops_a_waiting_daemon_cleanly(
 def test_a_peer_refuses_a_spec_that_differs_from_the_chain(
     tmp_path: Path, anvil: AnvilProcess, kubo_nodes: list[KuboNode], sample_csv: Path
 ) -> None:
-    net = _federation(tmp_path, anvil, kubo_nodes, sample_csv)
+    net = small_federation(tmp_path, anvil, kubo_nodes, sample_csv)
     net.spec.write_text(net.spec.read_text().replace('"rule" = "median"', '"rule" = "fedavg"'))
     out = run_cli("node", "run", "--config", str(net.configs[0]), timeout=120)
     assert out.returncode == 1 and "the federation's spec is" in out.stderr and "Traceback" not in out.stderr

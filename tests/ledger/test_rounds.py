@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
+from web3.logs import DISCARD
 
 from ledger.client import FederationClient, proposal_id
 from ledger.deploy import deploy
 from ledger.errors import ContractRevert, revert_class
-from ledger.types import MemberStatus, Phase, Proposal
+from ledger.types import FailReason, MemberStatus, Phase, Proposal
 from tests.harness import CID, Harness, funded
 
 E = revert_class
@@ -121,8 +123,8 @@ def test_an_update_cannot_be_copied_after_its_reveal(joined: Harness) -> None:
     joined.chain.advance_time(100)  # c and d never committed; the window closes
     joined.reveal(a)
     content, salt = joined.secrets[(r, a.address)]
-    logged = joined.fed.contract.events.Revealed.get_logs(from_block=joined.deployment.block)
-    assert bytes(logged[-1]["args"]["contentHash"]) == content  # a's update is now public
+    logged = joined.fed.reveals([r], from_block=joined.deployment.block)
+    assert logged[-1].content_hash == content  # a's update is now public
     with pytest.raises(E("CommitmentMismatch")):
         joined.fed.reveal(b, r, content, CID, salt)  # a's opening under b's commitment
     with pytest.raises(E("CommitmentMismatch")):
@@ -221,6 +223,54 @@ def test_timeouts_fail_rounds_lazily(joined: Harness) -> None:
     assert joined.fed.phase(r) == Phase.FAILED
     joined.fed.advance(b)
     assert joined.fed.round(r).phase == Phase.FAILED
+
+
+def _logged(h: Harness, receipt: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every event `receipt` logged, in order, with its arguments."""
+    names = [e["name"] for e in h.fed.contract.abi if e["type"] == "event"]
+    logs = [
+        (log["logIndex"], name, dict(log["args"]))
+        for name in names
+        for log in getattr(h.fed.contract.events, name)().process_receipt(receipt, errors=DISCARD)
+    ]
+    return [(name, args) for _, name, args in sorted(logs, key=lambda x: x[0])]
+
+
+def test_one_transaction_applies_every_timeout_due_in_order(joined: Harness) -> None:
+    """Each phase whose window passed is entered as of the previous deadline, then the round fails."""
+    a, b, c, d = joined.members
+    fed, window = joined.fed, 100
+    # Commit -> Reveal -> Failed: both windows pass and nobody reveals
+    r = joined.round
+    joined.commit(a)
+    joined.commit(b)
+    joined.chain.advance_time(2 * window + 50)
+    assert fed.phase(r) == Phase.FAILED and fed.round(r).phase == Phase.COMMIT
+    logged = _logged(joined, fed.advance(c))
+    assert [name for name, _ in logged] == ["PhaseChanged", "Slashed", "Slashed", "RoundFailed", "RoundOpened"]
+    assert logged[0][1] == {"round": r, "phase": Phase.REVEAL}
+    assert logged[3][1] == {"round": r, "phase": Phase.REVEAL, "reason": FailReason.TOO_FEW_REVEALS}
+    info = fed.round(r)
+    assert info.phase == Phase.FAILED and info.phase_at == info.opened_at + window  # Reveal began at the deadline
+    for m in (a, b):
+        fed.add_stake(m, fed.rewards(m.address)["slashed"])
+    # Reveal -> Vote -> Failed: d never reveals, nobody votes, both windows pass
+    r = joined.round
+    for m in joined.members:
+        joined.commit(m)
+    for m in (a, b, c):
+        joined.reveal(m)
+    revealing_since = fed.round(r).phase_at
+    joined.chain.advance_time(2 * window + 50)
+    assert fed.phase(r) == Phase.FAILED and fed.round(r).phase == Phase.REVEAL
+    logged = _logged(joined, fed.advance(a))
+    assert [name for name, _ in logged] == ["PhaseChanged", "Slashed", "RoundFailed", "RoundOpened"]
+    assert logged[0][1] == {"round": r, "phase": Phase.VOTE}
+    assert logged[1][1]["member"] == d.address
+    assert logged[2][1] == {"round": r, "phase": Phase.VOTE, "reason": FailReason.NO_QUORUM}
+    info = fed.round(r)
+    assert info.phase == Phase.FAILED and info.phase_at == revealing_since + window
+    assert fed.phase(r) == Phase.FAILED and joined.round == r + 1
 
 
 def test_a_committer_that_never_reveals_is_slashed_exactly_once(joined: Harness) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from node.kubo import KuboNode, new_swarm_key, start_kubo
 from node.store import EmbeddedStore, KuboStore, Store
+from node.store.kubo import KuboNode, new_swarm_key, start_kubo
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from node.aggregate import fedavg, krum_scores, median, multi_krum, trimmed_mean
-from node.codec import MAX_ABS
+from node.core.aggregate import fedavg, krum_scores, median, multi_krum, trimmed_mean
+from node.core.codec import MAX_ABS
 
 
 def m(*rows: list[int]) -> np.ndarray:

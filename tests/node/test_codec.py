@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from node.codec import MAX_ABS, UpdateRejected, content_hash, decode, encode, from_fixed, to_fixed
+from node.core.codec import MAX_ABS, UpdateRejected, content_hash, decode, encode, from_fixed, to_fixed
 
 LAYOUT = {"w": (2, 3), "b": (3,)}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from node.data import DataError, Schema, infer_schema, load_csv
-from node.demo import DEFAULT_DATA
+from node.datasets import DEFAULT_DATA
+from node.learn.data import DataError, Schema, infer_schema, load_csv
 
 SCHEMA = Schema(
     target="bought",

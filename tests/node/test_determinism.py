@@ -12,7 +12,7 @@ import numpy as np
 SCRIPT = """
 import hashlib, sys
 import numpy as np
-from node.aggregate import fedavg, median, multi_krum, trimmed_mean
+from node.core.aggregate import fedavg, median, multi_krum, trimmed_mean
 rng = np.random.default_rng(7)
 u = rng.integers(-(2**31) + 1, 2**31, size=(11, 50_000), dtype=np.int64)
 u[:3] >>= 8  # a mix of scales, as real deltas have
@@ -41,7 +41,7 @@ def test_aggregates_are_identical_across_processes_and_thread_counts() -> None:
 
 
 def test_aggregation_is_pure() -> None:
-    from node.aggregate import fedavg, median
+    from node.core.aggregate import fedavg, median
 
     u = np.arange(12, dtype=np.int64).reshape(3, 4)
     before = hashlib.sha256(u.tobytes()).digest()

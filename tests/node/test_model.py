@@ -6,8 +6,8 @@ import itertools
 
 import numpy as np
 
-from node.data import Dataset
-from node.model import ModelSpec, TrainConfig, auc, initial_params, predict, train
+from node.learn.data import Dataset
+from node.learn.model import ModelSpec, TrainConfig, auc, initial_params, predict, train
 
 
 def _toy(n: int = 400, seed: int = 0) -> Dataset:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from node.codec import to_fixed
-from node.scoring import NOISE_FLOOR, SCALE, agreements, contribution_scores
+from node.core.codec import to_fixed
+from node.core.scoring import NOISE_FLOOR, SCALE, agreements, contribution_scores
 
 P = 2_000  # parameters
 

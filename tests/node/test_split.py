@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from node.data import Dataset
-from node.demo import DemoConfig, split_companies
 from node.errors import NodeError
+from node.learn.data import Dataset
+from node.sim.companies import DemoConfig, split_companies
 
 
 def _data(n: int = 4000, positives: float = 0.2) -> Dataset:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from node.kubo import KuboNode, new_swarm_key, start_kubo
 from node.store import KuboStore, Store, StoreError, raw_cid
+from node.store.kubo import KuboNode, new_swarm_key, start_kubo
 
 
 def test_put_then_get_from_another_node(stores: tuple[Store, Store]) -> None:

@@ -1,0 +1,50 @@
+"""The `fedchain` command line. Errors print one line and exit non-zero; --debug shows the traceback.
+
+Building the parser imports no heavy module: each command imports what it needs
+when it runs, so `fedchain --help` and the chain-only commands never load torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ledger.errors import LedgerError
+from node.cli.audit import add_audit_commands
+from node.cli.chain import add_chain_commands
+from node.cli.demo import add_demo_command
+from node.cli.peer import add_peer_commands, add_spec_commands
+from node.errors import NodeError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedchain", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_chain_commands(sub)
+    add_audit_commands(sub)
+    add_demo_command(sub)
+    add_peer_commands(sub)
+    add_spec_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (LedgerError, NodeError) as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"fedchain: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("fedchain: interrupted\n")
+        return 130
+    except BrokenPipeError:  # the reader went away (`fedchain ... | head`): not an error of ours
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,134 @@
+"""`fedchain audit`: the audit trail rebuilt from events, and a round re-run from public data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from node.cli.common import deployment_args, open_deployment, say, short, tokens
+from node.errors import NodeError
+
+__all__ = ["add_audit_commands"]
+
+
+def _round_line(r: dict[str, Any]) -> str:
+    status = r["status"] if r["status"] != "open" else f"open:{r['phase'].lower()}"
+    if r["fail_reason"]:
+        status += f" ({r['fail_reason']})"
+    return (
+        f"{r['round']:>5}  {status:28} {len(r['commits']):>7} {len(r['reveals']):>7} {len(r['votes']):>5}  "
+        f"{short(r['model_hash']):13} {short(r['model_cid'], 16):19} {tokens(r['reward_total']):>10} "
+        f"{tokens(r['slashed_total']):>10}  {r['opened'].get('block', '-'):>6} "
+        f"{(r['closed'] or {}).get('block', '-'):>6}"
+    )
+
+
+def cmd_audit_rounds(args: argparse.Namespace) -> int:
+    from ledger.audit import read_audit
+
+    _, federation, deployment = open_deployment(args)
+    trail = read_audit(federation, deployment.block).to_json()
+    if args.json:
+        say(json.dumps(trail, indent=2))
+        return 0
+    say(f"federation {trail['federation']} on chain {trail['chain_id']}, {len(trail['members'])} members")
+    say(
+        f"{'round':>5}  {'status':28} {'commits':>7} {'reveals':>7} {'votes':>5}  {'model':13} {'cid':19} "
+        f"{'rewards':>10} {'slashed':>10}  {'opened':>6} {'closed':>6}"
+    )
+    for r in trail["rounds"]:
+        say(_round_line(r))
+    return 0
+
+
+def _member_rows(rec: dict[str, Any], members: list[str]) -> list[str]:
+    by = {k: {x["member"]: x for x in rec[k]} for k in ("commits", "reveals", "votes", "rewards", "slashes")}
+    winner = next((p for p in rec["proposals"] if p["proposal"] == rec["winner"]), None)
+    rows = []
+    for m in members[: rec["member_count"]]:
+        reveal, vote = by["reveals"].get(m), by["votes"].get(m)
+        score = winner["scores"].get(m, 0) if winner else "-"
+        rows.append(
+            f"{m}  {'yes' if m in by['commits'] else 'no':9} {short(reveal['content_hash']) if reveal else 'no':13} "
+            f"{short(vote['proposal']) if vote else 'no':13} {score!s:>8} "
+            f"{tokens(by['rewards'][m]['amount']) if m in by['rewards'] else '-':>10} "
+            f"{tokens(by['slashes'][m]['amount']) if m in by['slashes'] else '-':>10}"
+        )
+    return rows
+
+
+def cmd_audit_round(args: argparse.Namespace) -> int:
+    from ledger.audit import read_audit
+
+    _, federation, deployment = open_deployment(args)
+    trail = read_audit(federation, deployment.block)
+    rec = trail.rounds.get(args.round)
+    if rec is None:
+        raise NodeError(f"round {args.round} has not opened (rounds so far: {len(trail.rounds)})")
+    doc = rec.to_json()
+    if args.json:
+        say(json.dumps(doc, indent=2))
+        return 0
+    say(
+        f"round {doc['round']}: {doc['status']} (phase {doc['phase']})"
+        + (f", {doc['fail_reason']}" if doc["fail_reason"] else "")
+    )
+    say(f"model {doc['model_hash'] or '-'}  cid {doc['model_cid'] or '-'}")
+    say(f"rewards {tokens(doc['reward_total'])}, slashed {tokens(doc['slashed_total'])}")
+    say(f"{'member':42}  {'committed':9} {'revealed':13} {'voted':13} {'score':>8} {'reward':>10} {'slashed':>10}")
+    for row in _member_rows(doc, trail.members):
+        say(row)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from ledger.chain import connect
+    from ledger.deploy import Deployment, open_federation
+    from ledger.spec import load_spec
+    from node.horizontal.spec import NodeSpec
+    from node.horizontal.verify import verify_round
+    from node.store import open_store
+
+    deployment = Deployment.load(args.deployment)
+    spec = load_spec(args.spec)
+    chain = connect(args.rpc or deployment.rpc_url or "http://127.0.0.1:8545", deployment.chain_id)
+    fed = open_federation(chain, deployment)
+    if fed.spec_hash() != spec.hash:
+        raise NodeError(f"{args.spec} is not this federation's spec (hash 0x{spec.hash.hex()})")
+    store = open_store(args.ipfs)
+    verdict = verify_round(fed, store, NodeSpec.from_federation(spec), args.round, deployment.block)
+    for line in verdict.lines:
+        say(line)
+    if not verdict.ok:
+        first = next(line for line in verdict.lines if line.startswith("MISMATCH"))
+        sys.stderr.write(f"fedchain: round {args.round} does not verify: {first.removeprefix('MISMATCH: ')}\n")
+        return 1
+    say(f"round {args.round} verifies")
+    return 0
+
+
+# -- parser -------------------------------------------------------------------
+
+
+def add_audit_commands(sub: Any) -> None:
+    """The one `audit` group: rounds, round, verify."""
+    audit = sub.add_parser("audit", help="the audit trail, from events").add_subparsers(dest="audit_cmd", required=True)
+    p = audit.add_parser("rounds", help="every round")
+    deployment_args(p)
+    p.add_argument("--json", action="store_true", help="print the fedchain.audit/1 JSON document")
+    p.set_defaults(func=cmd_audit_rounds)
+    p = audit.add_parser("round", help="one round, member by member")
+    p.add_argument("round", type=int)
+    deployment_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit_round)
+    p = audit.add_parser("verify", help="refetch a finalized round's updates, re-aggregate, compare with the chain")
+    p.add_argument("--round", type=int, required=True)
+    p.add_argument("--deployment", type=Path, default=Path("deployment.json"))
+    p.add_argument("--spec", type=Path, required=True, help="the federation spec")
+    p.add_argument("--rpc", help="JSON-RPC URL (default: the deployment's)")
+    p.add_argument("--ipfs", default="/ip4/127.0.0.1/tcp/5001/http", help="Kubo API multiaddr, or embedded:DIR")
+    p.set_defaults(func=cmd_audit_verify)

@@ -1,0 +1,120 @@
+"""Peer commands: `fedchain node init|run` and `fedchain spec init`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from node.core.rules import RULES
+from node.errors import NodeError
+
+__all__ = ["add_peer_commands", "add_spec_commands"]
+
+
+def cmd_node_init(args: argparse.Namespace) -> int:
+    from node.horizontal.config import PeerConfig
+
+    out: Path = args.out
+    base = out.parent.resolve()
+
+    def rel(p: Path) -> Path:
+        p = p.resolve()
+        return p.relative_to(base) if p.is_relative_to(base) else p
+
+    for label, path in (("--data", args.data), ("--keystore", args.keystore), ("--spec", args.spec)):
+        if not path.is_file():
+            raise NodeError(f"{label} {path}: no such file")
+    cfg = PeerConfig(
+        name=args.name,
+        data=rel(args.data),
+        keystore=rel(args.keystore),
+        deployment=rel(args.deployment),
+        spec=rel(args.spec),
+        rpc=args.rpc,
+        ipfs=args.ipfs,
+        state=rel(args.state or out.parent / f".fedchain-{args.name}"),
+        password_file=rel(args.password_file) if args.password_file else None,
+        poll_seconds=args.poll,
+    )
+    cfg.save(out)
+    sys.stdout.write(f"wrote {out}; start the peer with: fedchain node run --config {out}\n")
+    return 0
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    from node.horizontal.config import PeerConfig
+    from node.horizontal.daemon import Daemon
+
+    cfg = PeerConfig.load(args.config)
+
+    def log(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    return Daemon(cfg, log).run(until_round=args.until_round)
+
+
+def add_peer_commands(sub: Any) -> None:
+    node = sub.add_parser("node", help="run a peer").add_subparsers(dest="node_cmd", required=True)
+    p = node.add_parser("init", help="write a peer config")
+    p.add_argument("--out", type=Path, default=Path("peer.toml"))
+    p.add_argument("--name", required=True, help="this peer's name in logs")
+    p.add_argument("--data", type=Path, required=True, help="this company's CSV")
+    p.add_argument("--keystore", type=Path, required=True)
+    p.add_argument("--password-file", type=Path)
+    p.add_argument("--deployment", type=Path, default=Path("deployment.json"))
+    p.add_argument("--spec", type=Path, required=True, help="the federation spec (its hash must match the chain's)")
+    p.add_argument("--rpc", default="http://127.0.0.1:8545")
+    p.add_argument("--ipfs", default="/ip4/127.0.0.1/tcp/5001/http", help="Kubo API multiaddr, or embedded:DIR")
+    p.add_argument("--state", type=Path, help="state directory (default: .fedchain-NAME beside the config)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the chain when idle")
+    p.set_defaults(func=cmd_node_init)
+    p = node.add_parser("run", help="run the peer daemon until SIGINT/SIGTERM")
+    p.add_argument("--config", type=Path, default=Path("peer.toml"))
+    p.add_argument("--until-round", type=int, help="exit once this round has closed")
+    p.set_defaults(func=cmd_node_run)
+
+
+def cmd_spec_init(args: argparse.Namespace) -> int:
+    from ledger.spec import spec_from_dict
+    from node.horizontal.spec import NodeSpec
+    from node.learn.data import infer_schema
+
+    if args.out.exists():
+        raise NodeError(f"{args.out} exists; refusing to overwrite a spec")
+    schema, warnings = infer_schema(args.data, args.target, args.positive, drop=args.drop)
+    for w in warnings:
+        sys.stderr.write(f"note: {w}\n")
+    spec = spec_from_dict(
+        {
+            "chain": {"min_peers": min(2, len(args.founders))},
+            "members": {"founders": list(args.founders)},
+            "data": schema.to_spec(),
+            "model": {"kind": args.model, "hidden": 32, "seed": 0},
+            "training": {"epochs": 1, "batch_size": 64, "lr": 0.01, "optimizer": "adam", "seed": 0},
+            "aggregation": {"rule": args.rule, "trim": 0.2, "attackers": 0},
+        }
+    )
+    NodeSpec.from_federation(spec)  # the peers must be able to read it
+    args.out.write_text(
+        "# A fedchain federation spec. Its numeric centers and scales were measured on "
+        f"{args.data.name}:\n# round them, or agree on them, before sharing it.\n" + spec.to_toml()
+    )
+    sys.stdout.write(f"wrote {args.out} (spec hash 0x{spec.hash.hex()}, {schema.n_features} features)\n")
+    return 0
+
+
+def add_spec_commands(sub: Any) -> None:
+    spec = sub.add_parser("spec", help="federation specs").add_subparsers(dest="spec_cmd", required=True)
+    p = spec.add_parser("init", help="draft a spec from a sample CSV")
+    p.add_argument("--data", type=Path, required=True, help="a CSV with the federation's columns")
+    p.add_argument("--target", required=True)
+    p.add_argument("--positive", required=True)
+    p.add_argument("--drop", nargs="*", default=[], help="columns to leave out (e.g. a leaking one)")
+    p.add_argument("--founders", nargs="+", required=True, help="founder addresses")
+    p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
+    p.add_argument("--rule", choices=RULES, default="fedavg")
+    p.add_argument("--out", type=Path, default=Path("spec.toml"))
+    p.set_defaults(func=cmd_spec_init)

@@ -1,0 +1,140 @@
+"""`fedchain node run`: one peer as a long-running process.
+
+It checks everything once at start (spec hash against the chain, data against
+the schema, keystore, RPC endpoint and chain id, IPFS API), joins if it was
+admitted, then steps the round loop until told to stop. RPC and IPFS failures
+(`ChainUnreachable`, `StoreError`) are waited out with backoff and said in the
+log; so is a step that failed for a reason the next block may change. A
+permanent error (the account is no longer a member, a contract error that no
+retry can change) stops the daemon with a non-zero exit. SIGINT and SIGTERM stop
+it between two steps, with its state saved.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+
+from ledger.chain import connect
+from ledger.client import FederationClient
+from ledger.deploy import Deployment, open_federation
+from ledger.errors import ChainUnreachable, ContractRevert
+from ledger.keystore import load_keystore, read_password
+from ledger.spec import load_spec
+from node.errors import NodeError
+from node.events import StepEvent
+from node.horizontal.config import PeerConfig
+from node.horizontal.peer import Peer
+from node.horizontal.spec import NodeSpec, model_hash
+from node.horizontal.state import PeerState
+from node.learn.data import load_csv
+from node.store import StoreError, open_store
+
+__all__ = ["Daemon", "PermanentError", "open_peer"]
+
+_TRANSIENT = (ChainUnreachable, StoreError)
+
+# Reverts no retry can change: the account is not (or no longer) a member of the federation.
+_PERMANENT_REVERTS = frozenset({"NotMember", "NotAdmitted"})
+
+
+class PermanentError(NodeError):
+    """The daemon cannot go on: retrying would fail the same way."""
+
+
+def open_peer(cfg: PeerConfig, log: Callable[[str], None]) -> tuple[Peer, FederationClient]:
+    """Check the config end to end and return a ready peer (joined, if it was admitted)."""
+    deployment = Deployment.load(cfg.deployment)
+    spec = load_spec(cfg.spec)
+    if "0x" + spec.hash.hex() != deployment.spec_hash:
+        raise NodeError(f"{cfg.spec} hashes to 0x{spec.hash.hex()}, the federation's spec is {deployment.spec_hash}")
+    chain = connect(cfg.rpc, deployment.chain_id)
+    fed = open_federation(chain, deployment)
+    if fed.spec_hash() != spec.hash:
+        raise NodeError(f"the contract's spec hash 0x{fed.spec_hash().hex()} differs from {cfg.spec}'s")
+    nspec = NodeSpec.from_federation(spec)
+    data = load_csv(cfg.data, nspec.schema)
+    log(f"{cfg.data}: {len(data)} rows, {int(data.y.sum())} positive; missing cells imputed: {data.missing or 'none'}")
+    account = load_keystore(cfg.keystore, read_password(cfg.password_file))
+    state = PeerState.load(cfg.state / "state.json")
+    store = open_store(cfg.ipfs)
+    peer = Peer(cfg.name, account, fed, store, data, nspec, state, from_block=deployment.block)
+    if not fed.member(account.address).active:
+        if not fed.is_admitted(account.address):
+            raise NodeError(f"{account.address} is not admitted: a majority of members must approveMember it")
+        fed.join(account)
+        log(f"joined the federation {fed.address} as {account.address}")
+    return peer, fed
+
+
+@dataclass
+class Daemon:
+    cfg: PeerConfig
+    log: Callable[[str], None]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def _say(self, text: str) -> None:
+        self.log(f"{datetime.now(UTC).strftime('%H:%M:%S')} {self.cfg.name}: {text}")
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._say(f"{signal.Signals(signum).name}: stopping after this step")
+        self.stop.set()
+
+    def run(self, until_round: int | None = None) -> int:
+        """Step until stopped (or until round `until_round` has closed and its model is adopted)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        peer, fed = open_peer(self.cfg, self._say)
+        peer.on_event = self._on_event
+        backoff, waiting = 0.0, ""
+        while not self.stop.is_set():
+            try:
+                done = peer.step()
+                if until_round is not None and fed.current_round() > until_round and not done:
+                    peer.adopt_latest()
+                    self._say(f"round {until_round} closed; model {model_hash(peer.params).hex()[:16]}; exiting")
+                    return 0
+                backoff = 0.0
+            except _TRANSIENT as exc:
+                backoff = min(30.0, max(0.5, backoff * 2))
+                self._say(f"waiting {backoff:.1f}s for RPC/IPFS: {type(exc).__name__}: {exc}")
+                self.stop.wait(backoff)
+                continue
+            except (ContractRevert, NodeError) as exc:
+                if isinstance(exc, ContractRevert) and exc.error_name in _PERMANENT_REVERTS:
+                    peer.state.save()
+                    raise PermanentError(f"{self.cfg.name}: {exc}") from exc
+                backoff = min(30.0, max(1.0, backoff * 2))
+                self._say(f"step failed, retrying in {backoff:.0f}s: {exc}")
+                self.stop.wait(backoff)
+                continue
+            if done:
+                self._on_event(done)
+                waiting = ""
+                continue
+            now = self._waiting_for(fed)
+            if now != waiting:
+                self._say(now)
+                waiting = now
+            self.stop.wait(self.cfg.poll_seconds)
+        peer.state.save()
+        self._say("stopped")
+        return 0
+
+    def _on_event(self, event: StepEvent) -> None:
+        self._say(event.text())
+
+    @staticmethod
+    def _waiting_for(fed: FederationClient) -> str:
+        r = fed.current_round()
+        if r == 0:
+            return "waiting for round 1 to open (every founder must join)"
+        info = fed.round(r)
+        return (
+            f"waiting: round {r} in {info.phase.name.lower()} "
+            f"(commits {info.commits}/{info.eligible}, reveals {info.reveals}, votes {info.votes})"
+        )

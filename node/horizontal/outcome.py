@@ -1,0 +1,66 @@
+"""What a round's checked updates give: the new model, the score vector and the rejections.
+
+The peer and `fedchain audit verify` both call `round_outcome`, so a verifier
+re-runs exactly what peers ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from node.core.codec import MAX_ABS, IntArray
+from node.core.scoring import contribution_scores
+from node.horizontal.exchange import FetchedUpdate
+from node.horizontal.spec import NodeSpec
+
+__all__ = ["Outcome", "round_outcome"]
+
+COPIES_LAST_STEP = "copies the last global step"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The model and scores an honest peer votes for, and why each unusable update was left out.
+
+    `rejected` maps a member's address to its reason, for every update that was
+    fetched but not used (unavailable, malformed, duplicated, replayed, or a copy of
+    the last global step). `used` counts the updates aggregated.
+    """
+
+    model: dict[str, IntArray]
+    scores: list[int]
+    rejected: dict[str, str] = field(default_factory=dict)
+    used: int = 0
+
+
+def round_outcome(
+    nspec: NodeSpec,
+    base: dict[str, IntArray],
+    fetched: list[FetchedUpdate],
+    members: list[str],
+    previous: dict[str, IntArray] | None = None,
+) -> Outcome:
+    """The new model and the score vector a round's checked updates give: what an honest peer votes for.
+
+    `previous` is the global model before `base` (None if `base` is the initial model):
+    an update equal to the last global step, `base - previous`, is public work copied,
+    and is rejected. Scores are `node.core.scoring.contribution_scores` of the usable updates,
+    placed at each member's index (join order); members without a usable update score 0.
+    `fetched` is not modified.
+    """
+    rejected = {f.member: f.reason for f in fetched if f.update is None}
+    if previous is not None:
+        step = {k: base[k] - previous[k] for k in base}
+        for f in fetched:
+            if f.update is not None and all(np.array_equal(f.update[k], step[k]) for k in step):
+                rejected[f.member] = COPIES_LAST_STEP
+    good = [f.update for f in fetched if f.update is not None and f.member not in rejected]
+    if not good:
+        return Outcome(base, [0] * len(members), rejected, 0)
+    agg = nspec.aggregate(good)
+    model = {k: np.clip(base[k] + agg[k], -MAX_ABS, MAX_ABS) for k in base}
+    usable = [None if f.update is None or f.member in rejected else nspec.flatten(f.update) for f in fetched]
+    by_member = dict(zip((f.member.lower() for f in fetched), contribution_scores(usable), strict=True))
+    return Outcome(model, [by_member.get(m.lower(), 0) for m in members], rejected, len(good))

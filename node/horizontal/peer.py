@@ -1,0 +1,242 @@
+"""One peer's part in the rounds: a step function driven only by what the chain says.
+
+`Peer.step()` looks at the open round and does the one thing due, if any:
+adopt a newly finalized model, train and commit, reveal, fetch + verify +
+aggregate + vote, or finalize, and returns a `StepEvent` saying what it did.
+Everything it must not forget across a restart (above all the salt of a
+commitment) is written atomically to its state file *before* the transaction
+that depends on it, so a crash never loses a reveal and a restart never commits
+twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+
+from ledger.client import FederationClient
+from ledger.errors import ContractRevert
+from ledger.types import MemberStatus, Phase
+from node.core.codec import MAX_ABS, IntArray, UpdateRejected, content_hash, encode
+from node.errors import NodeError
+from node.events import EventKind, EventSink, StepEvent, Timings
+from node.horizontal.exchange import collect_updates, model_before
+from node.horizontal.outcome import round_outcome
+from node.horizontal.spec import NodeSpec, model_hash
+from node.horizontal.state import PeerState
+from node.learn.data import Dataset
+from node.learn.model import train
+from node.store import Store, StoreError, fetch_verified
+
+__all__ = ["Peer", "UpdateMaker"]
+
+# How a peer makes its round-`r` update from the global model: honest training, or a simulated cheat.
+UpdateMaker = Callable[["Peer", int, dict[str, IntArray]], dict[str, IntArray]]
+
+# Another peer moved the round first: nothing to do, look again.
+_RACES = ("RoundNotInPhase", "NotCurrentRound", "AlreadyVoted", "AlreadyCommitted")
+
+
+class Peer:
+    """A federation member: its key, data, store, and the chain client."""
+
+    def __init__(
+        self,
+        name: str,
+        account: LocalAccount,
+        fed: FederationClient,
+        store: Store,
+        data: Dataset,
+        nspec: NodeSpec,
+        state: PeerState | None = None,
+        from_block: int = 0,
+        on_event: EventSink | None = None,
+        make_update: UpdateMaker | None = None,
+    ) -> None:
+        self.name, self.account, self.fed, self.store, self.data, self.nspec = name, account, fed, store, data, nspec
+        self.state = state or PeerState()
+        self.from_block = from_block
+        self.on_event: EventSink = on_event or (lambda _event: None)
+        self.make_update: UpdateMaker = make_update or Peer.trained_update
+        self.params: dict[str, IntArray] = nspec.initial_model()
+        self.loaded_round = 0  # the finalized round whose model is in `params` (0: the initial model)
+        self.computed: dict[int, dict[str, IntArray]] = {}  # round -> the model this peer voted for
+        self._previous: tuple[int, dict[str, IntArray]] | None = None  # (loaded_round, the model before it)
+        # seconds spent in train, encode, publish, chain (transactions), fetch, aggregate, adopt; added up
+        self.timings = Timings()
+        self._step_timings = Timings(self.timings)
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def _timed(self, key: str) -> AbstractContextManager[None]:
+        """Time a part of the step, both in this step's event and in the running totals."""
+        return self._step_timings(key)
+
+    def _event(self, kind: EventKind, r: int, **details: Any) -> StepEvent:
+        return StepEvent(kind, r, details, dict(self._step_timings))
+
+    # -- the global model -----------------------------------------------------
+
+    def adopt_latest(self) -> bool:
+        """Load the newest finalized model (fetched by CID, checked against its hash)."""
+        last = self.fed.last_finalized()
+        if last == self.loaded_round:
+            return False
+        info = self.fed.round(last)
+        try:
+            with self._timed("adopt"):
+                self.params = fetch_verified(
+                    self.store, info.model_cid, info.model_hash, self.nspec.layout, self.nspec.max_update_bytes
+                )
+        except (StoreError, UpdateRejected) as exc:
+            mine = self.computed.get(last)
+            if mine is None or model_hash(mine) != info.model_hash:
+                raise NodeError(f"cannot adopt round {last}'s model {info.model_cid}: {exc}") from exc
+            self.params = mine  # the quorum's model is the one we computed ourselves
+        self.loaded_round = last
+        self.state.model_round, self.state.model_cid = last, info.model_cid
+        self.state.save()
+        self.computed = {k: v for k, v in self.computed.items() if k > last}
+        self.on_event(self._event("adopted", last, model_hash=info.model_hash.hex(), model_cid=info.model_cid))
+        return True
+
+    # -- one step ---------------------------------------------------------------
+
+    def trained_update(
+        self, round_id: int, base: dict[str, IntArray], data: Dataset | None = None
+    ) -> dict[str, IntArray]:
+        """Train on local data (or `data`) from `base` for round `round_id`; the update is the difference."""
+        trained = train(
+            self.nspec.model, base, self.data if data is None else data, self.nspec.training.for_round(round_id)
+        )
+        return {k: np.clip(trained[k] - base[k], -MAX_ABS, MAX_ABS) for k in base}
+
+    def step(self) -> StepEvent:
+        """Do the one action the chain state calls for; returns what was done (`kind == "idle"` for nothing)."""
+        self._step_timings = Timings(self.timings)
+        r = self.fed.current_round()
+        if r == 0:
+            return StepEvent("idle")
+        phase = self.fed.phase(r)
+        self._note_round_start(r, phase)
+        stored = self.fed.round(r).phase
+        if phase != stored:  # a timeout is pending: apply it
+            with self._timed("chain"):
+                self.fed.advance(self.account)
+            return self._event("advanced", r, window=stored.name.lower())
+        if phase == Phase.COMMIT:
+            self.adopt_latest()
+        status = self.fed.status(r, self.address)
+        try:
+            if phase == Phase.COMMIT and status == MemberStatus.NONE:
+                return self._commit(r)
+            if phase == Phase.REVEAL and status == MemberStatus.COMMITTED and str(r) in self.state.commits:
+                return self._reveal(r)
+            if phase == Phase.VOTE and status == MemberStatus.REVEALED:
+                return self._vote(r)
+            if phase == Phase.VOTE and self.fed.round(r).winner != bytes(32):
+                with self._timed("chain"):
+                    self.fed.finalize(self.account, r, from_block=self._scan_from(r))
+                self.adopt_latest()
+                return self._event("finalized", r)
+        except ContractRevert as exc:
+            if exc.error_name in _RACES:
+                return StepEvent("idle", r)
+            raise
+        return StepEvent("idle", r)
+
+    def _previous_model(self) -> dict[str, IntArray] | None:
+        """The global model before the one this peer holds (None when it holds the initial model)."""
+        if self.loaded_round == 0:
+            return None
+        if self._previous is None or self._previous[0] != self.loaded_round:
+            self._previous = (self.loaded_round, model_before(self.fed, self.store, self.nspec, self.loaded_round)[1])
+        return self._previous[1]
+
+    def _scan_from(self, r: int) -> int:
+        """A block at or before the previous round's reveals (what `collect_updates` needs)."""
+        blocks = self.state.round_blocks
+        return blocks.get(str(max(1, r - 1)), self.from_block)
+
+    def _note_round_start(self, r: int, phase: Phase) -> None:
+        """Remember a block before round r's reveals, so log scans need not start at deployment.
+
+        Seen in its commit phase, round r has no reveal yet: the current block will do.
+        Seen later (a restart), fall back to the previous round's block, or the deployment's.
+        """
+        if str(r) in self.state.round_blocks:
+            return
+        if phase == Phase.COMMIT:
+            start = self.fed.block_number()
+        else:
+            start = self.state.round_blocks.get(str(r - 1), self.from_block)
+        prev = self.state.round_blocks.get(str(r - 1))
+        self.state.round_blocks = {str(r): start} if prev is None else {str(r - 1): prev, str(r): start}
+
+    def _commit(self, r: int) -> StepEvent:
+        me = self.fed.member(self.address)
+        if me.joined_round >= r:
+            return StepEvent("idle", r)
+        stake = self.fed.config()["stake"]
+        if me.stake < stake:  # slashed earlier: top the stake up, or sit the round out
+            if self.fed.token.balance_of(self.address) < stake - me.stake:
+                self.on_event(self._event("stake-short", r, stake=me.stake, needed=stake))
+                return StepEvent("idle", r)
+            with self._timed("chain"):
+                self.fed.add_stake(self.account, stake - me.stake)
+            return self._event("topped-up", r, amount=stake - me.stake)
+        with self._timed("train"):
+            update = self.make_update(self, r, self.params)
+        with self._timed("encode"):
+            data = encode(update)
+            digest, salt = content_hash(data), secrets.token_bytes(32)
+        with self._timed("publish"):
+            cid = self.store.put(data)
+        self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex(), "cid": cid}
+        self.state.save()  # before the commit: a crash after it must still be able to reveal
+        with self._timed("chain"):
+            self.fed.commit(self.account, r, self.fed.commitment_for(r, self.address, digest, salt))
+        return self._event("committed", r, hash=digest.hex(), bytes=len(data), cid=cid)
+
+    def _reveal(self, r: int) -> StepEvent:
+        c = self.state.commits[str(r)]
+        with self._timed("chain"):
+            self.fed.reveal(self.account, r, bytes.fromhex(c["hash"]), c["cid"], bytes.fromhex(c["salt"]))
+        return self._event("revealed", r, hash=c["hash"], cid=c["cid"])
+
+    def _vote(self, r: int) -> StepEvent:
+        with self._timed("fetch"):
+            fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r))
+            members = self.fed.members()[: self.fed.round(r).member_count]
+            previous = self._previous_model()
+        with self._timed("aggregate"):
+            outcome = round_outcome(self.nspec, self.params, fetched, members, previous)
+        for member, reason in outcome.rejected.items():
+            self.on_event(self._event("rejected", r, member=member, reason=reason))
+        if outcome.used == 0:
+            return StepEvent("idle", r)
+        with self._timed("encode"):
+            model_bytes = encode(outcome.model)
+            digest = content_hash(model_bytes)
+        with self._timed("publish"):
+            cid = self.store.put(model_bytes)
+        self.computed[r] = outcome.model
+        with self._timed("chain"):
+            self.fed.vote(self.account, r, digest, cid, outcome.scores)
+        return self._event(
+            "voted",
+            r,
+            model_hash=digest.hex(),
+            model_cid=cid,
+            used=outcome.used,
+            fetched=len(fetched),
+            scores=outcome.scores,
+            rejected=outcome.rejected,
+        )

@@ -1,0 +1,87 @@
+"""What a peer reads from the federation spec: schema, model, training and aggregation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ledger.spec import FederationSpec
+from node.core.codec import IntArray, Layout, content_hash, encode
+from node.core.rules import RuleSettings, check_tolerance
+from node.core.rules import rule as aggregation_rule
+from node.learn.data import Schema
+from node.learn.model import ModelSpec, TrainConfig, initial_params, layout
+
+__all__ = ["NodeSpec", "aggregation_settings", "model_hash"]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    federation: FederationSpec
+    schema: Schema
+    model: ModelSpec
+    training: TrainConfig
+    rule: str
+    trim: float
+    attackers: int  # the most attackers a round must withstand (Krum's f)
+    krum_m: int | None
+
+    @classmethod
+    def from_federation(cls, spec: FederationSpec) -> NodeSpec:
+        data = spec.data
+        schema = Schema.from_spec(data.get("data", {}))
+        model = ModelSpec.from_spec(data.get("model", {}), schema.n_features)
+        training = TrainConfig.from_spec(data.get("training", {}))
+        return cls(spec, schema, model, training, *aggregation_settings(spec))
+
+    @property
+    def layout(self) -> Layout:
+        return layout(self.model)
+
+    @property
+    def max_update_bytes(self) -> int:
+        return len(encode(initial_params(self.model)))
+
+    def flatten(self, params: Mapping[str, IntArray]) -> IntArray:
+        """All parameters as one vector, in the model's order."""
+        return np.concatenate([params[k].ravel() for k in self.layout])
+
+    def initial_model(self) -> dict[str, IntArray]:
+        return initial_params(self.model)
+
+    def aggregate(self, updates: list[dict[str, IntArray]]) -> dict[str, IntArray]:
+        """The spec's rule over `updates` (in canonical order), all parameters as one vector.
+
+        FedAvg weighs every accepted update alike: a peer's row count is its own claim,
+        and a weight nobody can check would be the cheapest way to poison the mean.
+        """
+        names = list(self.layout)
+        flat = np.stack([self.flatten(u) for u in updates])
+        out = aggregation_rule(self.rule).combine(flat, RuleSettings(self.trim, self.attackers, self.krum_m))
+        result, offset = {}, 0
+        for k in names:
+            size = int(np.prod(self.layout[k], dtype=np.int64))
+            result[k] = out[offset : offset + size].reshape(self.layout[k])
+            offset += size
+        return result
+
+
+def aggregation_settings(spec: FederationSpec) -> tuple[str, float, int, int | None]:
+    """The spec's [aggregation] rule, trim, attackers and Multi-Krum m; refused if the rule cannot
+    withstand the attackers (see `check_tolerance`). A spec without the table means FedAvg, no attackers."""
+    agg: Mapping[str, Any] = spec.data.get("aggregation", {})
+    rule, trim, attackers, m = (
+        str(agg.get("rule", "fedavg")),
+        float(agg.get("trim", 0.2)),
+        int(agg.get("attackers", 0)),
+        agg.get("m"),
+    )
+    check_tolerance(rule, attackers, int(spec.data["chain"]["min_peers"]), trim)
+    return rule, trim, attackers, None if m is None else int(m)
+
+
+def model_hash(params: Mapping[str, IntArray]) -> bytes:
+    return content_hash(encode(params))

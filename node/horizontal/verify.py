@@ -1,0 +1,73 @@
+"""Re-run a finalized round from public data: `fedchain audit verify`.
+
+Refetch every revealed update of the round, check each against its on-chain
+hash, re-run the spec's aggregation from the previous finalized model, and
+compare the model hash and the scores with what the chain finalized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ledger.client import FederationClient
+from ledger.types import Phase
+from node.core.codec import UpdateRejected, content_hash, encode
+from node.horizontal.exchange import collect_updates, model_before
+from node.horizontal.outcome import round_outcome
+from node.horizontal.spec import NodeSpec
+from node.store import Store, StoreError, fetch_verified
+from node.store.verified import ContentMismatch
+
+__all__ = ["Verdict", "verify_round"]
+
+
+@dataclass
+class Verdict:
+    round: int
+    ok: bool = True
+    lines: list[str] = field(default_factory=list)
+
+    def fail(self, text: str) -> None:
+        self.ok = False
+        self.lines.append(f"MISMATCH: {text}")
+
+
+def verify_round(fed: FederationClient, store: Store, nspec: NodeSpec, r: int, from_block: int = 0) -> Verdict:
+    verdict = Verdict(r)
+    info = fed.round(r)
+    if info.phase != Phase.FINALIZED:
+        verdict.fail(f"round {r} is {info.phase.name.lower()}, not finalized")
+        return verdict
+    k, base = model_before(fed, store, nspec, r)
+    previous = model_before(fed, store, nspec, k)[1] if k > 0 else None
+    fetched = collect_updates(fed, store, nspec, r, from_block)
+    outcome = round_outcome(nspec, base, fetched, fed.members()[: info.member_count], previous)
+    for f in fetched:
+        reason = outcome.rejected.get(f.member)
+        status = "ok" if reason is None else f"rejected ({reason})"
+        verdict.lines.append(f"update {f.member} {f.content_hash.hex()[:16]} {f.cid}: {status}")
+        if f.update is None and f.reason.startswith("unavailable"):
+            verdict.fail(f"cannot refetch {f.member}'s update {f.cid}, so the round cannot be re-run")
+    if outcome.used == 0:
+        verdict.fail("no update of the round could be used")
+        return verdict
+    model, scores = outcome.model, outcome.scores
+    digest = content_hash(encode(model))
+    if digest != info.model_hash:
+        verdict.fail(f"re-aggregated model hash 0x{digest.hex()} != on-chain 0x{info.model_hash.hex()}")
+    else:
+        verdict.lines.append(f"model hash 0x{digest.hex()} matches the chain")
+    winning = fed.winning_proposal(r, from_block)
+    if scores != winning.scores:
+        verdict.fail(f"recomputed scores {scores} != finalized {winning.scores}")
+    else:
+        verdict.lines.append("scores match the finalized proposal")
+    try:
+        fetch_verified(store, info.model_cid, info.model_hash, nspec.layout, nspec.max_update_bytes)
+    except ContentMismatch:
+        verdict.fail(f"the model stored at {info.model_cid} does not hash to the on-chain model hash")
+    except UpdateRejected as exc:
+        verdict.fail(f"the model stored at {info.model_cid} is malformed: {exc}")
+    except StoreError as exc:
+        verdict.fail(f"the finalized model {info.model_cid} cannot be fetched: {exc}")
+    return verdict

@@ -1,0 +1,283 @@
+"""`fedchain demo`: a whole federation on the embedded default, in one process.
+
+It splits a CSV into companies, deploys the contracts on the embedded chain,
+runs one peer per company for R rounds over an embedded content store, and
+compares, for every company, training alone with the federated model, next to a
+centralized model trained on everyone's rows (what pooling the data would give).
+Each company's rows are split 80/20 (stratified, seeded): `local_auc` and
+`federated_auc` are measured on its own test rows; the top-level figures on the
+whole population's test rows, where the other companies' customers live.
+`personalized_auc` is the federated model after one more local epoch on the
+company's own rows: what a company would deploy for its own customers.
+
+The schema (feature scaling, vocabularies) is inferred from the whole file:
+a simulation shortcut. A real federation fixes it in its spec.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_account import Account
+
+from ledger.chain import Chain, embedded_chain
+from ledger.client import FederationClient
+from ledger.deploy import Deployment, deploy
+from ledger.spec import FederationSpec, spec_from_dict
+from ledger.types import Phase, RoundInfo
+from node.core.codec import IntArray
+from node.core.rules import tolerance
+from node.errors import NodeError
+from node.horizontal.peer import Peer
+from node.horizontal.spec import NodeSpec
+from node.learn.data import Dataset, Schema
+from node.sim.companies import Company, DemoConfig, assign_roles, load_companies
+from node.sim.evaluate import auc_of, concat, round_aucs, train_alone
+from node.store import EmbeddedStore
+
+__all__ = [
+    "ROUND_HEADER",
+    "WINDOW",
+    "compare",
+    "demo_spec",
+    "document",
+    "play_round",
+    "round_row",
+    "run_demo",
+    "summary",
+]
+
+WINDOW = 3600  # phase windows: long, the demo's peers never miss one
+ROUND_HEADER = (
+    f"{'round':>5}  {'status':10} {'commits':>7} {'reveals':>7} {'votes':>5}  {'model':14} {'mean AUC':>8}  secs"
+)
+
+
+def _split_name(cfg: DemoConfig) -> str:
+    if cfg.peers is None:
+        return str(cfg.split_by)
+    return f"random:{cfg.peers}" if cfg.dirichlet is None else f"dirichlet:{cfg.peers}:{cfg.dirichlet}"
+
+
+def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> FederationSpec:
+    """The demo federation's spec. A robust rule is declared to withstand the run's cheaters
+    (at least one), with min_peers the smallest round that can; FedAvg declares none."""
+    window = {"commit_window": WINDOW, "reveal_window": WINDOW, "vote_window": WINDOW}
+    training = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer}
+    attackers = 0 if cfg.rule == "fedavg" else max(1, cfg.poisoners + cfg.free_riders)
+    trim = max(0.2, min(0.49, np.ceil(100 * attackers / n) / 100))
+    min_peers = next((k for k in range(2, n + 1) if tolerance(cfg.rule, k, trim) >= attackers), n)
+    return spec_from_dict(
+        {
+            "chain": {**window, "min_peers": min_peers},
+            "members": {"founders": founders},
+            "data": schema.to_spec(),
+            "model": {"kind": cfg.model, "hidden": 32, "seed": cfg.seed},
+            "training": {**training, "seed": cfg.seed},
+            "aggregation": {"rule": cfg.rule, "trim": float(trim), "attackers": attackers},
+        }
+    )
+
+
+def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the whole demo; returns the JSON document, printing the live table through `out`."""
+    say = out or (lambda _line: None)
+    schema, companies = load_companies(cfg, say)
+    roles = assign_roles(cfg, [c.name for c in companies])
+    test_all = concat([c.test for c in companies])
+
+    chain = embedded_chain()
+    deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
+    for a in (deployer, *accounts):
+        chain.fund(a.address, 10**21)
+    spec = demo_spec(cfg, schema, [a.address for a in accounts], len(companies))
+    nspec = NodeSpec.from_federation(spec)
+    deployment = deploy(chain, deployer, spec)
+    fed = FederationClient(chain, deployment.federation)
+    say(
+        f"{len(companies)} companies split by {_split_name(cfg)}; {cfg.model} with {cfg.rule}; "
+        f"{cfg.rounds} rounds; federation {deployment.federation}"
+    )
+    with tempfile.TemporaryDirectory(prefix="fedchain-demo-") as tmp:
+        store = EmbeddedStore(Path(tmp) / "store")
+        peers = [
+            Peer(c.name, a, fed, store, c.train, nspec, from_block=deployment.block, make_update=roles[c.name])
+            for c, a in zip(companies, accounts, strict=True)
+        ]
+        for p in peers:
+            fed.join(p.account)
+        say(ROUND_HEADER)
+        rounds = [_round(fed, peers, r, chain, companies, nspec, test_all, say) for r in range(1, cfg.rounds + 1)]
+    federated = peers[0].params
+    if any(any(not np.array_equal(p.params[k], federated[k]) for k in federated) for p in peers):
+        raise NodeError("peers ended with different models")
+    central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
+    peer_rows = [
+        compare(fed, p.address, c, nspec, federated, central, cfg.rounds, getattr(roles[c.name], "role", "honest"))
+        for c, p in zip(companies, peers, strict=True)
+    ]
+    doc = document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all)
+    summary(doc, say)
+    return doc
+
+
+def document(
+    cfg: DemoConfig,
+    deployment: Deployment,
+    rounds: list[dict[str, Any]],
+    peer_rows: list[dict[str, Any]],
+    nspec: NodeSpec,
+    federated: dict[str, IntArray],
+    central: dict[str, IntArray],
+    test_all: Dataset,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The demo's JSON document (the same for the embedded and the dev-net run)."""
+
+    def mean(key: str) -> float:
+        return round(float(np.nanmean([p[key] for p in peer_rows])), 4)
+
+    paid = sum(int(p["reward"]) for p in peer_rows)
+    cheaters = sum(int(p["reward"]) for p in peer_rows if p["role"] != "honest")
+
+    return {
+        "data": str(cfg.data),
+        "split_by": _split_name(cfg),
+        "model": cfg.model,
+        "rule": cfg.rule,
+        **extra,
+        "federation": deployment.federation,
+        "chain_id": deployment.chain_id,
+        "rounds": rounds,
+        "peers": peer_rows,
+        "federated_auc": auc_of(nspec, federated, test_all),
+        "centralized_auc": auc_of(nspec, central, test_all),
+        "mean_local_auc": mean("local_auc"),
+        "mean_federated_auc": mean("federated_auc"),
+        "mean_personalized_auc": mean("personalized_auc"),
+        "poisoners": cfg.poisoners,
+        "poison": cfg.poison if cfg.poisoners else None,
+        "free_riders": cfg.free_riders,
+        "free_ride": cfg.free_ride if cfg.free_riders else None,
+        "rewards_paid": str(paid),
+        "cheater_reward_share": round(cheaters / paid, 4) if paid else 0.0,
+    }
+
+
+def _round(
+    fed: FederationClient,
+    peers: list[Peer],
+    r: int,
+    chain: Chain,
+    companies: list[Company],
+    nspec: NodeSpec,
+    test_all: Dataset,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    started = time.monotonic()
+    play_round(fed, peers, r, chain)
+    info = fed.round(r)
+    for p in peers:
+        p.adopt_latest()
+    return round_row(info, peers[0].params, companies, nspec, test_all, time.monotonic() - started, say)
+
+
+def round_row(
+    info: RoundInfo,
+    params: dict[str, IntArray],
+    companies: list[Company],
+    nspec: NodeSpec,
+    test_all: Dataset,
+    seconds: float,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Print a round's table row and return its JSON record."""
+    aucs = round_aucs(nspec, params, companies, test_all)
+    model = "0x" + info.model_hash.hex() if info.phase == Phase.FINALIZED else None
+    say(
+        f"{info.round:>5}  {info.phase.name.lower():10} {info.commits:>7} {info.reveals:>7} {info.votes:>5}  "
+        f"{(model or '-')[:14]:14} {aucs['mean_auc']:>8.4f} {seconds:>5.1f}"
+    )
+    return {
+        "round": info.round,
+        "status": info.phase.name.lower(),
+        "commits": info.commits,
+        "reveals": info.reveals,
+        "votes": info.votes,
+        "participants": info.reveals,
+        "model_hash": model,
+        "model_cid": info.model_cid or None,
+        **aucs,
+        "seconds": round(seconds, 2),
+    }
+
+
+def compare(
+    fed: FederationClient,
+    address: str,
+    c: Company,
+    nspec: NodeSpec,
+    federated: dict[str, IntArray],
+    central: dict[str, IntArray],
+    rounds: int,
+    role: str = "honest",
+) -> dict[str, Any]:
+    alone = train_alone(nspec, c.train, rounds)
+    rewards = fed.rewards(address)
+    return {
+        "name": c.name,
+        "address": address,
+        "role": role,
+        "rows": len(c.train) + len(c.test),
+        "train_rows": len(c.train),
+        "test_rows": len(c.test),
+        "local_auc": auc_of(nspec, alone, c.test),
+        "federated_auc": auc_of(nspec, federated, c.test),
+        "personalized_auc": auc_of(nspec, train_alone(nspec, c.train, 1, federated), c.test),
+        "centralized_auc": auc_of(nspec, central, c.test),
+        "reward": str(rewards["credited"] + rewards["claimed"]),
+        "slashed": str(rewards["slashed"]),
+    }
+
+
+def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
+    say("")
+    say(
+        f"{'company':16} {'role':10} {'rows':>6} {'local AUC':>9} {'federated':>9} {'gain':>7} {'+1 epoch':>9} "
+        f"{'reward':>10}"
+    )
+    for p in doc["peers"]:
+        gain = p["federated_auc"] - p["local_auc"]
+        reward = int(p["reward"]) / 1e18
+        say(
+            f"{p['name']:16} {p['role']:10} {p['rows']:>6} {p['local_auc']:>9.4f} {p['federated_auc']:>9.4f} "
+            f"{gain:>+7.4f} {p['personalized_auc']:>9.4f} {reward:>10.4f}"
+        )
+    if doc["poisoners"] or doc["free_riders"]:
+        say(f"cheaters' share of the rewards paid: {doc['cheater_reward_share']:.1%}")
+    fed_auc, central = doc["federated_auc"], doc["centralized_auc"]
+    say(f"population test rows: federated AUC {fed_auc:.4f}, centralized {central:.4f} ({fed_auc / central:.1%})")
+
+
+def play_round(fed: FederationClient, peers: list[Peer], r: int, chain: Chain) -> None:
+    """Step every peer until round `r` closes; if a full pass does nothing, let the windows pass."""
+    idle = 0
+    while fed.current_round() == r:
+        acted = False
+        for p in peers:
+            if p.step():
+                acted = True
+        if acted:
+            idle = 0
+            continue
+        idle += 1
+        if idle > 2:
+            raise NodeError(f"round {r} is stuck in phase {fed.phase(r).name}")
+        chain.advance_time(WINDOW)
+    if fed.round(r).phase not in (Phase.FINALIZED, Phase.FAILED):
+        raise NodeError(f"round {r} did not close")

@@ -1,0 +1,179 @@
+"""`fedchain demo --devnet`: the demo on real parts, one process per peer.
+
+Starts an anvil that mines a block a second and a few Kubo nodes in a private
+swarm, deploys, writes each company's training rows, keystore and peer config,
+and runs `fedchain node run` for every company as its own process. It follows
+the rounds on the chain, fetches each finalized model from IPFS to score it,
+and compares as the embedded demo does. Everything it started is stopped at the
+end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+
+from ledger.chain import connect
+from ledger.client import FederationClient
+from ledger.deploy import deploy
+from ledger.devnet import AnvilProcess, start_anvil
+from ledger.keystore import create_keystore
+from ledger.types import Phase
+from node.core.codec import UpdateRejected
+from node.errors import NodeError
+from node.horizontal.config import PeerConfig
+from node.horizontal.spec import NodeSpec
+from node.learn.data import read_rows
+from node.sim.companies import DemoConfig, load_companies
+from node.sim.demo import ROUND_HEADER, compare, demo_spec, document, round_row, summary
+from node.sim.evaluate import concat, train_alone
+from node.store import KuboStore, fetch_verified
+from node.store.kubo import KuboNode, new_swarm_key, start_kubo
+
+__all__ = ["run_devnet_demo", "start_parts"]
+
+WINDOW = 30
+MAX_KUBO = 3
+
+
+def _spawn(cfg: Path, rounds: int, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(cfg), "--until-round", str(rounds)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def start_parts(
+    stack: ExitStack, root: Path, n_kubo: int, block_time: float | None
+) -> tuple[AnvilProcess, list[KuboNode]]:
+    """Anvil and `n_kubo` Kubo nodes joined in a fresh private swarm, each stopped when `stack` closes."""
+    anvil = start_anvil(log_path=root / "anvil.log", block_time=block_time)
+    stack.callback(anvil.stop)
+    key = new_swarm_key()
+    kubo: list[KuboNode] = []
+    for i in range(n_kubo):
+        node = start_kubo(root / f"kubo-{i}", key)
+        stack.callback(node.stop)
+        for other in kubo:
+            node.connect(other)
+        kubo.append(node)
+    return anvil, kubo
+
+
+def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
+    say = out or (lambda _line: None)
+    schema, companies = load_companies(cfg, say)
+    header, rows = read_rows(cfg.data)
+    test_all = concat([c.test for c in companies])
+    with tempfile.TemporaryDirectory(prefix="fedchain-devnet-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        anvil, kubo = start_parts(stack, root, min(MAX_KUBO, len(companies)), block_time=1)
+        chain = connect(anvil.url, anvil.chain_id)
+        deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
+        for a in (deployer, *accounts):
+            chain.fund(a.address, 10**19)
+        spec = demo_spec(cfg, schema, [a.address for a in accounts], len(companies))
+        for window in ("commit_window", "reveal_window", "vote_window"):
+            spec.data["chain"][window] = WINDOW
+        (root / "spec.toml").write_text(spec.to_toml())
+        deployment = deploy(chain, deployer, spec)
+        deployment.save(root / "deployment.json")
+        fed = FederationClient(chain, deployment.federation)
+        nspec = NodeSpec.from_federation(spec)
+        (root / "pw").write_text("devnet\n")
+        say(
+            f"dev-net: anvil {anvil.url}, {len(kubo)} Kubo nodes, {len(companies)} peer processes; "
+            f"{cfg.model} with {cfg.rule}; {cfg.rounds} rounds"
+        )
+        procs = []
+        for i, (c, a) in enumerate(zip(companies, accounts, strict=True)):
+            lines = [",".join(header), *(",".join(rows[j]) for j in c.train_index)]
+            (root / f"peer{i}.csv").write_text("\n".join(lines) + "\n")
+            create_keystore(root / f"peer{i}.json", "devnet", "0x" + a.key.hex())
+            PeerConfig(
+                c.name,
+                Path(f"peer{i}.csv"),
+                Path(f"peer{i}.json"),
+                Path("deployment.json"),
+                Path("spec.toml"),
+                anvil.url,
+                kubo[i % len(kubo)].api,
+                Path(f"state{i}"),
+                Path("pw"),
+                0.3,
+            ).save(root / f"peer{i}.toml")
+            proc = _spawn(root / f"peer{i}.toml", cfg.rounds, root / f"peer{i}.log")
+            stack.callback(_kill, proc)
+            procs.append(proc)
+        reader = KuboStore(kubo[0].api)
+        rounds, federated = _follow(fed, reader, nspec, companies, test_all, cfg.rounds, procs, root, say)
+        for i, p in enumerate(procs):
+            if p.wait(timeout=120) != 0:
+                tail = (root / f"peer{i}.log").read_text()[-800:]
+                raise NodeError(f"peer {companies[i].name} exited with {p.returncode}: {tail}")
+        central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
+        pairs = zip(companies, accounts, strict=True)
+        peer_rows = [compare(fed, a.address, c, nspec, federated, central, cfg.rounds) for c, a in pairs]
+    doc = document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all, devnet=True)
+    summary(doc, say)
+    return doc
+
+
+def _follow(
+    fed: FederationClient,
+    reader: KuboStore,
+    nspec: NodeSpec,
+    companies: list[Any],
+    test_all: Any,
+    total: int,
+    procs: list[subprocess.Popen[bytes]],
+    root: Path,
+    say: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Print a row per round as the chain closes it; returns the rows and the last agreed model."""
+    params = nspec.initial_model()
+    rows: list[dict[str, Any]] = []
+    say(ROUND_HEADER)
+    started = time.monotonic()
+    deadline = started + total * (3 * WINDOW + 60)
+    while len(rows) < total:
+        if time.monotonic() > deadline:
+            raise NodeError(f"the dev-net did not finish {total} rounds in time (logs in {root})")
+        if all(p.poll() is not None for p in procs) and fed.current_round() <= len(rows) + 1:
+            raise NodeError(f"every peer exited before round {len(rows) + 1} closed (logs in {root})")
+        r = len(rows) + 1
+        if fed.current_round() <= r:
+            time.sleep(0.5)
+            continue
+        info = fed.round(r)
+        if info.phase == Phase.FINALIZED:
+            try:
+                params = fetch_verified(reader, info.model_cid, info.model_hash, nspec.layout, nspec.max_update_bytes)
+            except UpdateRejected as exc:
+                raise NodeError(f"round {r}'s model on IPFS does not match its on-chain hash: {exc}") from exc
+        rows.append(round_row(info, params, companies, nspec, test_all, time.monotonic() - started, say))
+        started = time.monotonic()
+    return rows, params

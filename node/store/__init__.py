@@ -1,0 +1,6 @@
+"""Content-addressed storage: the embedded store, Kubo, Kubo processes, and verified fetches."""
+
+from node.store.stores import EmbeddedStore, KuboStore, Store, StoreError, open_store, raw_cid
+from node.store.verified import fetch_verified
+
+__all__ = ["EmbeddedStore", "KuboStore", "Store", "StoreError", "fetch_verified", "open_store", "raw_cid"]
