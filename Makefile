@@ -1,7 +1,7 @@
 # The doors: make setup, make test, make lint, make bench. Each is a few lines.
 VENV := .venv/bin
 
-.PHONY: setup test lint bench artifacts clean
+.PHONY: setup test lint slither bench artifacts clean
 
 setup:
 	bash scripts/setup.sh
@@ -13,6 +13,11 @@ lint:
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
+	$(VENV)/python scripts/slither_check.py
+
+# Slither on contracts/, against contracts/slither-triage.toml (also the last step of lint).
+slither:
+	$(VENV)/python scripts/slither_check.py
 
 # Timed benchmarks first, while the machine is idle; then the deterministic ones; then BENCHMARKS.md.
 bench:

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IFederation} from "./IFederation.sol";
 
 /// @title Federation
@@ -19,6 +20,11 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     uint256 public constant MAX_MEMBERS = 256;
+    /// @inheritdoc IFederation
+    uint256 public constant MAX_ADMISSIONS_PER_ROUND = 4;
+
+    uint256 private constant _MIN_CID = 46; // a CIDv0 (Qm..., base58 sha2-256)
+    uint256 private constant _MAX_CID = 100; // a base32 CIDv1 with a sha2-256 digest has 59
 
     uint256 private constant _REVEALED = 1;
     uint256 private constant _VOTED = 2;
@@ -38,6 +44,7 @@ contract Federation is IFederation, ReentrancyGuard {
     uint16 private immutable _quorumBps;
     uint16 private immutable _minPeers;
     uint16 private immutable _slashBps;
+    uint32 private immutable _founderCount;
 
     struct Member {
         uint128 stake;
@@ -45,30 +52,41 @@ contract Federation is IFederation, ReentrancyGuard {
         uint64 joinedRound;
         bool active;
         bool listed;
+        bool founder;
     }
 
     /// @dev Word 0 holds all a phase transition reads, so a commit, reveal or vote loads
     ///      one cold slot of the round. `phaseAt` is when the current phase began; when
-    ///      earlier phases began and when the round closed are in the events.
+    ///      earlier phases began and when the round closed are in the events. Counts fit
+    ///      16 bits: at most `MAX_MEMBERS` (256) members are ever listed. `winner` is the
+    ///      leading proposal while votes come in, and the winner once `decided`; `leaderTag`,
+    ///      its first 8 bytes, lets a vote for the leader skip reading `winner` (a cold slot).
     struct Round {
         Phase phase;
         bool decided;
-        uint32 memberCount;
-        uint32 eligible;
-        uint32 commits;
-        uint32 reveals;
-        uint32 votes;
+        uint16 memberCount;
+        uint16 eligible;
+        uint16 commits;
+        uint16 reveals;
+        uint16 votes;
+        uint16 leaderVotes;
         uint40 openedAt;
         uint40 phaseAt;
+        bytes8 leaderTag;
         bytes32 winner;
     }
 
-    /// @dev One storage word per proposal, so the first vote costs little more than the
-    ///      next. The model hash and scores are bound by the proposal id, the CID by a
-    ///      224-bit digest; `Proposed` logs them all and `finalize` takes them back.
+    /// @dev One storage word per proposal. The model hash, the CID (by its keccak256) and
+    ///      the scores are all bound by the proposal id, so a voter endorses exactly what it
+    ///      computed; `Proposed` logs them and `finalize` takes them back.
     struct Proposal {
         uint32 votes;
-        bytes28 cidDigest;
+    }
+
+    /// @dev Approvals given since the last member left (`epoch`): a leave voids them all.
+    struct Approval {
+        uint64 epoch;
+        uint32 count;
     }
 
     /// @dev The model a finalized round agreed on.
@@ -86,16 +104,19 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     mapping(address => bool) public admitted;
-    /// @inheritdoc IFederation
-    mapping(address => uint256) public approvals;
-    mapping(address => mapping(address => bool)) private _approvedBy;
+    mapping(address => Approval) private _approvals;
+    /// @dev candidate => approver => 1 + the epoch of its approval (0: none).
+    mapping(address => mapping(address => uint64)) private _approvedIn;
+    uint64 private _epoch;
+    uint64 private _admissionRound;
+    uint32 private _admissionsInRound;
 
     /// @inheritdoc IFederation
     uint256 public currentRound;
     /// @inheritdoc IFederation
     uint256 public lastFinalized;
     mapping(uint256 => Round) private _rounds;
-    mapping(uint256 => mapping(address => bytes32)) private _status;
+    mapping(uint256 => mapping(address => bytes32)) private _standing;
     mapping(uint256 => mapping(bytes32 => Proposal)) private _proposals;
     mapping(uint256 => Model) private _models;
 
@@ -122,12 +143,15 @@ contract Federation is IFederation, ReentrancyGuard {
 
     constructor(IERC20 token_, bytes32 specHash_, Config memory cfg, address[] memory founders) {
         if (address(token_) == address(0)) revert InvalidConfig("token is the zero address");
+        // Every amount of the token (stakes above all) then fits the 128 bits a member's stake holds.
+        if (token_.totalSupply() > type(uint128).max) revert InvalidConfig("token supply above 2^128 units");
         if (cfg.stake == 0 || cfg.stake > type(uint128).max) revert InvalidConfig("stake out of range");
         if (cfg.commitWindow == 0 || cfg.revealWindow == 0 || cfg.voteWindow == 0) {
             revert InvalidConfig("phase windows must be positive");
         }
         if (cfg.quorumBps <= _BPS / 2 || cfg.quorumBps > _BPS) revert InvalidConfig("quorum must be in (50%, 100%]");
-        if (cfg.minPeers == 0) revert InvalidConfig("minPeers must be positive");
+        if (cfg.minPeers == 0 || cfg.minPeers > MAX_MEMBERS) revert InvalidConfig("minPeers: 1 to 256");
+        if (cfg.rewardPerRound > type(uint128).max) revert InvalidConfig("rewardPerRound out of range");
         if (cfg.slashBps > _BPS) revert InvalidConfig("slash above 100%");
         if (founders.length == 0 || founders.length > MAX_MEMBERS) revert InvalidConfig("founders: 1 to 256");
         token = token_;
@@ -145,9 +169,12 @@ contract Federation is IFederation, ReentrancyGuard {
             address f = founders[i];
             if (f == address(0) || admitted[f]) revert InvalidConfig("founders: zero or repeated address");
             admitted[f] = true;
+            _members[f].founder = true;
             emit MemberAdmitted(f, 0);
         }
+        // Safe: founders.length <= MAX_MEMBERS (checked above).
         foundersPending = uint32(founders.length);
+        _founderCount = uint32(founders.length);
     }
 
     // ---------------------------------------------------------------------
@@ -156,49 +183,70 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     function approveMember(address candidate) external {
+        _syncCurrent();
         if (!_members[msg.sender].active) revert NotMember(msg.sender);
         if (admitted[candidate] || _members[candidate].active) revert AlreadyMember(candidate);
-        if (_approvedBy[candidate][msg.sender]) revert AlreadyApproved(candidate, msg.sender);
-        _approvedBy[candidate][msg.sender] = true;
-        uint256 n = ++approvals[candidate];
+        uint64 epoch = _epoch;
+        if (_approvedIn[candidate][msg.sender] == epoch + 1) revert AlreadyApproved(candidate, msg.sender);
+        _approvedIn[candidate][msg.sender] = epoch + 1;
+        Approval storage a = _approvals[candidate];
+        if (a.epoch != epoch) (a.epoch, a.count) = (epoch, 0); // approvals from before a leave lapse
+        uint256 n = ++a.count;
         emit AdmissionApproved(candidate, msg.sender, n);
-        if (n * 2 > activeMembers) {
+        // Before round 1 the founders decide: whoever joined first is not a majority on its own.
+        uint256 electorate = currentRound == 0 ? _founderCount : activeMembers;
+        if (n * 2 > electorate) {
+            uint256 r = currentRound;
+            if (_admissionRound != r) (_admissionRound, _admissionsInRound) = (uint64(r), 0);
+            if (_admissionsInRound >= MAX_ADMISSIONS_PER_ROUND) revert AdmissionLimit(r, MAX_ADMISSIONS_PER_ROUND);
+            ++_admissionsInRound;
             admitted[candidate] = true;
             emit MemberAdmitted(candidate, n);
         }
     }
 
     /// @inheritdoc IFederation
-    function join() external {
+    function approvals(address candidate) external view returns (uint256) {
+        Approval storage a = _approvals[candidate];
+        return a.epoch == _epoch ? a.count : 0;
+    }
+
+    /// @inheritdoc IFederation
+    function join() external nonReentrant {
         _syncCurrent();
         Member storage m = _members[msg.sender];
         if (m.active) revert AlreadyMember(msg.sender);
         if (!admitted[msg.sender]) revert NotAdmitted(msg.sender);
+        bool firstFounderJoin = false;
         if (!m.listed) {
             if (_memberList.length >= MAX_MEMBERS) revert MembershipFull(MAX_MEMBERS);
+            // Safe: the list never holds more than MAX_MEMBERS (256) entries.
             m.index = uint32(_memberList.length);
             m.listed = true;
             _memberList.push(msg.sender);
+            firstFounderJoin = m.founder; // a founder counts once, however often it leaves and rejoins
         }
-        token.safeTransferFrom(msg.sender, address(this), _stake);
-        m.stake += uint128(_stake);
+        // Safe: a member who joins holds no stake (it never joined, or `leave` zeroed it), and
+        // _stake <= type(uint128).max (checked at deployment).
+        m.stake = uint128(_stake);
         m.active = true;
         m.joinedRound = uint64(currentRound);
         totalStaked += _stake;
         ++activeMembers;
         emit MemberJoined(msg.sender, m.index, m.stake);
-        if (currentRound == 0 && foundersPending > 0 && --foundersPending == 0) _open(1);
+        if (firstFounderJoin && --foundersPending == 0 && currentRound == 0) _open(1);
+        token.safeTransferFrom(msg.sender, address(this), _stake);
     }
 
     /// @inheritdoc IFederation
-    function addStake(uint256 amount) external {
+    function addStake(uint256 amount) external nonReentrant {
         Member storage m = _members[msg.sender];
         if (!m.active) revert NotMember(msg.sender);
         if (amount == 0) revert ZeroAmount();
-        token.safeTransferFrom(msg.sender, address(this), amount);
-        m.stake += uint128(amount);
+        m.stake = SafeCast.toUint128(uint256(m.stake) + amount);
         totalStaked += amount;
         emit StakeAdded(msg.sender, amount, m.stake);
+        token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
     /// @inheritdoc IFederation
@@ -208,10 +256,12 @@ contract Federation is IFederation, ReentrancyGuard {
         if (!m.active) revert NotMember(msg.sender);
         uint256 r = currentRound;
         Round storage R = _rounds[r];
-        if (r != 0 && _status[r][msg.sender] != 0) revert LeaveWhileCommitted(r, msg.sender);
+        if (r != 0 && _standing[r][msg.sender] != 0) revert LeaveWhileCommitted(r, msg.sender);
         uint256 stake = m.stake;
         m.stake = 0;
         m.active = false;
+        admitted[msg.sender] = false; // to come back, be admitted again
+        ++_epoch; // every pending approval lapses: an approval counts only while its giver is a member
         --activeMembers;
         totalStaked -= stake;
         if (r != 0 && R.phase == Phase.Commit && m.joinedRound < r) {
@@ -223,11 +273,11 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     /// @inheritdoc IFederation
-    function fund(uint256 amount) external {
+    function fund(uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
-        token.safeTransferFrom(msg.sender, address(this), amount);
         rewardPool += amount;
         emit PoolFunded(msg.sender, amount);
+        token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
     // ---------------------------------------------------------------------
@@ -236,8 +286,12 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     function advance() external {
-        if (currentRound == 0 && activeMembers >= _minPeers) _open(1);
-        else _syncCurrent();
+        // Round 1 opens early only with a majority of the founders in, never on sybils' joins.
+        if (currentRound == 0) {
+            if (activeMembers >= _minPeers && (_founderCount - foundersPending) * 2 > _founderCount) _open(1);
+        } else {
+            _syncCurrent();
+        }
     }
 
     /// @inheritdoc IFederation
@@ -247,9 +301,9 @@ contract Federation is IFederation, ReentrancyGuard {
         if (!m.active) revert NotMember(msg.sender);
         if (m.joinedRound >= round || m.stake < _stake) revert NotEligible(round, msg.sender);
         if (uint256(commitment) <= _SLASHED) revert InvalidCommitment(commitment);
-        if (_status[round][msg.sender] != 0) revert AlreadyCommitted(round, msg.sender);
-        _status[round][msg.sender] = commitment;
-        uint32 commits = ++R.commits;
+        if (_standing[round][msg.sender] != 0) revert AlreadyCommitted(round, msg.sender);
+        _standing[round][msg.sender] = commitment;
+        uint16 commits = ++R.commits;
         emit Committed(round, msg.sender, commitment);
         if (commits == R.eligible && commits >= _minPeers) _enterReveal(round, R, block.timestamp);
     }
@@ -257,34 +311,33 @@ contract Federation is IFederation, ReentrancyGuard {
     /// @inheritdoc IFederation
     function reveal(uint256 round, bytes32 contentHash, string calldata cid, bytes32 salt) external {
         Round storage R = _roundIn(round, Phase.Reveal);
-        bytes32 s = _status[round][msg.sender];
+        _checkCid(round, cid);
+        bytes32 s = _standing[round][msg.sender];
         if (s == 0) revert NotCommitted(round, msg.sender);
         if (uint256(s) <= _SLASHED) revert AlreadyRevealed(round, msg.sender);
         bytes32 expected = keccak256(abi.encode(block.chainid, address(this), round, msg.sender, contentHash, salt));
         if (s != expected) revert CommitmentMismatch(round, msg.sender);
-        _status[round][msg.sender] = bytes32(_REVEALED);
-        uint32 reveals = ++R.reveals;
+        _standing[round][msg.sender] = bytes32(_REVEALED);
+        uint16 reveals = ++R.reveals;
         emit Revealed(round, msg.sender, contentHash, cid);
         if (reveals == R.commits) _enterVote(round, R, block.timestamp);
     }
 
     /// @inheritdoc IFederation
     function vote(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores) external {
-        Round storage R = _roundIn(round, Phase.Vote);
+        Round storage R = _votingRound(round);
         if (modelHash == 0) revert EmptyModelHash(round);
         if (scores.length != R.memberCount) revert ScoresLengthMismatch(round, R.memberCount, scores.length);
-        bytes32 pid = keccak256(abi.encode(modelHash, scores));
+        _checkCid(round, modelCid);
+        bytes32 pid = _proposalId(modelHash, modelCid, scores);
         Proposal storage P = _proposals[round][pid];
-        if (P.votes == 0) {
-            P.cidDigest = bytes28(keccak256(bytes(modelCid)));
-            emit Proposed(round, pid, modelHash, modelCid, scores);
-        }
+        if (P.votes == 0) emit Proposed(round, pid, modelHash, modelCid, scores);
         _count(round, R, P, pid);
     }
 
     /// @inheritdoc IFederation
     function voteFor(uint256 round, bytes32 proposal) external {
-        Round storage R = _roundIn(round, Phase.Vote);
+        Round storage R = _votingRound(round);
         Proposal storage P = _proposals[round][proposal];
         if (P.votes == 0) revert UnknownProposal(round, proposal);
         _count(round, R, P, proposal);
@@ -295,16 +348,19 @@ contract Federation is IFederation, ReentrancyGuard {
         external
     {
         Round storage R = _roundIn(round, Phase.Vote);
-        if (!R.decided) revert NoQuorum(round);
+        if (block.timestamp < uint256(R.phaseAt) + _voteWindow) {
+            // Before the deadline only a decided round whose revealers have all voted; from the
+            // deadline, `_sync` has failed every round without a winner.
+            if (!R.decided) revert NoQuorum(round);
+            if (R.votes < R.reveals) revert VotesPending(round, R.votes, R.reveals);
+        }
         bytes32 pid = R.winner;
         Proposal storage P = _proposals[round][pid];
-        if (keccak256(abi.encode(modelHash, scores)) != pid || bytes28(keccak256(bytes(modelCid))) != P.cidDigest) {
-            revert ProposalMismatch(round, pid);
-        }
+        if (_proposalId(modelHash, modelCid, scores) != pid) revert ProposalMismatch(round, pid);
         R.phase = Phase.Finalized;
         lastFinalized = round;
         _models[round] = Model(modelHash, modelCid);
-        uint256 paid = _settle(round, R.memberCount, scores, true);
+        uint256 paid = _settle(round, R.memberCount, scores, true, true);
         emit RoundFinalized(round, pid, modelHash, modelCid, P.votes, paid);
         _open(round + 1);
     }
@@ -365,7 +421,7 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     function statusOf(uint256 round, address member) external view returns (MemberStatus) {
-        uint256 s = uint256(_status[round][member]);
+        uint256 s = uint256(_standing[round][member]);
         if (s == 0) return MemberStatus.None;
         if (s == _REVEALED) return MemberStatus.Revealed;
         if (s == _VOTED) return MemberStatus.Voted;
@@ -374,13 +430,17 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     /// @inheritdoc IFederation
-    function proposalOf(uint256 round, bytes32 proposal)
-        external
-        view
-        returns (uint256 votes, bytes28 cidDigest)
-    {
-        Proposal storage P = _proposals[round][proposal];
-        return (P.votes, P.cidDigest);
+    function proposalOf(uint256 round, bytes32 proposal) external view returns (uint256 votes) {
+        return _proposals[round][proposal].votes;
+    }
+
+    /// @inheritdoc IFederation
+    function canFinalize(uint256 round) external view returns (bool) {
+        Round storage R = _rounds[round];
+        (Phase due,, uint256 voteAt) = _afterTimeouts(R, R.phase, R.phaseAt);
+        if (due != Phase.Vote) return false;
+        if (block.timestamp >= voteAt + _voteWindow) return true; // past the deadline, still Vote: a winner
+        return R.decided && R.votes == R.reveals;
     }
 
     // ---------------------------------------------------------------------
@@ -420,7 +480,9 @@ contract Federation is IFederation, ReentrancyGuard {
         if (due == Phase.Failed) {
             FailReason reason = live == Phase.Commit
                 ? FailReason.TooFewCommits
-                : live == Phase.Reveal ? FailReason.TooFewReveals : FailReason.NoQuorum;
+                : live == Phase.Reveal
+                    ? FailReason.TooFewReveals
+                    : _hasWinner(R) ? FailReason.NotFinalized : FailReason.NoQuorum;
             _fail(r, R, live, reason);
         }
     }
@@ -447,23 +509,70 @@ contract Federation is IFederation, ReentrancyGuard {
             (p, at) = (Phase.Vote, at + _revealWindow);
         }
         due = live = p;
-        if (p == Phase.Vote && !R.decided && block.timestamp >= at + _voteWindow) due = Phase.Failed;
+        if (p == Phase.Vote && block.timestamp >= at + _voteWindow) {
+            // Past the vote deadline a round with a winner may be finalized for one more window.
+            if (!_hasWinner(R) || block.timestamp >= at + 2 * uint256(_voteWindow)) due = Phase.Failed;
+        }
         return (due, live, at);
+    }
+
+    /// @dev Whether round `R` has a proposal to finalize: one that reached quorum of the
+    ///      revealers, or, judged at the deadline, the leader if at least two thirds of the
+    ///      revealers voted and it holds a quorum of the votes cast. Revealers who abstain
+    ///      thus cannot block a round (they are slashed at settlement), while a proposal
+    ///      still needs a quorum of everyone who spoke.
+    function _hasWinner(Round storage R) private view returns (bool) {
+        if (R.decided) return true;
+        uint256 votes = R.votes;
+        return R.winner != 0 && votes * 3 >= uint256(R.reveals) * 2
+            && uint256(R.leaderVotes) * _BPS >= uint256(_quorumBps) * votes;
+    }
+
+    /// @dev Round `round`, open for votes: in the Vote phase and before its vote deadline.
+    function _votingRound(uint256 round) private returns (Round storage R) {
+        R = _roundIn(round, Phase.Vote);
+        if (block.timestamp >= uint256(R.phaseAt) + _voteWindow) revert VoteWindowClosed(round);
+    }
+
+    /// @dev The id voters endorse: model hash, CID and scores, all bound.
+    function _proposalId(bytes32 modelHash, string calldata cid, uint32[] calldata scores)
+        private
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(modelHash, keccak256(bytes(cid)), scores));
+    }
+
+    /// @dev A CID is bounded (46 to 100 bytes) and looks like one: `b...` (multibase base32,
+    ///      CIDv1) or `Qm...` (CIDv0). Unbounded CIDs could make `finalize` cost more gas than a
+    ///      block holds; peers still check the content behind a CID against its hash.
+    function _checkCid(uint256 round, string calldata cid) private pure {
+        bytes calldata b = bytes(cid);
+        uint256 n = b.length;
+        if (n < _MIN_CID || n > _MAX_CID || (b[0] != "b" && (b[0] != "Q" || b[1] != "m"))) {
+            revert InvalidCid(round, n);
+        }
     }
 
     /// @dev Counts the caller's vote for `pid`; the first proposal to reach quorum wins.
     function _count(uint256 round, Round storage R, Proposal storage P, bytes32 pid) private {
-        uint256 s = uint256(_status[round][msg.sender]);
+        uint256 s = uint256(_standing[round][msg.sender]);
         if (s == _VOTED) revert AlreadyVoted(round, msg.sender);
         if (s != _REVEALED) revert NotRevealed(round, msg.sender);
-        _status[round][msg.sender] = bytes32(_VOTED);
+        _standing[round][msg.sender] = bytes32(_VOTED);
         uint32 votes = ++P.votes;
-        uint32 total = ++R.votes;
+        uint16 total = ++R.votes;
         emit Voted(round, msg.sender, pid, votes);
         if (R.decided) return;
+        if (votes > R.leaderVotes) {
+            // Safe: a proposal's votes never exceed the round's revealers (<= MAX_MEMBERS).
+            R.leaderVotes = uint16(votes);
+            // A proposal whose id shares the leader's first 8 bytes is the leader: finding
+            // another id with the same 64-bit prefix takes ~2^64 hashes of chosen votes.
+            if (R.leaderTag != bytes8(pid)) (R.leaderTag, R.winner) = (bytes8(pid), pid);
+        }
         if (uint256(votes) * _BPS >= uint256(_quorumBps) * R.reveals) {
             R.decided = true;
-            R.winner = pid;
         } else if (total == R.reveals) {
             _fail(round, R, Phase.Vote, FailReason.NoQuorum);
         }
@@ -475,8 +584,9 @@ contract Federation is IFederation, ReentrancyGuard {
         R.phase = Phase.Commit;
         R.openedAt = uint40(block.timestamp);
         R.phaseAt = uint40(block.timestamp);
-        R.memberCount = uint32(_memberList.length);
-        R.eligible = activeMembers;
+        // Safe: at most MAX_MEMBERS (256) are ever listed, so both fit 16 bits.
+        R.memberCount = uint16(_memberList.length);
+        R.eligible = uint16(activeMembers);
         emit RoundOpened(r, _memberList.length, activeMembers);
     }
 
@@ -494,30 +604,34 @@ contract Federation is IFederation, ReentrancyGuard {
 
     function _fail(uint256 r, Round storage R, Phase phase, FailReason reason) private {
         R.phase = Phase.Failed;
-        if (phase != Phase.Commit) _settle(r, R.memberCount, new uint32[](0), false);
+        if (phase != Phase.Commit) _settle(r, R.memberCount, new uint32[](0), false, phase == Phase.Vote);
         emit RoundFailed(r, phase, reason);
         _open(r + 1);
     }
 
-    /// @dev Slashes committed non-revealers of round `r` and, if `pay`, credits the round's
-    ///      reward to revealers in proportion to `scores`. Returns the amount credited.
-    function _settle(uint256 r, uint256 n, uint32[] memory scores, bool pay) private returns (uint256 paid) {
-        bool[] memory revealed = new bool[](n);
+    /// @dev Slashes round `r`'s committed non-revealers and, once the round reached its vote
+    ///      (`voted`), its revealers who did not vote; if `pay`, credits the round's reward to
+    ///      its voters in proportion to `scores`. Returns the amount credited.
+    function _settle(uint256 r, uint256 n, uint32[] memory scores, bool pay, bool voted)
+        private
+        returns (uint256 paid)
+    {
+        bool[] memory voters = new bool[](n);
         uint256 totalScore;
         for (uint256 i; i < n; ++i) {
             address a = _memberList[i];
-            uint256 s = uint256(_status[r][a]);
-            if (s == _REVEALED || s == _VOTED) {
-                revealed[i] = true;
+            uint256 s = uint256(_standing[r][a]);
+            if (s == _VOTED) {
+                voters[i] = true;
                 if (pay) totalScore += scores[i];
-            } else if (s > _SLASHED) {
+            } else if (s > _SLASHED || (voted && s == _REVEALED)) {
                 _slash(r, a);
             }
         }
         if (!pay || totalScore == 0) return 0;
         uint256 reward = _rewardPerRound < rewardPool ? _rewardPerRound : rewardPool;
         for (uint256 i; i < n; ++i) {
-            if (!revealed[i] || scores[i] == 0) continue;
+            if (!voters[i] || scores[i] == 0) continue;
             uint256 amount = reward * scores[i] / totalScore;
             address a = _memberList[i];
             credited[a] += amount;
@@ -529,7 +643,7 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     function _slash(uint256 r, address a) private {
-        _status[r][a] = bytes32(_SLASHED);
+        _standing[r][a] = bytes32(_SLASHED);
         Member storage m = _members[a];
         uint256 amount = uint256(m.stake) * _slashBps / _BPS;
         m.stake -= uint128(amount);

@@ -37,7 +37,8 @@ interface IFederation {
     enum FailReason {
         TooFewCommits,
         TooFewReveals,
-        NoQuorum
+        NoQuorum,
+        NotFinalized
     }
 
     /// @notice Parameters fixed at deployment (taken from the federation spec).
@@ -45,10 +46,13 @@ interface IFederation {
     /// @param rewardPerRound Tokens paid from the pool to each finalized round's contributors.
     /// @param commitWindow Seconds the commit phase stays open at most.
     /// @param revealWindow Seconds the reveal phase stays open at most.
-    /// @param voteWindow Seconds the vote phase stays open at most.
-    /// @param quorumBps Share of revealers (basis points, > 5000) one proposal needs.
-    /// @param minPeers Fewest commits and reveals a round needs to go on.
-    /// @param slashBps Share of stake (basis points) a committed non-revealer loses.
+    /// @param voteWindow Seconds the vote phase stays open at most; a round with a winner may then
+    ///        be finalized for as long again, after which it fails (`NotFinalized`).
+    /// @param quorumBps Share of revealers (basis points, > 5000) one proposal needs; at the vote
+    ///        deadline, the share of the votes cast, if at least two thirds of the revealers voted.
+    /// @param minPeers Fewest commits and reveals a round needs to go on (1 to 256).
+    /// @param slashBps Share of stake (basis points) lost by a member who commits and never
+    ///        reveals, or reveals and never votes.
     struct Config {
         uint256 stake;
         uint256 rewardPerRound;
@@ -121,6 +125,14 @@ interface IFederation {
     error UnknownProposal(uint256 round, bytes32 proposal);
     /// @notice No proposal of round `round` has reached quorum.
     error NoQuorum(uint256 round);
+    /// @notice Round `round` has a winner, but only `votes` of its `reveals` revealers voted: finalize once all have, or from the vote deadline.
+    error VotesPending(uint256 round, uint256 votes, uint256 reveals);
+    /// @notice Round `round`'s vote window has closed: no more votes.
+    error VoteWindowClosed(uint256 round);
+    /// @notice A CID in round `round` must be a base32 CIDv1 (b...) or a CIDv0 (Qm...) of 46 to 100 bytes; this one has `length`.
+    error InvalidCid(uint256 round, uint256 length);
+    /// @notice At most `limit` candidates may be admitted while round `round` is open.
+    error AdmissionLimit(uint256 round, uint256 limit);
     /// @notice `member` cannot leave while committed to the open round `round`.
     error LeaveWhileCommitted(uint256 round, address member);
     /// @notice `account` has no credited rewards to claim.
@@ -167,7 +179,8 @@ interface IFederation {
     event RoundFailed(uint256 indexed round, Phase phase, FailReason reason);
     /// @notice `member` was credited `amount` for `score` in `round`.
     event RewardCredited(uint256 indexed round, address indexed member, uint256 amount, uint256 score);
-    /// @notice `member` committed in `round`, never revealed, and lost `amount` of stake to the pool.
+    /// @notice `member` committed in `round` and never revealed, or revealed and never voted, and
+    ///         lost `amount` of stake to the pool.
     event Slashed(uint256 indexed round, address indexed member, uint256 amount);
     /// @notice `member` withdrew `amount` of credited rewards.
     event Claimed(address indexed member, uint256 amount);
@@ -176,7 +189,9 @@ interface IFederation {
     // Membership
     // ---------------------------------------------------------------------
 
-    /// @notice Approve `candidate` for membership; a majority of active members admits it.
+    /// @notice Approve `candidate` for membership. A majority of the active members admits it
+    ///         (before round 1: a majority of the founders). An approval counts only while no
+    ///         member has left since it was given; at most `MAX_ADMISSIONS_PER_ROUND` a round.
     function approveMember(address candidate) external;
 
     /// @notice Deposit the stake (approve it on the token first) and become a member.
@@ -185,7 +200,8 @@ interface IFederation {
     /// @notice Add `amount` to the caller's stake (after a slash, say).
     function addStake(uint256 amount) external;
 
-    /// @notice Leave and take back the stake; not while committed to the open round.
+    /// @notice Leave and take back the stake; not while committed to the open round. A member who
+    ///         left must be admitted again to rejoin, and every pending approval lapses.
     function leave() external;
 
     /// @notice Add `amount` tokens to the reward pool (approve them on the token first).
@@ -207,11 +223,14 @@ interface IFederation {
     /// @notice Vote for the aggregated model and contribution scores (one per member, join order).
     function vote(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores) external;
 
-    /// @notice Vote for an existing proposal by its id `keccak256(abi.encode(modelHash, scores))`.
+    /// @notice Vote for an existing proposal by its id
+    ///         `keccak256(abi.encode(modelHash, keccak256(bytes(modelCid)), scores))`.
     /// @dev Cheaper than `vote` once the first voter has stored the proposal.
     function voteFor(uint256 round, bytes32 proposal) external;
 
-    /// @notice Close `round` on its quorum proposal: credit rewards, slash non-revealers, open the next.
+    /// @notice Close `round` on its winning proposal: credit voters by score, slash non-revealers and
+    ///         revealers who did not vote, open the next. Possible once every revealer has voted, or
+    ///         from the vote deadline until one vote window later (see `canFinalize`).
     /// @dev Model hash, CID and scores are the winning proposal's, as logged in its `Proposed` event.
     function finalize(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores) external;
 
@@ -224,6 +243,9 @@ interface IFederation {
 
     /// @notice Most members a federation may ever list (bounds finalize's loop).
     function MAX_MEMBERS() external view returns (uint256);
+
+    /// @notice Most candidates that may be admitted while one round is open.
+    function MAX_ADMISSIONS_PER_ROUND() external view returns (uint256);
 
     /// @notice The parameters fixed at deployment.
     function config() external view returns (Config memory);
@@ -251,13 +273,14 @@ interface IFederation {
     /// @notice Members that are active now.
     function activeMembers() external view returns (uint32);
 
-    /// @notice Founders that have not joined yet; round 1 opens when none is left.
+    /// @notice Founders that have never joined; round 1 opens when none is left (or on `advance`
+    ///         once a majority of the founders and `minPeers` members are in).
     function foundersPending() external view returns (uint32);
 
     /// @notice Whether an address may join (founder, or approved by a majority).
     function admitted(address account) external view returns (bool);
 
-    /// @notice Approvals a candidate has collected.
+    /// @notice Approvals a candidate has collected since the last member left.
     function approvals(address candidate) external view returns (uint256);
 
     /// @notice The open round (0 before the first one opens).
@@ -275,8 +298,11 @@ interface IFederation {
     /// @notice `member`'s state in `round`: 0 none, 1 committed, 2 revealed, 3 voted, 4 slashed.
     function statusOf(uint256 round, address member) external view returns (MemberStatus);
 
-    /// @notice A proposal of `round`: its votes and CID digest (the rest is in its `Proposed` event).
-    function proposalOf(uint256 round, bytes32 proposal) external view returns (uint256 votes, bytes28 cidDigest);
+    /// @notice A proposal of `round`: its votes (model, CID and scores are in its `Proposed` event).
+    function proposalOf(uint256 round, bytes32 proposal) external view returns (uint256 votes);
+
+    /// @notice Whether `finalize(round, ...)` would succeed now with the winning proposal.
+    function canFinalize(uint256 round) external view returns (bool);
 
     /// @notice Tokens waiting to be paid as rewards.
     function rewardPool() external view returns (uint256);

@@ -66,9 +66,14 @@ def commitment(chain_id: int, federation: str, round_id: int, member: str, conte
     return keccak(encoded)
 
 
-def proposal_id(model_hash: bytes, scores: Sequence[int]) -> bytes:
-    """keccak256(abi.encode(modelHash, scores)): the id the contract counts votes under."""
-    return keccak(abi_encode(["bytes32", "uint32[]"], [model_hash, list(scores)]))
+def proposal_id(model_hash: bytes, model_cid: str, scores: Sequence[int]) -> bytes:
+    """keccak256(abi.encode(modelHash, keccak256(modelCid), scores)): the id the contract counts votes under.
+
+    The CID is part of it, so a voter endorses exactly the CID it published itself.
+    """
+    return keccak(
+        abi_encode(["bytes32", "bytes32", "uint32[]"], [model_hash, keccak(model_cid.encode()), list(scores)])
+    )
 
 
 def revert_error(exc: ContractLogicError) -> ContractRevert:
@@ -201,7 +206,7 @@ class FederationClient(_ContractClient):
         self, signer: LocalAccount, round_id: int, model_hash: bytes, model_cid: str, scores: Sequence[int]
     ) -> TxReceipt:
         """Vote for (model, scores): by id if someone proposed it already (cheaper), else in full."""
-        pid = proposal_id(model_hash, scores)
+        pid = proposal_id(model_hash, model_cid, scores)
         if self.proposal_votes(round_id, pid) > 0:
             return self._send(signer, "voteFor", round_id, pid)
         return self._send(signer, "vote", round_id, model_hash, model_cid, list(scores))
@@ -290,6 +295,10 @@ class FederationClient(_ContractClient):
             str(v[10]),
         )
 
+    def can_finalize(self, round_id: int) -> bool:
+        """Whether `finalize` would go through now: every revealer voted on a winner, or the deadline passed."""
+        return bool(self._view("canFinalize", round_id))
+
     def phase(self, round_id: int) -> Phase:
         """The phase once pending timeouts apply (what the next transaction will see)."""
         return Phase(self._view("phaseOf", round_id))
@@ -304,6 +313,18 @@ class FederationClient(_ContractClient):
         active, index, stake, joined = self._view("memberOf", account)
         return MemberInfo(account, bool(active), int(index), int(stake), int(joined))
 
+    def approvals(self, candidate: str) -> int:
+        """Approvals `candidate` holds (given since the last member left)."""
+        return int(self._view("approvals", candidate))
+
+    def founders_pending(self) -> int:
+        """Founders that have never joined."""
+        return int(self._view("foundersPending"))
+
+    def admissions_per_round(self) -> int:
+        """How many candidates may be admitted while one round is open."""
+        return int(self._view("MAX_ADMISSIONS_PER_ROUND"))
+
     def is_admitted(self, account: str) -> bool:
         return bool(self._view("admitted", account))
 
@@ -315,7 +336,7 @@ class FederationClient(_ContractClient):
         }
 
     def proposal_votes(self, round_id: int, proposal_id: bytes) -> int:
-        votes, _ = self._view("proposalOf", round_id, proposal_id)
+        votes = self._view("proposalOf", round_id, proposal_id)
         return int(votes)
 
     def accounting(self) -> Accounting:

@@ -23,6 +23,10 @@ ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 _OZ_ERRORS: dict[str, tuple[list[tuple[str, str]], str]] = {
     "ReentrancyGuardReentrantCall": ([], "A call re-entered the contract while it was paying out."),
     "SafeERC20FailedOperation": ([("token", "address")], "The token `token` refused a transfer."),
+    "SafeCastOverflowedUintDowncast": (
+        [("bits", "uint8"), ("value", "uint256")],
+        "The amount `value` does not fit the contract's `bits`-bit field.",
+    ),
     "ERC20InsufficientBalance": (
         [("sender", "address"), ("balance", "uint256"), ("needed", "uint256")],
         "`sender` holds `balance` tokens but `needed` are needed.",

@@ -33,7 +33,13 @@ _CHAIN_DEFAULTS: dict[str, Any] = {
     "quorum": 0.6667,
     "min_peers": 2,
     "slash": 0.5,
+    "block_time": 2,
 }
+# A phase window must span at least this many blocks: a member that also produces blocks
+# can stamp them a little early or late, and must not be able to close a window on others.
+SAFE_WINDOW_BLOCKS = 10
+# Token amounts (in base units) must fit the contract's 128-bit stakes.
+MAX_SUPPLY = (2**128 - 1) // TOKEN_UNIT
 _TOKEN_DEFAULTS: dict[str, Any] = {
     "name": "Fedchain Reward",
     "symbol": "FCR",
@@ -106,15 +112,21 @@ class FederationSpec:
 
 def _validate(data: dict[str, Any]) -> None:
     chain, token = data["chain"], data["token"]
-    _number(chain, "stake", "chain", 1e-18, 1e30)
-    _number(chain, "reward_per_round", "chain", 0, 1e30)
+    _number(chain, "block_time", "chain", 0.1, 3600)
     for key in ("commit_window", "reveal_window", "vote_window"):
         _number(chain, key, "chain", 1, 10**9)
+        if chain[key] < SAFE_WINDOW_BLOCKS * chain["block_time"]:
+            raise SpecError(
+                f"spec [chain] {key} = {chain[key]}: shorter than {SAFE_WINDOW_BLOCKS} blocks of "
+                f"block_time = {chain['block_time']} s; a member producing blocks could cut it short"
+            )
     _number(chain, "quorum", "chain", 0.5001, 1)
     _number(chain, "min_peers", "chain", 1, 256)
     _number(chain, "slash", "chain", 0, 1)
     for key in ("supply", "pool", "founder_grant"):
-        _number(token, key, "token", 0, 1e30)
+        _number(token, key, "token", 0, MAX_SUPPLY)
+    _number(chain, "stake", "chain", 1e-18, MAX_SUPPLY)
+    _number(chain, "reward_per_round", "chain", 0, MAX_SUPPLY)
     founders = data.get("members", {}).get("founders")
     if not isinstance(founders, list) or not founders:
         raise SpecError("spec [members] founders: list at least one founder address")

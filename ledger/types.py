@@ -25,6 +25,7 @@ class FailReason(IntEnum):
     TOO_FEW_COMMITS = 0
     TOO_FEW_REVEALS = 1
     NO_QUORUM = 2
+    NOT_FINALIZED = 3
 
 
 class MemberStatus(IntEnum):

@@ -18,7 +18,18 @@ from typing import Any, Literal
 __all__ = ["EventKind", "EventSink", "StepEvent", "Timings"]
 
 EventKind = Literal[
-    "idle", "advanced", "committed", "revealed", "voted", "finalized", "topped-up", "stake-short", "adopted", "rejected"
+    "idle",
+    "advanced",
+    "committed",
+    "revealed",
+    "voted",
+    "finalized",
+    "topped-up",
+    "stake-short",
+    "adopted",
+    "rejected",
+    "unrevealable",
+    "model-unavailable",
 ]
 
 
@@ -62,7 +73,7 @@ class StepEvent:
             case "advanced":
                 return f"advanced round {r} past its {d['window']} window"
             case "committed":
-                return f"committed round {r} update {d['hash'][:12]} ({d['bytes']} bytes at {d['cid']})"
+                return f"committed round {r} update {d['hash'][:12]} ({d['bytes']} bytes, published at reveal)"
             case "revealed":
                 return f"revealed round {r}"
             case "voted":
@@ -75,6 +86,10 @@ class StepEvent:
                 return f"round {r}: stake {d['stake']} is short of {d['needed']} and the balance cannot cover it"
             case "adopted":
                 return f"adopted round {r}'s model {d['model_hash'][:12]}"
+            case "unrevealable":
+                return f"round {r}: cannot reveal: {d['reason']}"
+            case "model-unavailable":
+                return f"round {r}: sitting out, no copy of round {d['model_round']}'s model: {d['reason']}"
             case "rejected":
                 return f"round {r}: rejected {d['member']}'s update: {d['reason']}"
         return f"{self.kind} round {r}"  # pragma: no cover - every kind is matched above

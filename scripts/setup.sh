@@ -23,6 +23,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# --- Slither, in a venv of its own (it pins web3<8; fedchain needs web3 8) --------
+stamp=.venv/slither/.fedchain-deps
+want=$(sha256sum scripts/slither-requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing Slither into .venv/slither"
+  [ -x .venv/slither/bin/python ] || "$PYTHON" -m venv .venv/slither
+  .venv/slither/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/slither-requirements.txt
+  echo "$want" > "$stamp"
+fi
+
 # --- npm: anvil, the Solidity compiler (wasm), OpenZeppelin -------------------
 command -v npm >/dev/null || { echo "setup: npm is missing (install Node.js 20 with npm)" >&2; exit 1; }
 stamp=scripts/toolchain/node_modules/.fedchain-lock

@@ -38,8 +38,8 @@ __all__ = ["Peer", "UpdateMaker"]
 # How a peer makes its round-`r` update from the global model: honest training, or a simulated cheat.
 UpdateMaker = Callable[["Peer", int, dict[str, IntArray]], dict[str, IntArray]]
 
-# Another peer moved the round first: nothing to do, look again.
-_RACES = ("RoundNotInPhase", "NotCurrentRound", "AlreadyVoted", "AlreadyCommitted")
+# Another peer (or the clock) moved the round first: nothing to do, look again.
+_RACES = ("RoundNotInPhase", "NotCurrentRound", "AlreadyVoted", "AlreadyCommitted", "VoteWindowClosed", "VotesPending")
 
 
 class Peer:
@@ -90,6 +90,7 @@ class Peer:
         if last == self.loaded_round:
             return False
         info = self.fed.round(last)
+        old = self.params
         try:
             with self._timed("adopt"):
                 self.params = fetch_verified(
@@ -100,6 +101,8 @@ class Peer:
             if mine is None or model_hash(mine) != info.model_hash:
                 raise NodeError(f"cannot adopt round {last}'s model {info.model_cid}: {exc}") from exc
             self.params = mine  # the quorum's model is the one we computed ourselves
+        if all(self.fed.round(k).phase != Phase.FINALIZED for k in range(self.loaded_round + 1, last)):
+            self._previous = (last, old)  # what we held was the model `last` started from
         self.loaded_round = last
         self.state.model_round, self.state.model_cid = last, info.model_cid
         self.state.save()
@@ -131,8 +134,12 @@ class Peer:
             with self._timed("chain"):
                 self.fed.advance(self.account)
             return self._event("advanced", r, window=stored.name.lower())
-        if phase == Phase.COMMIT:
+        # In every phase, not only at commit: a peer restarted during a round's reveal or vote
+        # must aggregate on the round's base model, not on the initial one.
+        try:
             self.adopt_latest()
+        except NodeError as exc:  # nobody serves the agreed model and we did not compute it
+            return self._event("model-unavailable", r, model_round=self.fed.last_finalized(), reason=str(exc))
         status = self.fed.status(r, self.address)
         try:
             if phase == Phase.COMMIT and status == MemberStatus.NONE:
@@ -141,7 +148,7 @@ class Peer:
                 return self._reveal(r)
             if phase == Phase.VOTE and status == MemberStatus.REVEALED:
                 return self._vote(r)
-            if phase == Phase.VOTE and self.fed.round(r).winner != bytes(32):
+            if phase == Phase.VOTE and self.fed.can_finalize(r):
                 with self._timed("chain"):
                     self.fed.finalize(self.account, r, from_block=self._scan_from(r))
                 self.adopt_latest()
@@ -197,25 +204,37 @@ class Peer:
         with self._timed("encode"):
             data = encode(update)
             digest, salt = content_hash(data), secrets.token_bytes(32)
-        with self._timed("publish"):
-            cid = self.store.put(data)
-        self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex(), "cid": cid}
-        self.state.save()  # before the commit: a crash after it must still be able to reveal
+        # Before the commit: a crash after it must still be able to reveal. Not published yet.
+        self.state.keep_update(r, data)
+        self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex()}
+        self.state.save()
         with self._timed("chain"):
             self.fed.commit(self.account, r, self.fed.commitment_for(r, self.address, digest, salt))
-        return self._event("committed", r, hash=digest.hex(), bytes=len(data), cid=cid)
+        return self._event("committed", r, hash=digest.hex(), bytes=len(data))
 
     def _reveal(self, r: int) -> StepEvent:
         c = self.state.commits[str(r)]
+        cid = c.get("cid")
+        if cid is None:  # publish now: every commitment is in, nobody can copy it into theirs
+            data = self.state.update(r)
+            if data is None or content_hash(data) != bytes.fromhex(c["hash"]):
+                return self._event("unrevealable", r, reason="the committed update was lost")
+            with self._timed("publish"):
+                cid = self.store.put(data)
+            c["cid"] = cid
+            self.state.save()
         with self._timed("chain"):
-            self.fed.reveal(self.account, r, bytes.fromhex(c["hash"]), c["cid"], bytes.fromhex(c["salt"]))
-        return self._event("revealed", r, hash=c["hash"], cid=c["cid"])
+            self.fed.reveal(self.account, r, bytes.fromhex(c["hash"]), cid, bytes.fromhex(c["salt"]))
+        return self._event("revealed", r, hash=c["hash"], cid=cid)
 
     def _vote(self, r: int) -> StepEvent:
         with self._timed("fetch"):
             fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r))
             members = self.fed.members()[: self.fed.round(r).member_count]
-            previous = self._previous_model()
+            try:
+                previous = self._previous_model()
+            except NodeError as exc:
+                return self._event("model-unavailable", r, model_round=self.loaded_round - 1, reason=str(exc))
         with self._timed("aggregate"):
             outcome = round_outcome(self.nspec, self.params, fetched, members, previous)
         for member, reason in outcome.rejected.items():

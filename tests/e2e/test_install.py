@@ -11,6 +11,7 @@ if anything at run time reaches into the repository.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -37,14 +38,19 @@ def test_a_wheel_install_runs_the_demo_from_another_directory(tmp_path: Path) ->
     site = next((env_dir / "lib").glob("python3.*/site-packages"))
     (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     python = env_dir / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing may point back at a source tree
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)], check=True, cwd=tmp_path
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        cwd=tmp_path,
+        env=env,
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run(
         [python, "-c", "import node, ledger; print(node.__file__); print(ledger.__file__)"],
         cwd=elsewhere,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -53,6 +59,7 @@ def test_a_wheel_install_runs_the_demo_from_another_directory(tmp_path: Path) ->
     run = subprocess.run(
         [env_dir / "bin" / "fedchain", "demo", "--rounds", "1", "--json"],
         cwd=elsewhere,
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,

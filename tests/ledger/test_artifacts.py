@@ -27,13 +27,13 @@ def test_every_custom_error_and_event_is_declared_in_the_interface() -> None:
     errors = {item["name"] for item in fed["abi"] if item["type"] == "error"}
     events = {item["name"] for item in fed["abi"] if item["type"] == "event"}
     interface = (CONTRACTS_DIR / "IFederation.sol").read_text()
-    for name in errors - {"ReentrancyGuardReentrantCall", "SafeERC20FailedOperation"}:
+    for name in errors - {"ReentrancyGuardReentrantCall", "SafeERC20FailedOperation", "SafeCastOverflowedUintDowncast"}:
         assert f"error {name}(" in interface, name
     for name in events:
         assert f"event {name}(" in interface, name
     notices = fed["userdoc"].get("errors", {})
     assert all(sig.split("(")[0] in errors for sig in notices)
-    assert len(notices) >= len(errors) - 2, "every custom error has a NatSpec @notice"
+    assert len(notices) >= len(errors) - 3, "every custom error has a NatSpec @notice"  # three are OpenZeppelin's
 
 
 def _functions(abi: list[dict[str, Any]]) -> set[tuple[Any, ...]]:

@@ -37,14 +37,17 @@ def test_round_one_opens_when_every_founder_has_joined(fed: Harness) -> None:
     assert fed.fed.accounting().staked == 4 * stake
 
 
-def test_advance_opens_round_one_once_min_peers_joined(fed: Harness) -> None:
+def test_advance_opens_round_one_once_min_peers_and_a_majority_of_founders_joined(fed: Harness) -> None:
     fed.fed.join(fed.members[0])
     fed.fed.advance(fed.members[0])
     assert fed.round == 0  # one member, min_peers is 2
     fed.fed.join(fed.members[1])
     fed.fed.advance(fed.members[0])
+    assert fed.round == 0  # min_peers, but 2 of 4 founders are no majority
+    fed.fed.join(fed.members[2])
+    fed.fed.advance(fed.members[0])
     assert fed.round == 1
-    assert fed.fed.round(1).eligible == 2
+    assert fed.fed.round(1).eligible == 3
 
 
 def test_join_needs_admission_and_happens_once(fed: Harness) -> None:
@@ -124,18 +127,32 @@ def test_spec_and_contract_refuse_bad_configurations(chain: Chain) -> None:
         spec_from_dict({"members": {"founders": [a.address, a.address]}})
     with pytest.raises(SpecError, match="quorum"):
         spec_from_dict({"chain": {"quorum": 0.5}, "members": {"founders": [a.address]}})
+    with pytest.raises(SpecError, match="shorter than 10 blocks"):
+        spec_from_dict({"chain": {"vote_window": 15, "block_time": 2}, "members": {"founders": [a.address]}})
+    with pytest.raises(SpecError, match="supply"):
+        spec_from_dict({"token": {"supply": 2**128}, "members": {"founders": [a.address]}})
     # The contract checks too, for deployments made without this tool.
-    bad = (10**18, 0, 10, 10, 10, 5000, 2, 0)
-    with pytest.raises(revert_class("InvalidConfig"), match="quorum"):
-        deploy_contract(chain, a, "Federation", a.address, b"\0" * 32, bad, [a.address])
+    token, _ = deploy_contract(chain, a, "RewardToken", "T", "T", 10**24, a.address)
+    for bad, why in (
+        ((10**18, 0, 10, 10, 10, 5000, 2, 0), "quorum"),
+        ((10**18, 0, 10, 10, 10, 6667, 0, 0), "minPeers"),
+        ((10**18, 0, 10, 10, 10, 6667, 257, 0), "minPeers"),
+        ((10**18, 2**128, 10, 10, 10, 6667, 2, 0), "rewardPerRound"),
+    ):
+        with pytest.raises(revert_class("InvalidConfig"), match=why):
+            deploy_contract(chain, a, "Federation", token, b"\0" * 32, bad, [a.address])
+    huge, _ = deploy_contract(chain, a, "RewardToken", "T", "T", 2**128, a.address)
+    with pytest.raises(revert_class("InvalidConfig"), match="supply"):
+        deploy_contract(chain, a, "Federation", huge, b"\0" * 32, (10**18, 0, 10, 10, 10, 6667, 2, 0), [a.address])
 
 
 def test_founders_are_capped_at_the_member_limit(embedded: Chain) -> None:
     a = funded(embedded, 1)[0]
     cfg = (10**18, 0, 10, 10, 10, 6667, 2, 0)
     too_many = [to_checksum_address(f"0x{i:040x}") for i in range(1, 258)]
+    token, _ = deploy_contract(embedded, a, "RewardToken", "T", "T", 10**24, a.address)
     with pytest.raises(revert_class("InvalidConfig"), match="founders"):
-        deploy_contract(embedded, a, "Federation", a.address, b"\0" * 32, cfg, too_many)
+        deploy_contract(embedded, a, "Federation", token, b"\0" * 32, cfg, too_many)
 
 
 def test_the_257th_member_is_refused(embedded: Chain) -> None:

@@ -37,7 +37,12 @@ def test_a_full_round_advances_eagerly_and_credits_by_score(joined: Harness) -> 
     for m in (a, b, c):
         joined.fed.vote(m, r, model, CID, scores)
     info = joined.fed.round(r)
-    assert info.winner == proposal_id(model, scores)  # 3 of 4 >= 66.67%
+    assert info.winner == proposal_id(model, CID, scores)  # 3 of 4 >= 66.67%
+    assert not joined.fed.can_finalize(r)  # d revealed and may still vote
+    with pytest.raises(E("VotesPending")):
+        joined.fed.finalize(d, r)
+    joined.fed.vote(d, r, model, CID, scores)
+    assert joined.fed.can_finalize(r)
     joined.fed.finalize(d, r)
     info = joined.fed.round(r)
     assert (info.phase, info.model_hash, info.model_cid) == (Phase.FINALIZED, model, CID)
@@ -264,10 +269,11 @@ def test_one_transaction_applies_every_timeout_due_in_order(joined: Harness) -> 
     joined.chain.advance_time(2 * window + 50)
     assert fed.phase(r) == Phase.FAILED and fed.round(r).phase == Phase.REVEAL
     logged = _logged(joined, fed.advance(a))
-    assert [name for name, _ in logged] == ["PhaseChanged", "Slashed", "RoundFailed", "RoundOpened"]
+    # d never revealed; a, b and c revealed and never voted: withholding a vote costs the same
+    assert [name for name, _ in logged] == ["PhaseChanged", *["Slashed"] * 4, "RoundFailed", "RoundOpened"]
     assert logged[0][1] == {"round": r, "phase": Phase.VOTE}
-    assert logged[1][1]["member"] == d.address
-    assert logged[2][1] == {"round": r, "phase": Phase.VOTE, "reason": FailReason.NO_QUORUM}
+    assert [args["member"] for _, args in logged[1:5]] == [a.address, b.address, c.address, d.address]
+    assert logged[5][1] == {"round": r, "phase": Phase.VOTE, "reason": FailReason.NO_QUORUM}
     info = fed.round(r)
     assert info.phase == Phase.FAILED and info.phase_at == revealing_since + window
     assert fed.phase(r) == Phase.FAILED and joined.round == r + 1
