@@ -101,6 +101,8 @@ contract Federation is IFederation, ReentrancyGuard {
     uint32 public activeMembers;
     /// @inheritdoc IFederation
     uint32 public foundersPending;
+    /// @inheritdoc IFederation
+    uint32 public activeFounders;
 
     /// @inheritdoc IFederation
     mapping(address => bool) public admitted;
@@ -218,6 +220,7 @@ contract Federation is IFederation, ReentrancyGuard {
         if (m.active) revert AlreadyMember(msg.sender);
         if (!admitted[msg.sender]) revert NotAdmitted(msg.sender);
         bool firstFounderJoin = false;
+        if (m.founder) ++activeFounders;
         if (!m.listed) {
             if (_memberList.length >= MAX_MEMBERS) revert MembershipFull(MAX_MEMBERS);
             // Safe: the list never holds more than MAX_MEMBERS (256) entries.
@@ -234,7 +237,7 @@ contract Federation is IFederation, ReentrancyGuard {
         totalStaked += _stake;
         ++activeMembers;
         emit MemberJoined(msg.sender, m.index, m.stake);
-        if (firstFounderJoin && --foundersPending == 0 && currentRound == 0) _open(1);
+        if (firstFounderJoin && --foundersPending == 0 && currentRound == 0 && _foundersDecide()) _open(1);
         token.safeTransferFrom(msg.sender, address(this), _stake);
     }
 
@@ -261,6 +264,7 @@ contract Federation is IFederation, ReentrancyGuard {
         m.stake = 0;
         m.active = false;
         admitted[msg.sender] = false; // to come back, be admitted again
+        if (m.founder) --activeFounders;
         ++_epoch; // every pending approval lapses: an approval counts only while its giver is a member
         --activeMembers;
         totalStaked -= stake;
@@ -286,9 +290,10 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     function advance() external {
-        // Round 1 opens early only with a majority of the founders in, never on sybils' joins.
+        // Round 1 opens early only with a majority of the founders in, never on sybils' joins,
+        // and never on founders who joined once and left.
         if (currentRound == 0) {
-            if (activeMembers >= _minPeers && (_founderCount - foundersPending) * 2 > _founderCount) _open(1);
+            if (activeMembers >= _minPeers && _foundersDecide()) _open(1);
         } else {
             _syncCurrent();
         }
@@ -576,6 +581,12 @@ contract Federation is IFederation, ReentrancyGuard {
         } else if (total == R.reveals) {
             _fail(round, R, Phase.Vote, FailReason.NoQuorum);
         }
+    }
+
+    /// @dev Whether the founders still members are a majority of all founders: until round 1
+    ///      opens, only they can open it (after that, the active members decide).
+    function _foundersDecide() private view returns (bool) {
+        return uint256(activeFounders) * 2 > _founderCount;
     }
 
     function _open(uint256 r) private {

@@ -274,8 +274,12 @@ interface IFederation {
     function activeMembers() external view returns (uint32);
 
     /// @notice Founders that have never joined; round 1 opens when none is left (or on `advance`
-    ///         once a majority of the founders and `minPeers` members are in).
+    ///         once `minPeers` members are in), in both cases only while a majority of the
+    ///         founders are members (`activeFounders`).
     function foundersPending() external view returns (uint32);
+
+    /// @notice Founders that are members now (joined and not left).
+    function activeFounders() external view returns (uint32);
 
     /// @notice Whether an address may join (founder, or approved by a majority).
     function admitted(address account) external view returns (bool);

@@ -321,6 +321,10 @@ class FederationClient(_ContractClient):
         """Founders that have never joined."""
         return int(self._view("foundersPending"))
 
+    def active_founders(self) -> int:
+        """Founders that are members now."""
+        return int(self._view("activeFounders"))
+
     def admissions_per_round(self) -> int:
         """How many candidates may be admitted while one round is open."""
         return int(self._view("MAX_ADMISSIONS_PER_ROUND"))

@@ -120,6 +120,29 @@ def test_the_first_founder_alone_cannot_admit_or_open_round_one(fed: Harness) ->
     assert fed.round == 1 and fed.fed.round(1).eligible == 3
 
 
+def test_founders_who_left_do_not_count_towards_opening_round_one(chain: Chain) -> None:
+    """Two honest founders join with two attackers and leave: the attackers cannot open round 1."""
+    h = Harness.create(chain, founders=7, min_peers=2)
+    honest, attackers = h.members[:2], h.members[5:]
+    for m in honest + attackers:
+        h.fed.join(m)
+    for m in honest:
+        h.fed.leave(m)
+    assert h.fed.active_founders() == 2 and h.fed.founders_pending() == 3
+    h.fed.advance(attackers[0])  # four founders have joined, but only two are members
+    assert h.round == 0
+    sybil = _candidate(h)
+    for a in attackers:
+        h.fed.approve_member(a, sybil.address)
+    assert not h.fed.is_admitted(sybil.address)  # two of seven founders is no majority
+    with pytest.raises(E("NotAdmitted")):
+        h.fed.join(sybil)
+    for m in h.members[2:5]:  # the last founder's first join opens round 1: five of seven are in
+        assert h.round == 0
+        h.fed.join(m)
+    assert h.round == 1 and h.fed.round(1).eligible == 5
+
+
 # -- 4. a third of the members admits anyone --------------------------------------------------
 
 
