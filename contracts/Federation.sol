@@ -196,7 +196,9 @@ contract Federation is IFederation, ReentrancyGuard {
         uint256 n = ++a.count;
         emit AdmissionApproved(candidate, msg.sender, n);
         // Before round 1 the founders decide: whoever joined first is not a majority on its own.
-        uint256 electorate = currentRound == 0 ? _founderCount : activeMembers;
+        // After it, founders who have not joined yet still count: round 1 may open with a bare
+        // majority of them in, and a third of all founders must not be a majority of those.
+        uint256 electorate = currentRound == 0 ? _founderCount : uint256(activeMembers) + foundersPending;
         if (n * 2 > electorate) {
             uint256 r = currentRound;
             if (_admissionRound != r) (_admissionRound, _admissionsInRound) = (uint64(r), 0);

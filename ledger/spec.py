@@ -30,7 +30,7 @@ _CHAIN_DEFAULTS: dict[str, Any] = {
     "commit_window": 600,
     "reveal_window": 600,
     "vote_window": 600,
-    "quorum": 0.6667,
+    "quorum": 0.6666,  # at least two thirds: exactly 2/3 passes (for up to 256 revealers), so a third cannot block
     "min_peers": 2,
     "slash": 0.5,
     "block_time": 2,

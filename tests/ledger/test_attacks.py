@@ -191,9 +191,9 @@ def test_a_third_abstaining_cannot_stall_a_round_and_pays_for_it(chain: Chain) -
         r = _reveal_all(h, h.members)
         for m in voters:
             h.fed.vote(m, r, b"\x44" * 32, CID, h.scores())
-        assert not h.fed.can_finalize(r)  # 4 of 6 is below the 2/3 quorum of revealers ...
+        assert not h.fed.can_finalize(r)  # 4 of 6 decide it, but the others may vote until the deadline ...
         h.chain.advance_time(WINDOW)
-        assert h.fed.can_finalize(r)  # ... but at the deadline it is 4 of the 4 votes cast
+        assert h.fed.can_finalize(r)  # ... and then it closes without them
         h.fed.finalize(voters[0], r)
         assert h.fed.round(r).phase == Phase.FINALIZED
         for m in abstainers:
@@ -202,6 +202,45 @@ def test_a_third_abstaining_cannot_stall_a_round_and_pays_for_it(chain: Chain) -
         paid = [h.fed.rewards(m.address)["credited"] for m in h.members]
         assert all(p > 0 for p in paid[:4]) and paid[4:] == [0, 0]
     assert all(h.fed.rewards(m.address)["slashed"] == 3 * slash for m in abstainers)
+
+
+def test_a_third_voting_for_another_model_cannot_stall_a_round(chain: Chain) -> None:
+    """Exactly two thirds is a quorum (the default 0.6666): dissenters cannot fail every round for free."""
+    h = Harness.create(chain, founders=6)
+    h.join_all()
+    honest, dissenters = h.members[:4], h.members[4:]
+    for _ in range(2):  # round after round
+        r = _reveal_all(h, h.members)
+        for m in honest:
+            h.fed.vote(m, r, b"\x44" * 32, CID, h.scores())
+        for m in dissenters:
+            h.fed.vote(m, r, b"\x99" * 32, CID, h.scores())
+        assert h.fed.can_finalize(r)  # every revealer voted, and 4 of 6 is two thirds
+        h.fed.finalize(honest[0], r)
+        info = h.fed.round(r)
+        assert info.phase == Phase.FINALIZED and info.model_hash == b"\x44" * 32
+
+
+def test_a_third_of_the_founders_cannot_admit_by_opening_round_one_early(chain: Chain) -> None:
+    """Three of nine founders open round 1 with a bare majority in, then try to admit a sybil alone.
+
+    Founders who have not joined yet still count in the electorate after round 1 opens.
+    """
+    h = Harness.create(chain, founders=9, min_peers=2)
+    attackers, honest = h.members[:3], h.members[3:]
+    for m in honest[:2] + attackers:  # five of nine founders in: a bare majority
+        h.fed.join(m)
+    h.fed.advance(attackers[0])
+    assert h.round == 1
+    sybil = _candidate(h)
+    for a in attackers:
+        h.fed.approve_member(a, sybil.address)
+    assert h.fed.approvals(sybil.address) == 3 and not h.fed.is_admitted(sybil.address)  # 3 of 5 + 4 pending
+    with pytest.raises(E("NotAdmitted")):
+        h.fed.join(sybil)
+    h.fed.approve_member(honest[0], sybil.address)
+    h.fed.approve_member(honest[1], sybil.address)
+    assert h.fed.is_admitted(sybil.address)  # five of nine: a real majority
 
 
 def test_more_than_a_third_abstaining_fails_the_round_and_costs_the_abstainers(joined: Harness) -> None:
