@@ -20,12 +20,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, ContractPanicError
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, ContractPanicError
 from web3.types import TxReceipt
 
 from .chain import Chain
 from .contracts import artifact, decode_revert
-from .errors import ChainUnreachable, ContractRevert, revert_class
+from .errors import ChainUnreachable, ContractRevert, DeploymentError, revert_class
 from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, Reveal, RoundInfo
 
 __all__ = ["FederationClient", "TokenClient", "commitment", "network_errors", "proposal_id", "revert_error", "send"]
@@ -129,7 +129,15 @@ class _ContractClient:
 
     def _view(self, name: str, *args: Any) -> Any:
         with network_errors(self.chain.url or "the chain"):
-            return getattr(self.contract.functions, name)(*args).call()
+            try:
+                return getattr(self.contract.functions, name)(*args).call()
+            except BadFunctionCallOutput as exc:  # empty output: is the contract still there?
+                if self.chain.w3.eth.get_code(self.contract.address):
+                    raise
+                raise DeploymentError(
+                    f"no contract at {self.address} on chain {self.chain.chain_id} any more: "
+                    "the chain was restarted without its state (or the endpoint now serves another chain)"
+                ) from exc
 
     def _send(self, signer: LocalAccount, name: str, *args: Any) -> TxReceipt:
         return send(self.chain, getattr(self.contract.functions, name)(*args), signer)

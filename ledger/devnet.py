@@ -27,6 +27,7 @@ __all__ = ["DEVNET_CHAIN_ID", "AnvilProcess", "DevnetState", "free_port", "start
 DEVNET_CHAIN_ID = 31337
 DEFAULT_STATE_DIR = Path(".fedchain") / "devnet"
 DEV_BALANCE_ETH = 1_000_000  # per development account: long test sessions fund many accounts from them
+STATE_INTERVAL = 2  # seconds between anvil's saves of a dev-net chain (a SIGKILL loses at most this much)
 
 
 def free_port() -> int:
@@ -93,12 +94,16 @@ def start_anvil(
     log_path: Path | None = None,
     timeout: float = 30.0,
     block_time: float | None = None,
+    state_file: Path | None = None,
 ) -> AnvilProcess:
     """Start anvil on 127.0.0.1 in its own process group and wait until it answers.
 
     With `block_time`, anvil mines a block every so many seconds, as a real chain does, so
     chain time (and with it every phase deadline) moves on while nobody sends anything.
     Without it, a block is mined per transaction: fast for tests that move time themselves.
+    With `state_file`, anvil starts from the chain saved there (if any) and saves its chain
+    there every `STATE_INTERVAL` seconds and when it stops, so a restart keeps the contracts,
+    their storage and their logs.
     """
     binary = anvil_path()
     if binary is None:
@@ -113,6 +118,7 @@ def start_anvil(
                 *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
                 *("--balance", str(DEV_BALANCE_ETH)),
                 *(("--block-time", f"{block_time:g}") if block_time else ()),
+                *(("--state", str(state_file), "--state-interval", str(STATE_INTERVAL)) if state_file else ()),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.devnet import DEFAULT_STATE_DIR
+from ledger.files import write_atomic
 from node.cli.common import deployment_args, keystore_args, open_deployment, rpc_for, say, tokens
 from node.errors import NodeError
 
@@ -67,30 +68,39 @@ def cmd_account_new(args: argparse.Namespace) -> int:
 def cmd_devnet_up(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from ledger.chain import connect
     from ledger.devnet import DevnetState, pid_alive, start_anvil
-    from node.store.kubo import KuboNode, new_swarm_key, start_kubo
+    from node.store.kubo import KuboNode, ensure_nodes, new_swarm_key
 
     state = DevnetState.load(args.state_dir)
+    chain_file = args.state_dir / "chain.json"
     if state.anvil and pid_alive(state.anvil.pid):
         say(f"anvil already running: {state.anvil.url} (pid {state.anvil.pid})")
     else:
-        state.anvil = start_anvil(args.port, args.chain_id, args.state_dir / "anvil.log", block_time=args.block_time)
+        if args.fresh and chain_file.exists():
+            chain_file.unlink()
+        saved = chain_file.exists()
+        state.anvil = start_anvil(
+            args.port, args.chain_id, args.state_dir / "anvil.log", block_time=args.block_time, state_file=chain_file
+        )
         state.save(args.state_dir)
+        block = connect(state.anvil.url, state.anvil.chain_id).block_number()
+        if saved:
+            say(f"chain   restored from {chain_file} at block {block}: its contracts and logs are back")
+        else:
+            say(f"chain   new and empty (saved to {chain_file} as it runs; `devnet up` restores it)")
     say(f"anvil   {state.anvil.url}  chain id {state.anvil.chain_id}  pid {state.anvil.pid}")
-    alive = [k for k in state.kubo if pid_alive(int(k["pid"]))]
     key_path = args.state_dir / "swarm.key"
     if not key_path.exists():
-        key_path.write_text(new_swarm_key())
-    nodes = [KuboNode(**k) for k in alive]
-    try:
-        for i in range(len(nodes), args.kubo):
-            node = start_kubo(args.state_dir / f"kubo-{i}", key_path.read_text())
-            for other in nodes:
-                node.connect(other)
-            nodes.append(node)
-    finally:
-        state.kubo = [asdict(n) for n in nodes]
+        write_atomic(key_path, new_swarm_key(), mode=0o600)
+
+    def started(node: KuboNode) -> None:  # recorded at once: no daemon of ours is ever left unrecorded
+        state.kubo = [k for k in state.kubo if k["repo"] != node.repo] + [asdict(node)]
         state.save(args.state_dir)
+
+    nodes = ensure_nodes(args.state_dir, state.kubo, args.kubo, key_path.read_text(), started)
+    state.kubo = [asdict(n) for n in nodes]
+    state.save(args.state_dir)
     for n in nodes:
         say(f"kubo    {n.api}  peer {n.peer_id[:16]}…  pid {n.pid}")
     say(f"state   {DevnetState.path(args.state_dir)}")
@@ -259,6 +269,7 @@ def add_chain_commands(sub: Any) -> None:
                 "--block-time", type=float, default=1, help="seconds between blocks (0: one per transaction)"
             )
             p.add_argument("--kubo", type=int, default=2, help="Kubo (IPFS) nodes to start in a private swarm")
+            p.add_argument("--fresh", action="store_true", help="start an empty chain, discarding the saved one")
         p.set_defaults(func=func)
 
     p = sub.add_parser("deploy", help="deploy the token and the federation")

@@ -5,8 +5,9 @@ the schema, keystore, RPC endpoint and chain id, IPFS API), joins if it was
 admitted, then steps the round loop until told to stop. RPC and IPFS failures
 (`ChainUnreachable`, `StoreError`) are waited out with backoff and said in the
 log; so is a step that failed for a reason the next block may change. A
-permanent error (the account is no longer a member, a contract error that no
-retry can change) stops the daemon with a non-zero exit. SIGINT and SIGTERM stop
+permanent error (the account is no longer a member, the contract is gone from
+the chain because it was restarted without its state, a contract error that no
+retry can change) stops the daemon with one line and a non-zero exit. SIGINT and SIGTERM stop
 it between two steps, with its state saved.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +24,7 @@ from types import FrameType
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import Deployment, open_federation
-from ledger.errors import ChainUnreachable, ContractRevert
+from ledger.errors import ChainUnreachable, ContractRevert, DeploymentError
 from ledger.keystore import load_keystore, read_password
 from ledger.spec import load_spec
 from node.errors import NodeError
@@ -40,6 +42,13 @@ _TRANSIENT = (ChainUnreachable, StoreError)
 
 # Reverts no retry can change: the account is not (or no longer) a member of the federation.
 _PERMANENT_REVERTS = frozenset({"NotMember", "NotAdmitted"})
+
+
+def _brief(exc: Exception, limit: int = 160) -> str:
+    """An error as one short line for the log: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class PermanentError(NodeError):
@@ -91,6 +100,7 @@ class Daemon:
         peer, fed = open_peer(self.cfg, self._say)
         peer.on_event = self._on_event
         backoff, waiting = 0.0, ""
+        outage, outage_since = "", 0.0  # the failure being waited out, said once (not at every retry)
         while not self.stop.is_set():
             try:
                 done = peer.step()
@@ -98,25 +108,33 @@ class Daemon:
                     peer.adopt_latest()
                     self._say(f"round {until_round} closed; model {model_hash(peer.params).hex()[:16]}; exiting")
                     return 0
-                backoff = 0.0
+                now = "" if done else self._waiting_for(fed)  # chain calls too: inside the retry
             except _TRANSIENT as exc:
                 backoff = min(30.0, max(0.5, backoff * 2))
-                self._say(f"waiting {backoff:.1f}s for RPC/IPFS: {type(exc).__name__}: {exc}")
+                if _brief(exc) != outage:
+                    outage, outage_since = _brief(exc), outage_since if outage else time.monotonic()
+                    self._say(f"waiting for RPC/IPFS, retrying up to every 30s: {outage}")
                 self.stop.wait(backoff)
                 continue
+            except DeploymentError as exc:  # the federation is gone from this endpoint
+                peer.state.save()
+                raise PermanentError(f"{self.cfg.name}: {exc}") from exc
             except (ContractRevert, NodeError) as exc:
                 if isinstance(exc, ContractRevert) and exc.error_name in _PERMANENT_REVERTS:
                     peer.state.save()
                     raise PermanentError(f"{self.cfg.name}: {exc}") from exc
                 backoff = min(30.0, max(1.0, backoff * 2))
-                self._say(f"step failed, retrying in {backoff:.0f}s: {exc}")
+                self._say(f"step failed, retrying in {backoff:.0f}s: {_brief(exc)}")
                 self.stop.wait(backoff)
                 continue
+            backoff = 0.0
+            if outage:
+                self._say(f"RPC/IPFS answer again after {time.monotonic() - outage_since:.0f}s")
+                outage = ""
             if done:
                 self._on_event(done)
                 waiting = ""
                 continue
-            now = self._waiting_for(fed)
             if now != waiting:
                 self._say(now)
                 waiting = now

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from eth_account import Account
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
-from ledger.devnet import AnvilProcess
+from ledger.devnet import AnvilProcess, start_anvil
 from ledger.keystore import create_keystore
 from ledger.spec import spec_from_dict
 from ledger.types import Phase
@@ -220,3 +221,101 @@ def test_demo_on_the_devnet_runs_a_process_per_peer(sample_csv: Path) -> None:
     assert [r["status"] for r in doc["rounds"]] == ["finalized", "finalized"]
     assert all(r["participants"] == 3 for r in doc["rounds"])
     assert all(int(p["reward"]) > 0 for p in doc["peers"])
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {log.read_text()[-2000:]}"
+        time.sleep(0.05)
+
+
+def test_a_peer_killed_at_every_step_of_a_round_votes_as_if_it_never_was(
+    tmp_path: Path,
+    mining_anvil: AnvilProcess,
+    kubo_nodes: list[KuboNode],
+    sample_csv: Path,
+    daemons: list[subprocess.Popen[bytes]],
+) -> None:
+    """Kill one daemon of three at each step of a round and restart it at once; every vote still agrees.
+
+    With three peers and a 2/3 quorum, a restarted peer that voted for another model would leave
+    the round short of unanimity (and, with a second such peer, fail it): every round must close
+    finalized with all three revealers voting for the winning proposal.
+    """
+    net = small_federation(tmp_path, mining_anvil, kubo_nodes, sample_csv)
+    logs = [tmp_path / f"peer{i}.log" for i in range(3)]
+    last = 6
+    procs = [_daemon(cfg, last, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
+    daemons += procs
+    victim_logs = [logs[2]]
+
+    def in_log(text: str) -> Callable[[], bool]:
+        return lambda: text in victim_logs[-1].read_text()
+
+    def in_phase(r: int, phase: Phase) -> Callable[[], bool]:
+        return lambda: net.fed.current_round() == r and net.fed.phase(r) == phase
+
+    # (round, the moment to kill at, the signal): after commit, after reveal, mid-vote (the
+    # victim is fetching and aggregating), after its vote (finalize pending), mid-commit (SIGTERM)
+    moments: list[tuple[int, str, Callable[[], bool], signal.Signals]] = [
+        (2, "after commit", in_log("committed round 2"), signal.SIGKILL),
+        (3, "after reveal", in_log("revealed round 3"), signal.SIGKILL),
+        (4, "mid-vote", in_phase(4, Phase.VOTE), signal.SIGKILL),
+        (5, "mid-finalize", in_log("voted round 5"), signal.SIGKILL),
+        (6, "mid-commit", in_phase(6, Phase.COMMIT), signal.SIGTERM),
+    ]
+    for r, what, moment, sig in moments:
+        _wait_for(f"round {r} {what}", moment, 4 * WINDOW + 120, victim_logs[-1])
+        victim = procs[2]
+        os.killpg(victim.pid, sig)
+        victim.wait(timeout=60)
+        victim_logs.append(tmp_path / f"peer2-restart{r}.log")
+        procs[2] = _daemon(net.configs[2], last, 1, victim_logs[-1])
+        daemons.append(procs[2])
+    _wait(procs, 300)
+    assert [p.returncode for p in procs] == [0, 0, 0], victim_logs[-1].read_text()[-2000:]
+    text = "".join(log.read_text() for log in victim_logs)
+    assert "AlreadyCommitted" not in text and "Traceback" not in text
+    for r in range(1, last + 1):
+        info = net.fed.round(r)
+        assert info.phase == Phase.FINALIZED, (r, info)
+        assert info.reveals == 3 and info.votes == 3, (r, info)
+        assert net.fed.proposal_votes(r, info.winner) == 3, f"round {r}: a vote went elsewhere"
+    assert len({_final_model(log) for log in (logs[0], logs[1], victim_logs[-1])}) == 1
+
+
+def test_daemons_wait_out_a_chain_outage_and_stop_with_one_line_when_it_comes_back_empty(
+    tmp_path: Path, kubo_nodes: list[KuboNode], sample_csv: Path, daemons: list[subprocess.Popen[bytes]]
+) -> None:
+    saved = tmp_path / "chain.json"
+    chain_node = start_anvil(log_path=tmp_path / "anvil.log", state_file=saved)
+    try:
+        net = small_federation(tmp_path, chain_node, kubo_nodes, sample_csv, n=3)
+        logs = [tmp_path / f"peer{i}.log" for i in range(2)]
+        procs = [_daemon(cfg, 3, 1, log) for cfg, log in zip(net.configs[:2], logs, strict=True)]
+        daemons += procs
+        for log in logs:  # joined; round 1 is open, waiting for commits
+            _wait_for("the daemon to wait", lambda log=log: "waiting" in log.read_text(), 120, log)
+        # an outage: the chain stops (saving its state) and comes back with it a few seconds later
+        chain_node.stop()
+        for log in logs:
+            _wait_for("the outage to be seen", lambda log=log: "waiting for RPC/IPFS" in log.read_text(), 60, log)
+        time.sleep(3)
+        chain_node = start_anvil(chain_node.port, log_path=tmp_path / "anvil-back.log", state_file=saved)
+        for log in logs:
+            _wait_for("the chain to be back", lambda log=log: "answer again" in log.read_text(), 60, log)
+            text = log.read_text()
+            assert text.count("waiting for RPC/IPFS") == 1 and all(len(line) < 300 for line in text.splitlines())
+        assert all(p.poll() is None for p in procs)
+        # the chain comes back empty: each daemon says so in one line and exits non-zero
+        chain_node.stop()
+        chain_node = start_anvil(chain_node.port, log_path=tmp_path / "anvil-fresh.log")
+        for p, log in zip(procs, logs, strict=True):
+            assert p.wait(timeout=120) == 1, log.read_text()[-2000:]
+            text = log.read_text()
+            assert "Traceback" not in text and "BadFunctionCallOutput" not in text
+            assert f"no contract at {net.fed.address} on chain 31337 any more" in text
+            assert len([line for line in text.splitlines() if "no contract at" in line]) == 1
+    finally:
+        chain_node.stop()
