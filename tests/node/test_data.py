@@ -73,7 +73,7 @@ def test_semicolons_and_boolean_labels(tmp_path: Path) -> None:
         ("age,tier,bought\n1,gold,yes\n", "missing column(s) ['spend']"),
         ("age,spend,tier,bought\n1,2,gold,yes\n3,lots,gold,no\n", "row 3, column 'spend': 'lots' is not a number"),
         ("age,spend,tier,bought\n1,2,gold,yes\n3,4,gold,yes\n", "only one class"),
-        ("age,spend,tier,bought\n1,2,gold,no\n3,4,gold,No\n", "no row has the positive value 'yes'; it holds 'No', 'no'"),
+        ("age,spend,tier,bought\n1,2,gold,no\n3,4,gold,No\n", "no row has the positive value 'yes'"),
         ("age,spend,tier,bought\n1,2,gold,yes\n3,4,gold,nan\n", "the label is empty"),
         ("age,spend,tier,bought\n1,2,gold,yes\n3,4,gold\n", "row 3: 3 cells"),
         ("age,spend,tier,bought\n1,2,gold,\n3,4,gold,no\n", "the label is empty"),
