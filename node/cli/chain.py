@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from ledger.devnet import DEFAULT_STATE_DIR
-from node.cli.common import deployment_args, keystore_args, open_deployment, rpc_for, say, tokens
+from node.cli.common import (
+    deployment_args,
+    keystore_args,
+    open_deployment,
+    rounds_text,
+    rpc_for,
+    say,
+    state_dir_arg,
+    tokens,
+    why_unpaid,
+)
 from node.errors import NodeError
 
 __all__ = ["add_chain_commands"]
@@ -214,6 +224,8 @@ def cmd_rewards(args: argparse.Namespace) -> int:
         say(f"{'round':>5} {'score':>6} {'reward':>10} {'slashed':>10}")
         for x in doc["rounds"]:
             say(f"{x['round']:>5} {x['score']:>6} {tokens(x['reward']):>10} {tokens(x['slashed']):>10}")
+    if doc["unpaid_rounds"]:
+        say(f"unpaid    rounds {rounds_text(doc['unpaid_rounds'])}: voted, scored 0; {why_unpaid()}")
     return 0
 
 
@@ -262,7 +274,8 @@ def add_chain_commands(sub: Any) -> None:
         p.set_defaults(func=func)
 
     p = sub.add_parser("deploy", help="deploy the token and the federation")
-    p.add_argument("--rpc", help="JSON-RPC URL (default: the devnet's)")
+    p.add_argument("--rpc", help="JSON-RPC URL (default: the dev-net's)")
+    state_dir_arg(p)
     p.add_argument("--chain-id", type=int, help="refuse to deploy unless the endpoint serves this chain id")
     p.add_argument("--spec", type=Path, required=True, help="federation spec (TOML)")
     p.add_argument("--out", type=Path, default=Path("deployment.json"))
