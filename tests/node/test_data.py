@@ -118,3 +118,16 @@ def test_schema_round_trips_through_the_spec() -> None:
     with pytest.raises(DataError, match="incomplete"):
         Schema.from_spec({"positive": "yes"})
     assert np.isclose(SCHEMA.n_features, 5)
+
+
+def test_the_walkthrough_files_come_from_the_bundled_data(tmp_path: Path) -> None:
+    from node.datasets.sample import main
+
+    assert main(["--out-dir", str(tmp_path)]) == 0
+    sample, bank, hotel = (
+        load_csv(tmp_path / n, infer_schema(tmp_path / "sample.csv", "y", "yes", ["duration"])[0])
+        for n in ("sample.csv", "bank.csv", "hotel.csv")
+    )
+    assert len(sample) == 45211 // 7 and len(bank) + len(hotel) + len(sample) == 45211
+    assert abs(len(bank) - len(hotel)) <= 1 and 0.08 < float(bank.y.mean()) < 0.16
+    assert main(["--out-dir", str(tmp_path)]) == 1  # never overwrites
