@@ -33,6 +33,7 @@ __all__ = [
     "rpc_for",
     "say",
     "short",
+    "state_dir",
     "state_dir_arg",
     "tokens",
     "why_unpaid",
@@ -136,12 +137,18 @@ def deployment_args(p: argparse.ArgumentParser) -> None:
 # -- endpoints ----------------------------------------------------------------
 
 
-def devnet_state(args: argparse.Namespace) -> DevnetState:
-    """The dev-net state that `--state-dir`, else $FEDCHAIN_STATE_DIR, else the default directory holds."""
-    from ledger.devnet import DEFAULT_STATE_DIR, DevnetState
+def state_dir(args: argparse.Namespace) -> Path:
+    """The dev-net's state directory: `--state-dir`, else $FEDCHAIN_STATE_DIR, else .fedchain/devnet."""
+    from ledger.devnet import DEFAULT_STATE_DIR
 
-    chosen = getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
-    return DevnetState.load(Path(chosen))
+    return Path(getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def devnet_state(args: argparse.Namespace) -> DevnetState:
+    """The dev-net state in `state_dir(args)`."""
+    from ledger.devnet import DevnetState
+
+    return DevnetState.load(state_dir(args))
 
 
 def _devnet_rpc(args: argparse.Namespace) -> str | None:
