@@ -196,18 +196,21 @@ def _apply(rec: RoundRecord, name: str, args: dict[str, Any], when: dict[str, An
 
 
 def member_rewards(client: FederationClient, who: str, from_block: int = 0) -> dict[str, Any]:
-    """A member's earned, claimed, unclaimed and slashed amounts, round by round.
+    """A member's earned, claimed, unclaimed and slashed amounts, round by round, and the finalized
+    rounds it voted in and was paid nothing for (`unpaid_rounds`: its score was 0).
 
     The contract's storage is checked against its `RewardCredited` events: if they
     disagree, `LedgerError` says so instead of printing either.
     """
     totals, info = client.rewards(who), client.member(who)
     trail = read_audit(client, from_block)
-    rows = []
+    rows, unpaid = [], []
     for r in sorted(trail.rounds):
         rec = trail.rounds[r]
         reward = next((x for x in rec.rewards if x["member"] == who), None)
         slash = next((x for x in rec.slashes if x["member"] == who), None)
+        if rec.status == "finalized" and reward is None and any(x["member"] == who for x in rec.votes):
+            unpaid.append(r)  # it took part to the end, the round finalized, and its score was 0
         if reward or slash:
             rows.append(
                 {
@@ -230,4 +233,5 @@ def member_rewards(client: FederationClient, who: str, from_block: int = 0) -> d
         "unclaimed": str(totals["credited"]),
         "slashed": str(totals["slashed"]),
         "rounds": rows,
+        "unpaid_rounds": unpaid,
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +49,39 @@ class Deployment:
             raise DeploymentError(f"deployment file {path} does not exist (run `fedchain deploy`)") from exc
         except (OSError, ValueError) as exc:
             raise DeploymentError(f"deployment file {path} is not valid JSON") from exc
-        try:
-            deployment = cls(**data)
-        except TypeError as exc:
-            raise DeploymentError(f"deployment file {path} has unexpected fields ({exc})") from exc
+        _check_fields(path, data)
+        deployment = cls(**data)
         for field in ("federation", "token"):
             if not is_address(getattr(deployment, field)):
                 raise DeploymentError(f"deployment file {path}: {field} is not an address")
         return deployment
+
+
+_INTEGERS = ("chain_id", "block", "version")
+
+
+def _check_fields(path: Path, data: Any) -> None:
+    """Every field there, none unknown, each of its type: a bad file is named, key by key, in one line."""
+    if not isinstance(data, dict):
+        raise DeploymentError(f"deployment file {path} is not a JSON object")
+    known = {f.name: f for f in fields(Deployment)}
+    missing = [name for name, f in known.items() if f.default is MISSING and name not in data]
+    if missing:
+        raise DeploymentError(f"deployment file {path} lacks {', '.join(missing)}")
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise DeploymentError(f"deployment file {path} has unknown fields: {', '.join(unknown)}")
+    for name, value in data.items():
+        if name in _INTEGERS:
+            ok, expected = isinstance(value, int) and not isinstance(value, bool) and value >= 0, "an integer"
+        elif name == "founders":
+            ok, expected = isinstance(value, list) and all(isinstance(x, str) for x in value), "a list of addresses"
+        elif name == "rpc_url":
+            ok, expected = value is None or isinstance(value, str), "a URL or null"
+        else:
+            ok, expected = isinstance(value, str), "a string"
+        if not ok:
+            raise DeploymentError(f"deployment file {path}: {name} = {json.dumps(value)}: expected {expected}")
 
 
 def deploy_contract(chain: Chain, deployer: LocalAccount, name: str, *args: Any) -> tuple[str, int]:

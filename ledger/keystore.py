@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,27 @@ from .errors import KeystoreError
 __all__ = ["PASSWORD_ENV", "create_keystore", "keystore_address", "load_keystore", "read_password"]
 
 PASSWORD_ENV = "FEDCHAIN_PASSWORD"
+_warned: set[Path] = set()  # password files already warned about in this process
+
+
+def _warn_if_shared(password_file: Path) -> None:
+    """One line on stderr, once per file, when others than its owner may read it."""
+    try:
+        mode = stat.S_IMODE(password_file.stat().st_mode)
+    except OSError:
+        return
+    if mode & 0o077 and password_file.resolve() not in _warned:
+        _warned.add(password_file.resolve())
+        sys.stderr.write(
+            f"fedchain: warning: password file {password_file} can be read by others (mode {mode:04o}); "
+            f"`chmod 600 {password_file}`\n"
+        )
 
 
 def read_password(password_file: Path | None = None, *, prompt: str = "Keystore password: ") -> str:
     """The keystore password: from `password_file`, else $FEDCHAIN_PASSWORD, else a terminal prompt."""
     if password_file is not None:
+        _warn_if_shared(password_file)
         try:
             return password_file.read_text().rstrip("\r\n")
         except OSError as exc:
@@ -42,6 +59,8 @@ def create_keystore(path: Path, password: str, private_key: str | None = None) -
     """Write a new encrypted keystore (a fresh key unless one is given); returns its address."""
     if path.exists():
         raise KeystoreError(f"keystore {path} already exists; refusing to overwrite it")
+    if not password:
+        raise KeystoreError(f"refusing an empty password for keystore {path}")
     account = Account.from_key(private_key) if private_key else Account.create()
     blob = Account.encrypt(account.key, password)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -108,6 +108,16 @@ class Harness:
         return r
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a `python -m node.cli` child: this checkout's packages first on its path
+    (an editable install may point at another checkout, e.g. from a git worktree), plus `extra`."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, password: str = "pw", timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
@@ -115,7 +125,7 @@ def run_cli(
     return subprocess.run(
         [sys.executable, "-m", "node.cli", *args],
         cwd=cwd,
-        env={**os.environ, "FEDCHAIN_PASSWORD": password},
+        env=cli_env(FEDCHAIN_PASSWORD=password),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -127,8 +137,7 @@ def spawn_cli(
     *args: str, log: Path, cwd: Path | None = None, password: str = "pw", threads: int = 1
 ) -> subprocess.Popen[bytes]:
     """`fedchain ARGS` in the background, in its own process group, output to `log`."""
-    env = {**os.environ, "FEDCHAIN_PASSWORD": password, "OMP_NUM_THREADS": str(threads)}
-    env["MKL_NUM_THREADS"] = str(threads)
+    env = cli_env(FEDCHAIN_PASSWORD=password, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return subprocess.Popen(
         [sys.executable, "-m", "node.cli", *args],
         cwd=cwd,

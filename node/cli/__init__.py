@@ -1,4 +1,4 @@
-"""The `fedchain` command line. Errors print one line and exit non-zero; --debug shows the traceback.
+"""The `fedchain` command line. Errors print one line and exit non-zero; --debug (anywhere) shows the traceback.
 
 Building the parser imports no heavy module: each command imports what it needs
 when it runs, so `fedchain --help` and the chain-only commands never load torch.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ledger.errors import LedgerError
 from node.cli.audit import add_audit_commands
@@ -20,9 +21,16 @@ from node.errors import NodeError
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line too (subcommand parsers are of this class as well)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"fedchain: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedchain", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser = _Parser(prog="fedchain", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (accepted anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True)
     add_chain_commands(sub)
     add_audit_commands(sub)
@@ -32,9 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _take_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """argv without its `--debug` flags (before any `--`), and whether there was one: the flag is
+    global, so `fedchain node run --debug` means what `fedchain --debug node run` does."""
+    args = list(argv)
+    end = args.index("--") if "--" in args else len(args)
+    rest = [a for a in args[:end] if a != "--debug"]
+    return rest + args[end:], len(rest) < end
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv, debug = _take_debug(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.debug = debug
     try:
         return int(args.func(args))
     except (LedgerError, NodeError) as exc:

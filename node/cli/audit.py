@@ -8,16 +8,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import deployment_args, open_deployment, say, short, tokens
+from node.cli.common import (
+    at_least,
+    deployment_args,
+    ipfs_for,
+    open_deployment,
+    rounds_text,
+    rpc_for,
+    say,
+    short,
+    tokens,
+    why_unpaid,
+)
 from node.errors import NodeError
 
 __all__ = ["add_audit_commands"]
+
+
+def _unpaid(r: dict[str, Any]) -> bool:
+    """A finalized round in which no score was positive: it credited nobody."""
+    return r["status"] == "finalized" and not r["rewards"]
 
 
 def _round_line(r: dict[str, Any]) -> str:
     status = r["status"] if r["status"] != "open" else f"open:{r['phase'].lower()}"
     if r["fail_reason"]:
         status += f" ({r['fail_reason']})"
+    if _unpaid(r):
+        status += " (unpaid)"
     return (
         f"{r['round']:>5}  {status:28} {len(r['commits']):>7} {len(r['reveals']):>7} {len(r['votes']):>5}  "
         f"{short(r['model_hash']):13} {short(r['model_cid'], 16):19} {tokens(r['reward_total']):>10} "
@@ -41,6 +59,9 @@ def cmd_audit_rounds(args: argparse.Namespace) -> int:
     )
     for r in trail["rounds"]:
         say(_round_line(r))
+    unpaid = [r["round"] for r in trail["rounds"] if _unpaid(r)]
+    if unpaid:
+        say(f"unpaid: rounds {rounds_text(unpaid)} scored every update 0; {why_unpaid()}")
     return 0
 
 
@@ -78,6 +99,8 @@ def cmd_audit_round(args: argparse.Namespace) -> int:
     )
     say(f"model {doc['model_hash'] or '-'}  cid {doc['model_cid'] or '-'}")
     say(f"rewards {tokens(doc['reward_total'])}, slashed {tokens(doc['slashed_total'])}")
+    if _unpaid(doc):
+        say(f"unpaid: every score was 0; {why_unpaid()}")
     say(f"{'member':42}  {'committed':9} {'revealed':13} {'voted':13} {'score':>8} {'reward':>10} {'slashed':>10}")
     for row in _member_rows(doc, trail.members):
         say(row)
@@ -94,11 +117,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     deployment = Deployment.load(args.deployment)
     spec = load_spec(args.spec)
-    chain = connect(args.rpc or deployment.rpc_url or "http://127.0.0.1:8545", deployment.chain_id)
+    chain = connect(rpc_for(args, deployment), deployment.chain_id)
     fed = open_federation(chain, deployment)
     if fed.spec_hash() != spec.hash:
         raise NodeError(f"{args.spec} is not this federation's spec (hash 0x{spec.hash.hex()})")
-    store = open_store(args.ipfs)
+    store = open_store(ipfs_for(args))
     verdict = verify_round(fed, store, NodeSpec.from_federation(spec), args.round, deployment.block)
     for line in verdict.lines:
         say(line)
@@ -121,14 +144,15 @@ def add_audit_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the fedchain.audit/1 JSON document")
     p.set_defaults(func=cmd_audit_rounds)
     p = audit.add_parser("round", help="one round, member by member")
-    p.add_argument("round", type=int)
+    p.add_argument("round", type=at_least(1))
     deployment_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_round)
     p = audit.add_parser("verify", help="refetch a finalized round's updates, re-aggregate, compare with the chain")
-    p.add_argument("--round", type=int, required=True)
-    p.add_argument("--deployment", type=Path, default=Path("deployment.json"))
+    p.add_argument("--round", type=at_least(1), required=True)
+    deployment_args(p)
     p.add_argument("--spec", type=Path, required=True, help="the federation spec")
-    p.add_argument("--rpc", help="JSON-RPC URL (default: the deployment's)")
-    p.add_argument("--ipfs", default="/ip4/127.0.0.1/tcp/5001/http", help="Kubo API multiaddr, or embedded:DIR")
+    p.add_argument(
+        "--ipfs", help="Kubo API multiaddr, or embedded:DIR (default: the dev-net's first Kubo node, else port 5001)"
+    )
     p.set_defaults(func=cmd_audit_verify)

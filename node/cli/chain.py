@@ -12,9 +12,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ledger.devnet import DEFAULT_STATE_DIR
 from ledger.files import write_atomic
-from node.cli.common import deployment_args, keystore_args, open_deployment, rpc_for, say, tokens
+from node.cli.common import (
+    deployment_args,
+    keystore_args,
+    open_deployment,
+    rounds_text,
+    rpc_for,
+    say,
+    state_dir,
+    state_dir_arg,
+    tokens,
+    why_unpaid,
+)
 from node.errors import NodeError
 
 __all__ = ["add_chain_commands"]
@@ -72,8 +82,9 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     from ledger.devnet import DevnetState, pid_alive, start_anvil
     from node.store.kubo import KuboNode, ensure_nodes, new_swarm_key
 
-    state = DevnetState.load(args.state_dir)
-    chain_file = args.state_dir / "chain.json"
+    root = state_dir(args)
+    state = DevnetState.load(root)
+    chain_file = root / "chain.json"
     if state.anvil and pid_alive(state.anvil.pid):
         say(f"anvil already running: {state.anvil.url} (pid {state.anvil.pid})")
     else:
@@ -81,29 +92,29 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
             chain_file.unlink()
         saved = chain_file.exists()
         state.anvil = start_anvil(
-            args.port, args.chain_id, args.state_dir / "anvil.log", block_time=args.block_time, state_file=chain_file
+            args.port, args.chain_id, root / "anvil.log", block_time=args.block_time, state_file=chain_file
         )
-        state.save(args.state_dir)
+        state.save(root)
         block = connect(state.anvil.url, state.anvil.chain_id).block_number()
         if saved:
             say(f"chain   restored from {chain_file} at block {block}: its contracts and logs are back")
         else:
             say(f"chain   new and empty (saved to {chain_file} as it runs; `devnet up` restores it)")
     say(f"anvil   {state.anvil.url}  chain id {state.anvil.chain_id}  pid {state.anvil.pid}")
-    key_path = args.state_dir / "swarm.key"
+    key_path = root / "swarm.key"
     if not key_path.exists():
         write_atomic(key_path, new_swarm_key(), mode=0o600)
 
     def started(node: KuboNode) -> None:  # recorded at once: no daemon of ours is ever left unrecorded
         state.kubo = [k for k in state.kubo if k["repo"] != node.repo] + [asdict(node)]
-        state.save(args.state_dir)
+        state.save(root)
 
-    nodes = ensure_nodes(args.state_dir, state.kubo, args.kubo, key_path.read_text(), started)
+    nodes = ensure_nodes(root, state.kubo, args.kubo, key_path.read_text(), started)
     state.kubo = [asdict(n) for n in nodes]
-    state.save(args.state_dir)
+    state.save(root)
     for n in nodes:
         say(f"kubo    {n.api}  peer {n.peer_id[:16]}…  pid {n.pid}")
-    say(f"state   {DevnetState.path(args.state_dir)}")
+    say(f"state   {DevnetState.path(root)}")
     return 0
 
 
@@ -111,7 +122,8 @@ def cmd_devnet_down(args: argparse.Namespace) -> int:
     from ledger.devnet import DevnetState
     from node.store.kubo import KuboNode
 
-    state = DevnetState.load(args.state_dir)
+    root = state_dir(args)
+    state = DevnetState.load(root)
     if state.anvil is None and not state.kubo:
         say("devnet is not running")
         return 0
@@ -122,7 +134,7 @@ def cmd_devnet_down(args: argparse.Namespace) -> int:
         state.anvil.stop()
         say(f"stopped anvil (pid {state.anvil.pid})")
     state.anvil, state.kubo = None, []
-    state.save(args.state_dir)
+    state.save(root)
     return 0
 
 
@@ -133,7 +145,8 @@ def cmd_devnet_status(args: argparse.Namespace) -> int:
     from node.store import KuboStore
     from node.store.kubo import KuboNode
 
-    state = DevnetState.load(args.state_dir)
+    root = state_dir(args)
+    state = DevnetState.load(root)
     if state.anvil is None:
         say("devnet is not running")
         return 1
@@ -224,6 +237,8 @@ def cmd_rewards(args: argparse.Namespace) -> int:
         say(f"{'round':>5} {'score':>6} {'reward':>10} {'slashed':>10}")
         for x in doc["rounds"]:
             say(f"{x['round']:>5} {x['score']:>6} {tokens(x['reward']):>10} {tokens(x['slashed']):>10}")
+    if doc["unpaid_rounds"]:
+        say(f"unpaid    rounds {rounds_text(doc['unpaid_rounds'])}: voted, scored 0; {why_unpaid()}")
     return 0
 
 
@@ -261,7 +276,7 @@ def add_chain_commands(sub: Any) -> None:
     )
     for name, func in (("up", cmd_devnet_up), ("down", cmd_devnet_down), ("status", cmd_devnet_status)):
         p = dev.add_parser(name)
-        p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+        state_dir_arg(p)
         if name == "up":
             p.add_argument("--port", type=int, default=8545)
             p.add_argument("--chain-id", type=int, default=31337)
@@ -273,7 +288,8 @@ def add_chain_commands(sub: Any) -> None:
         p.set_defaults(func=func)
 
     p = sub.add_parser("deploy", help="deploy the token and the federation")
-    p.add_argument("--rpc", help="JSON-RPC URL (default: the devnet's)")
+    p.add_argument("--rpc", help="JSON-RPC URL (default: the dev-net's)")
+    state_dir_arg(p)
     p.add_argument("--chain-id", type=int, help="refuse to deploy unless the endpoint serves this chain id")
     p.add_argument("--spec", type=Path, required=True, help="federation spec (TOML)")
     p.add_argument("--out", type=Path, default=Path("deployment.json"))

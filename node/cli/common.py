@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,10 +16,33 @@ if TYPE_CHECKING:
     from ledger.chain import Chain
     from ledger.client import FederationClient
     from ledger.deploy import Deployment
+    from ledger.devnet import DevnetState
 
-__all__ = ["deployment_args", "keystore_args", "open_deployment", "rpc_for", "say", "short", "tokens"]
+__all__ = [
+    "LOCAL_IPFS",
+    "LOCAL_RPC",
+    "STATE_DIR_ENV",
+    "at_least",
+    "deployment_args",
+    "devnet_state",
+    "ipfs_for",
+    "keystore_args",
+    "open_deployment",
+    "positive_float",
+    "rounds_text",
+    "rpc_for",
+    "say",
+    "short",
+    "state_dir",
+    "state_dir_arg",
+    "tokens",
+    "why_unpaid",
+]
 
 TOKEN_DECIMALS = 18
+STATE_DIR_ENV = "FEDCHAIN_STATE_DIR"
+LOCAL_RPC = "http://127.0.0.1:8545"
+LOCAL_IPFS = "/ip4/127.0.0.1/tcp/5001/http"
 
 
 def say(text: str = "") -> None:
@@ -33,28 +59,124 @@ def short(value: str | None, n: int = 10) -> str:
     return "-" if not value else (value if len(value) <= n + 2 else value[: n + 2] + "…")
 
 
+def rounds_text(rounds: list[int]) -> str:
+    """Round numbers as runs: [2, 3, 4, 7] -> "2-4, 7"."""
+    runs: list[list[int]] = []
+    for r in sorted(rounds):
+        if runs and r == runs[-1][-1] + 1:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+
+
+def why_unpaid() -> str:
+    """Why a finalized round pays a member, or everyone, nothing (node/core/scoring.py)."""
+    from node.core.scoring import MIN_AGREEMENT, SCALE
+
+    return (
+        f"an update earns only if its median agreement with the others' is at least {MIN_AGREEMENT / SCALE:g}; "
+        "near convergence honest updates are mostly noise and agree less (soonest with two peers, "
+        "where each has one other to agree with), and a round where no score is positive pays nobody: "
+        "its reward stays in the pool (docs/protocol.md, Score)"
+    )
+
+
+# -- argument types: a bad number is refused while parsing, in one line ---------
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than `low`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {low} or more, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"  # what argparse names in its message
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
+# -- options ------------------------------------------------------------------
+
+
 def keystore_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keystore", type=Path, required=True, help="encrypted JSON keystore of the account")
     p.add_argument("--password-file", type=Path, help="file holding the keystore password (else $FEDCHAIN_PASSWORD)")
 
 
+def state_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help=f"the dev-net's state directory, for its endpoints (default: ${STATE_DIR_ENV}, else .fedchain/devnet)",
+    )
+
+
 def deployment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deployment", type=Path, default=Path("deployment.json"), help="deployment file")
-    p.add_argument("--rpc", help="JSON-RPC URL (default: the deployment's, else the devnet's)")
+    p.add_argument("--rpc", help="JSON-RPC URL (default: the deployment's, else the dev-net's)")
+    state_dir_arg(p)
+
+
+# -- endpoints ----------------------------------------------------------------
+
+
+def state_dir(args: argparse.Namespace) -> Path:
+    """The dev-net's state directory: `--state-dir`, else $FEDCHAIN_STATE_DIR, else .fedchain/devnet."""
+    from ledger.devnet import DEFAULT_STATE_DIR
+
+    return Path(getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def devnet_state(args: argparse.Namespace) -> DevnetState:
+    """The dev-net state in `state_dir(args)`."""
+    from ledger.devnet import DevnetState
+
+    return DevnetState.load(state_dir(args))
+
+
+def _devnet_rpc(args: argparse.Namespace) -> str | None:
+    state = devnet_state(args)
+    return state.anvil.url if state.anvil is not None else None
 
 
 def rpc_for(args: argparse.Namespace, deployment: Deployment | None = None) -> str:
-    """--rpc, else the deployment's endpoint, else the running dev-net's."""
-    from ledger.devnet import DEFAULT_STATE_DIR, DevnetState
-
+    """--rpc, else the deployment's endpoint, else the dev-net's (see `devnet_state`)."""
     if getattr(args, "rpc", None):
         return str(args.rpc)
     if deployment is not None and deployment.rpc_url:
         return deployment.rpc_url
-    state = DevnetState.load(DEFAULT_STATE_DIR)
-    if state.anvil is not None:
-        return state.anvil.url
+    if (url := _devnet_rpc(args)) is not None:
+        return url
     raise NodeError("no RPC endpoint: give --rpc URL (or start one with `fedchain devnet up`)")
+
+
+def ipfs_for(args: argparse.Namespace) -> str:
+    """--ipfs, else the dev-net's first Kubo node's API, else Kubo's default port on this machine."""
+    if getattr(args, "ipfs", None):
+        return str(args.ipfs)
+    kubo = devnet_state(args).kubo
+    if kubo:
+        from node.store.kubo import KuboNode
+
+        return KuboNode(**kubo[0]).api
+    return LOCAL_IPFS
 
 
 def open_deployment(args: argparse.Namespace) -> tuple[Chain, FederationClient, Deployment]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from node.cli.common import at_least, positive_float
 from node.core.rules import RULES
 from node.datasets import DEFAULT_DATA
 from node.errors import NodeError
@@ -19,8 +20,6 @@ __all__ = ["add_demo_command"]
 def cmd_demo(args: argparse.Namespace) -> int:
     from node.sim.companies import DemoConfig
 
-    if args.peers is not None and args.peers < 2:
-        raise NodeError("--peers must be at least 2")
     default = args.data is None
     cfg = DemoConfig(
         data=args.data or DEFAULT_DATA,
@@ -71,22 +70,22 @@ def add_demo_command(sub: Any) -> None:
     p.add_argument("--target", help="label column (default for the bundled data: y)")
     p.add_argument("--positive", help="the label value that counts as positive, as the file shows it")
     p.add_argument("--split-by", help="column whose values make the companies (default for the bundled data: job)")
-    p.add_argument("--peers", type=int, help="split into N companies at random (stratified) instead")
+    p.add_argument("--peers", type=at_least(2), help="split into N companies at random (stratified) instead")
     p.add_argument(
         "--dirichlet",
-        type=float,
+        type=positive_float,
         metavar="ALPHA",
         help="with --peers: label skew, each class shared out by Dirichlet(ALPHA) proportions",
     )
     p.add_argument("--drop", nargs="*", default=[], help="columns to leave out (e.g. a leaking one)")
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=1, help="local epochs per round")
+    p.add_argument("--rounds", type=at_least(1), default=10)
+    p.add_argument("--epochs", type=at_least(1), default=1, help="local epochs per round")
     p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     p.add_argument("--rule", choices=RULES, default="fedavg")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--poisoners", type=int, default=0, help="companies that poison their updates")
+    p.add_argument("--poisoners", type=at_least(0), default=0, help="companies that poison their updates")
     p.add_argument("--poison", choices=POISONS, default="sign-flip", help="how the poisoners poison")
-    p.add_argument("--free-riders", type=int, default=0, help="companies that submit without training")
+    p.add_argument("--free-riders", type=at_least(0), default=0, help="companies that submit without training")
     p.add_argument("--free-ride", choices=FREE_RIDES, default="zero", help="what the free riders submit")
     p.add_argument("--devnet", action="store_true", help="anvil + Kubo nodes, one peer process each")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")

@@ -7,16 +7,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from node.cli.common import LOCAL_RPC, at_least, devnet_state, ipfs_for, positive_float, state_dir_arg
 from node.core.rules import RULES
 from node.errors import NodeError
 
 __all__ = ["add_peer_commands", "add_spec_commands"]
 
 
+def _init_rpc(args: argparse.Namespace) -> str:
+    """--rpc, else the deployment's endpoint (if the file is there yet), else the dev-net's, else anvil's default."""
+    from ledger.deploy import Deployment
+
+    if args.rpc:
+        return str(args.rpc)
+    if args.deployment.is_file() and (url := Deployment.load(args.deployment).rpc_url):
+        return url
+    anvil = devnet_state(args).anvil
+    return anvil.url if anvil is not None else LOCAL_RPC
+
+
 def cmd_node_init(args: argparse.Namespace) -> int:
     from node.horizontal.config import PeerConfig
 
     out: Path = args.out
+    if out.exists() and not args.force:
+        raise NodeError(f"{out} exists; refusing to overwrite a peer config (--force to replace it)")
     base = out.parent.resolve()
 
     def rel(p: Path) -> Path:
@@ -32,13 +47,13 @@ def cmd_node_init(args: argparse.Namespace) -> int:
         keystore=rel(args.keystore),
         deployment=rel(args.deployment),
         spec=rel(args.spec),
-        rpc=args.rpc,
-        ipfs=args.ipfs,
+        rpc=_init_rpc(args),
+        ipfs=ipfs_for(args),
         state=rel(args.state or out.parent / f".fedchain-{args.name}"),
         password_file=rel(args.password_file) if args.password_file else None,
         poll_seconds=args.poll,
     )
-    cfg.save(out)
+    cfg.save(out, overwrite=args.force)
     sys.stdout.write(f"wrote {out}; start the peer with: fedchain node run --config {out}\n")
     return 0
 
@@ -66,14 +81,18 @@ def add_peer_commands(sub: Any) -> None:
     p.add_argument("--password-file", type=Path)
     p.add_argument("--deployment", type=Path, default=Path("deployment.json"))
     p.add_argument("--spec", type=Path, required=True, help="the federation spec (its hash must match the chain's)")
-    p.add_argument("--rpc", default="http://127.0.0.1:8545")
-    p.add_argument("--ipfs", default="/ip4/127.0.0.1/tcp/5001/http", help="Kubo API multiaddr, or embedded:DIR")
+    p.add_argument("--rpc", help=f"JSON-RPC URL (default: the deployment's, else the dev-net's, else {LOCAL_RPC})")
+    p.add_argument(
+        "--ipfs", help="Kubo API multiaddr, or embedded:DIR (default: the dev-net's first Kubo node, else port 5001)"
+    )
+    state_dir_arg(p)
     p.add_argument("--state", type=Path, help="state directory (default: .fedchain-NAME beside the config)")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the chain when idle")
+    p.add_argument("--poll", type=positive_float, default=1.0, help="seconds between looks at the chain when idle")
+    p.add_argument("--force", action="store_true", help="overwrite an existing config")
     p.set_defaults(func=cmd_node_init)
     p = node.add_parser("run", help="run the peer daemon until SIGINT/SIGTERM")
     p.add_argument("--config", type=Path, default=Path("peer.toml"))
-    p.add_argument("--until-round", type=int, help="exit once this round has closed")
+    p.add_argument("--until-round", type=at_least(1), help="exit once this round has closed")
     p.set_defaults(func=cmd_node_run)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -43,8 +44,8 @@ class PeerConfig:
     password_file: Path | None = None
     poll_seconds: float = 1.0
 
-    def save(self, path: Path) -> None:
-        if path.exists():
+    def save(self, path: Path, overwrite: bool = False) -> None:
+        if path.exists() and not overwrite:
             raise NodeError(f"{path} exists; refusing to overwrite a peer config")
         lines = ["# fedchain peer configuration", "[peer]"]
         for f in fields(self):
@@ -61,24 +62,34 @@ class PeerConfig:
             raise NodeError(f"peer config {path} does not exist (write one with `fedchain node init`)") from exc
         except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
             raise NodeError(f"peer config {path} is not a valid [peer] TOML table: {exc}") from exc
+        if not isinstance(table, dict):
+            raise NodeError(f"peer config {path}: [peer] is not a table")
         base = path.parent
 
+        def text(key: str) -> str:
+            if key not in table:
+                raise NodeError(f"peer config {path}: missing key {key!r}")
+            value = table[key]
+            if not isinstance(value, str) or not value:
+                raise NodeError(f"peer config {path}: {key} = {value!r}: expected a non-empty string")
+            return value
+
         def at(key: str) -> Path:
-            p = Path(str(table[key]))
+            p = Path(text(key))
             return p if p.is_absolute() else base / p
 
-        try:
-            return cls(
-                name=str(table["name"]),
-                data=at("data"),
-                keystore=at("keystore"),
-                deployment=at("deployment"),
-                spec=at("spec"),
-                rpc=str(table["rpc"]),
-                ipfs=_ipfs(str(table["ipfs"]), base),
-                state=at("state"),
-                password_file=at("password_file") if "password_file" in table else None,
-                poll_seconds=float(table.get("poll_seconds", 1.0)),
-            )
-        except KeyError as exc:
-            raise NodeError(f"peer config {path}: missing key {exc}") from exc
+        poll = table.get("poll_seconds", 1.0)
+        if isinstance(poll, bool) or not isinstance(poll, int | float) or not (math.isfinite(poll) and poll > 0):
+            raise NodeError(f"peer config {path}: poll_seconds = {poll!r}: expected a number of seconds above 0")
+        return cls(
+            name=text("name"),
+            data=at("data"),
+            keystore=at("keystore"),
+            deployment=at("deployment"),
+            spec=at("spec"),
+            rpc=text("rpc"),
+            ipfs=_ipfs(text("ipfs"), base),
+            state=at("state"),
+            password_file=at("password_file") if "password_file" in table else None,
+            poll_seconds=float(poll),
+        )

@@ -1,15 +1,31 @@
-"""What a peer must remember across restarts, saved as JSON, atomically."""
+"""What a peer must remember across restarts, saved as JSON, atomically.
+
+Only what a restart needs is kept, so the file stays a few hundred bytes however
+long the peer runs: the commitments (hash, salt, CID) of the newest two rounds
+(a restart reveals the current one; the chain's member status, not this file,
+keeps a peer from committing twice) and the blocks the round's log scans start at.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ledger.files import write_atomic
 from node.errors import NodeError
 
-__all__ = ["PeerState"]
+__all__ = ["KEEP_ROUNDS", "PeerState"]
+
+KEEP_ROUNDS = 2  # the current round and the one before it
+_V = TypeVar("_V")
+
+
+def _newest(table: dict[str, _V]) -> dict[str, _V]:
+    """The entries of the newest KEEP_ROUNDS rounds (keys are round numbers as text)."""
+    keep = sorted(table, key=int)[-KEEP_ROUNDS:]
+    return {k: table[k] for k in keep}
 
 
 @dataclass
@@ -49,6 +65,8 @@ class PeerState:
         return self.path.parent / f"{self.path.stem}.update-{r}"
 
     def save(self) -> None:
+        """Forget rounds a restart no longer needs, then write the rest atomically."""
+        self.commits, self.round_blocks = _newest(self.commits), _newest(self.round_blocks)
         if self.path is None:
             return
         doc = {
@@ -65,7 +83,26 @@ class PeerState:
             return cls(path)
         try:
             data = json.loads(path.read_text())
-            blocks = {str(k): int(v) for k, v in data.get("round_blocks", {}).items()}
-            return cls(path, int(data["model_round"]), str(data["model_cid"]), dict(data["commits"]), blocks)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise NodeError(f"peer state {path} is corrupt: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise NodeError(f"peer state {path} is not valid JSON; move it aside to start afresh") from exc
+        try:
+            return cls(path, *_parse(data))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise NodeError(f"peer state {path} is corrupt ({what}); move it aside to start afresh") from exc
+
+
+def _parse(data: Any) -> tuple[int, str, dict[str, dict[str, str]], dict[str, int]]:
+    """model_round, model_cid, commits and round_blocks from a state document, each checked."""
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, found {type(data).__name__}")
+    commits = data["commits"]
+    if not isinstance(commits, dict) or not all(
+        isinstance(c, dict) and {"hash", "salt"} <= set(c) and all(isinstance(v, str) for v in c.values())
+        for c in commits.values()
+    ):
+        raise TypeError("commits: expected round -> {hash, salt[, cid]} strings")
+    for k in commits:
+        int(k)
+    blocks = {str(int(k)): int(v) for k, v in dict(data.get("round_blocks", {})).items()}
+    return int(data["model_round"]), str(data["model_cid"]), dict(commits), blocks

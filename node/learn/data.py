@@ -12,9 +12,11 @@ features the same way without revealing its rows:
 
 Numeric columns become (value - center) / scale; a categorical column becomes a
 one-hot vector over its vocabulary plus one "other" slot, which takes unknown
-categories. An empty cell is a missing value: numeric ones are imputed with the
+categories. An empty cell, or one that says NaN (any case, as pandas and numpy
+write a missing number), is a missing value: numeric ones are imputed with the
 center (0 after scaling), categorical ones go to "other"; every peer does the
-same, and the load report counts them.
+same, and the load report counts them. Other markers ("NA", "null", "-") are
+not guessed at: in a categorical column they may be real values.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ from node.errors import NodeError
 __all__ = ["DataError", "Dataset", "Schema", "infer_schema", "load_csv", "read_rows"]
 
 _TRUE = {"1", "true", "yes", "y", "t"}
+
+
+def _missing(cell: str) -> bool:
+    """A stripped cell that holds no value: blank, or NaN in any case."""
+    return not cell or cell.lower() == "nan"
 
 
 class DataError(NodeError):
@@ -159,7 +166,7 @@ def load_csv(path: Path, schema: Schema) -> Dataset:
         ci = col[name]
         for i, r in enumerate(rows):
             cell = r[ci].strip()
-            if not cell:
+            if _missing(cell):
                 missing[name] += 1
                 continue
             try:
@@ -174,18 +181,20 @@ def load_csv(path: Path, schema: Schema) -> Dataset:
         ci, index = col[name], {v: k for k, v in enumerate(vocab)}
         for i, r in enumerate(rows):
             cell = r[ci].strip()
-            if not cell:
+            if _missing(cell):
                 missing[name] += 1
+                cell = ""  # the "other" slot, whatever the vocabulary holds
             elif cell not in index:
                 unknown[name] += 1
             x[i, offset + index.get(cell, len(vocab))] = 1.0
         offset += len(vocab) + 1
     ti = col[schema.target]
     for i, r in enumerate(rows):
-        if not r[ti].strip():
+        if _missing(r[ti].strip()):
             raise DataError(f"{path}, row {i + 2}, column {schema.target!r}: the label is empty")
     y = np.array([_label(r[ti], schema.positive) for r in rows], dtype=np.float32)
     if y.min() == y.max():
+        _check_positive(path, schema.target, schema.positive, [r[ti] for r in rows])
         seen = sorted({r[ti].strip() for r in rows})[:5]
         raise DataError(
             f"{path}, column {schema.target!r}: only one class (positive = {schema.positive!r}; values seen: {seen})"
@@ -193,10 +202,18 @@ def load_csv(path: Path, schema: Schema) -> Dataset:
     return Dataset(x, y, dict(missing), dict(unknown), str(path))
 
 
+def _check_positive(path: Path, target: str, positive: str, labels: Iterable[str]) -> None:
+    """Refuse a positive label value that no row of the target column holds, naming those it does."""
+    values = sorted({v.strip() for v in labels if not _missing(v.strip())})
+    if not any(_label(v, positive) for v in values):
+        shown = ", ".join(repr(v) for v in values[:10]) + (f" and {len(values) - 10} more" if len(values) > 10 else "")
+        raise DataError(f"{path}, column {target!r}: no row has the positive value {positive!r}; it holds {shown}")
+
+
 def _is_number(cells: Iterable[str]) -> bool:
     try:
         for c in cells:
-            if c:
+            if not _missing(c):
                 float(c)
     except ValueError:
         return False
@@ -215,6 +232,7 @@ def infer_schema(
     header, rows = read_rows(path)
     if target not in header:
         raise DataError(f"{path}: no target column {target!r}; the file has {header}")
+    _check_positive(path, target, positive, [r[header.index(target)] for r in rows])
     warnings: list[str] = []
     numeric: dict[str, tuple[float, float]] = {}
     categorical: dict[str, list[str]] = {}
@@ -223,7 +241,7 @@ def infer_schema(
         if name == target or name in ignore:
             continue
         cells = [r[i].strip() for r in rows]
-        present = [c for c in cells if c]
+        present = [c for c in cells if not _missing(c)]
         if len(rows) > 20 and len(set(present)) == len(rows):
             warnings.append(f"column {name!r} is unique per row (an ID?): left out")
             ignore.append(name)

@@ -31,7 +31,7 @@ from ledger.deploy import Deployment, deploy
 from ledger.spec import FederationSpec, spec_from_dict
 from ledger.types import Phase, RoundInfo
 from node.core.codec import IntArray
-from node.core.rules import tolerance
+from node.core.rules import rule, tolerance
 from node.errors import NodeError
 from node.horizontal.peer import Peer
 from node.horizontal.spec import NodeSpec
@@ -64,13 +64,38 @@ def _split_name(cfg: DemoConfig) -> str:
     return f"random:{cfg.peers}" if cfg.dirichlet is None else f"dirichlet:{cfg.peers}:{cfg.dirichlet}"
 
 
+def _trim(attackers: int, n: int) -> float:
+    return float(max(0.2, min(0.49, np.ceil(100 * attackers / n) / 100)))
+
+
+def _declared_attackers(cfg: DemoConfig, n: int) -> int:
+    """What the spec declares: the run's cheaters, at least one for a robust rule when `n` companies can
+    withstand one (none otherwise, in an honest run). Cheaters the rule cannot withstand are refused,
+    with what to change: the spec check's advice (min_peers, attackers) is not the demo's to take."""
+    if cfg.rule == "fedavg":
+        return 0
+    cheaters = cfg.poisoners + cfg.free_riders
+    attackers = max(1, cheaters)
+    if tolerance(cfg.rule, n, _trim(attackers, n)) >= attackers:
+        return attackers
+    if cheaters == 0:
+        return 0
+    bigger = range(n + 1, n + 4 * cheaters + 4)
+    need = next((k for k in bigger if tolerance(cfg.rule, k, _trim(cheaters, k)) >= cheaters), bigger[-1])
+    raise NodeError(
+        f"{cfg.rule} ({rule(cfg.rule).bound}) cannot withstand {cheaters} cheater(s) among {n} companies: "
+        f"run at least {need} companies (--peers {need}), fewer --poisoners/--free-riders"
+        + (", or --rule median" if cfg.rule != "median" else "")
+    )
+
+
 def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> FederationSpec:
     """The demo federation's spec. A robust rule is declared to withstand the run's cheaters
-    (at least one), with min_peers the smallest round that can; FedAvg declares none."""
+    (see `_declared_attackers`), with min_peers the smallest round that can; FedAvg declares none."""
     window = {"commit_window": WINDOW, "reveal_window": WINDOW, "vote_window": WINDOW}
     training = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer}
-    attackers = 0 if cfg.rule == "fedavg" else max(1, cfg.poisoners + cfg.free_riders)
-    trim = max(0.2, min(0.49, np.ceil(100 * attackers / n) / 100))
+    attackers = _declared_attackers(cfg, n)
+    trim = _trim(attackers, n)
     min_peers = next((k for k in range(2, n + 1) if tolerance(cfg.rule, k, trim) >= attackers), n)
     return spec_from_dict(
         {

@@ -105,6 +105,16 @@ class KuboStore:
     def __init__(self, api: str, timeout: float = 30.0) -> None:
         import ipfshttpclient
 
+        # ipfshttpclient 0.8.0a2 (unmaintained) builds urllib3's PoolManager with strict=True
+        # (requests_wrapper.py), and urllib3 2.x warns at every new connection pool that the parameter
+        # goes in 3.0: the daemons' logs filled with it. Nothing of ours to change, so only that message,
+        # from that module, is silenced (for the process; adding the same filter again replaces it).
+        warnings.filterwarnings(
+            "ignore",
+            message="The 'strict' parameter is no longer needed",
+            category=FutureWarning,
+            module="urllib3.poolmanager",
+        )
         self.api = api
         try:
             with warnings.catch_warnings():

@@ -38,6 +38,26 @@ def test_encodes_features_and_imputes_missing_cells(tmp_path: Path) -> None:
     assert d.unknown_categories == {"tier": 1}
 
 
+@pytest.mark.parametrize("marker", ["NaN", "nan", "NAN", " nan "])
+def test_a_nan_cell_is_missing_like_a_blank_one(tmp_path: Path, marker: str) -> None:
+    blank = write(tmp_path, "age,spend,tier,bought\n50,150,gold,yes\n,100,,no\n30,50,silver,no\n", "blank.csv")
+    nan = write(tmp_path, blank.read_text().replace("\n,100,,no", f"\n{marker},100,{marker},no"), "nan.csv")
+    a, b = load_csv(blank, SCHEMA), load_csv(nan, SCHEMA)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    assert b.missing == {"age": 1, "tier": 1} and b.unknown_categories == {}
+    schema, _ = infer_schema(nan, "bought", "yes")  # inferred alike: age stays numeric, nan is no category
+    assert schema == infer_schema(blank, "bought", "yes")[0]
+    assert "age" in schema.numeric and schema.categorical["tier"] == ["gold", "silver"]
+
+
+def test_a_positive_value_absent_from_the_target_is_named_with_the_values_present(tmp_path: Path) -> None:
+    p = write(tmp_path, "age,spend,tier,bought\n1,2,gold,yes\n3,4,gold,no\n")
+    with pytest.raises(DataError, match=r"no row has the positive value 'maybe'; it holds 'no', 'yes'"):
+        infer_schema(p, "bought", "maybe")
+    with pytest.raises(DataError, match=r"no row has the positive value 'maybe'; it holds 'no', 'yes'"):
+        load_csv(p, Schema("bought", "maybe", SCHEMA.numeric, SCHEMA.categorical))
+
+
 def test_semicolons_and_boolean_labels(tmp_path: Path) -> None:
     p = write(tmp_path, "age;spend;tier;bought\n50;1;gold;true\n20;2;gold;False\n")
     d = load_csv(p, Schema("bought", "True", SCHEMA.numeric, SCHEMA.categorical))
@@ -52,7 +72,9 @@ def test_semicolons_and_boolean_labels(tmp_path: Path) -> None:
         ("age,spend,tier\n1,2,gold\n", "missing column(s) ['bought']"),
         ("age,tier,bought\n1,gold,yes\n", "missing column(s) ['spend']"),
         ("age,spend,tier,bought\n1,2,gold,yes\n3,lots,gold,no\n", "row 3, column 'spend': 'lots' is not a number"),
-        ("age,spend,tier,bought\n1,2,gold,no\n3,4,gold,no\n", "only one class"),
+        ("age,spend,tier,bought\n1,2,gold,yes\n3,4,gold,yes\n", "only one class"),
+        ("age,spend,tier,bought\n1,2,gold,no\n3,4,gold,No\n", "no row has the positive value 'yes'"),
+        ("age,spend,tier,bought\n1,2,gold,yes\n3,4,gold,nan\n", "the label is empty"),
         ("age,spend,tier,bought\n1,2,gold,yes\n3,4,gold\n", "row 3: 3 cells"),
         ("age,spend,tier,bought\n1,2,gold,\n3,4,gold,no\n", "the label is empty"),
         ("age,age,tier,bought\n1,2,gold,yes\n", "repeat"),
@@ -96,3 +118,16 @@ def test_schema_round_trips_through_the_spec() -> None:
     with pytest.raises(DataError, match="incomplete"):
         Schema.from_spec({"positive": "yes"})
     assert np.isclose(SCHEMA.n_features, 5)
+
+
+def test_the_walkthrough_files_come_from_the_bundled_data(tmp_path: Path) -> None:
+    from node.datasets.sample import main
+
+    assert main(["--out-dir", str(tmp_path)]) == 0
+    sample, bank, hotel = (
+        load_csv(tmp_path / n, infer_schema(tmp_path / "sample.csv", "y", "yes", ["duration"])[0])
+        for n in ("sample.csv", "bank.csv", "hotel.csv")
+    )
+    assert len(sample) == 45211 // 7 and len(bank) + len(hotel) + len(sample) == 45211
+    assert abs(len(bank) - len(hotel)) <= 1 and 0.08 < float(bank.y.mean()) < 0.16
+    assert main(["--out-dir", str(tmp_path)]) == 1  # never overwrites

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from node.store import KuboStore, Store, StoreError, raw_cid
 from node.store.kubo import KuboNode, new_swarm_key, start_kubo
+from tests.harness import cli_env
 
 
 def test_put_then_get_from_another_node(stores: tuple[Store, Store]) -> None:
@@ -65,3 +68,28 @@ def test_unreachable_ipfs_api_is_a_store_error() -> None:
         store.version()
     with pytest.raises(StoreError):
         store.put(b"x")
+
+
+def test_urllib3s_strict_warning_from_ipfshttpclient_is_silenced_and_only_it() -> None:
+    """ipfshttpclient passes urllib3 a `strict` argument it warns about on every new pool; the daemons'
+    logs showed it. A fresh process that turns FutureWarnings into errors must still get a StoreError."""
+    script = (
+        "import warnings\n"
+        "from node.store import KuboStore, StoreError\n"
+        "from ledger.devnet import free_port\n"
+        "try:\n"
+        "    KuboStore(f'/ip4/127.0.0.1/tcp/{free_port()}/http', timeout=2).version()\n"
+        "except StoreError:\n"
+        "    print('store error')\n"
+        "warnings.warn('another FutureWarning', FutureWarning)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", script],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.stdout == "store error\n", out.stderr
+    assert out.returncode == 1 and "FutureWarning: another FutureWarning" in out.stderr  # others still raise
