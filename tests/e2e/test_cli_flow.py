@@ -1,110 +1,93 @@
-"""The README's dev-net walk-through, command by command, as a user types it."""
+"""The README's dev-net walk-through, read from the README and run command by command as a user types it.
+
+Two changes only, both what the README offers: the dev-net is started with
+`--state-dir D` on a non-default port (every later command finds it through
+`$FEDCHAIN_STATE_DIR`), and the second Kubo node's `API_PORT` is the one
+`devnet status` lists. Daemons run in the background with `--until-round 1`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ledger.devnet import free_port
-from tests.harness import run_cli, spawn_cli
+from tests.harness import ROOT, cli_env
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
-FOUNDERS = ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"]
 
 
-def ok(cwd: Path, *args: str, timeout: float = 300) -> str:
-    out = run_cli(*args, cwd=cwd, password="devnet", timeout=timeout)
-    assert out.returncode == 0, f"fedchain {' '.join(args)}\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}"
-    return out.stdout
+def walkthrough() -> list[list[str]]:
+    """The commands of the README's dev-net section, continuation lines joined, comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## A federation on a dev-net.*?```sh\n(.*?)```", text, re.S)
+    assert block, "the README has no dev-net walk-through"
+    joined = block.group(1).replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in joined.splitlines() if shlex.split(line, comments=True)]
 
 
-def test_the_devnet_walkthrough(tmp_path: Path, sample_csv: Path) -> None:
-    state = ["--state-dir", str(tmp_path / "dn")]
-    ok(tmp_path, "devnet", "up", *state, "--port", str(free_port()), "--kubo", "2")
-    procs: list[subprocess.Popen[bytes]] = []
+def test_the_readme_walkthrough_on_a_devnet_in_its_own_state_dir_and_port(tmp_path: Path) -> None:
+    state, port = tmp_path / "dn", free_port()
+    env = cli_env(FEDCHAIN_PASSWORD="devnet", FEDCHAIN_STATE_DIR=str(state))
+    daemons: list[subprocess.Popen[bytes]] = []
+    commands = walkthrough()
+    assert commands[0][:1] == ["source"] and commands[1][:2] == ["export", "FEDCHAIN_PASSWORD=devnet"]
+
+    def run(argv: list[str]) -> str:
+        cmd = [sys.executable, *argv[1:]] if argv[0] == "python" else [sys.executable, "-m", "node.cli", *argv[1:]]
+        out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert out.returncode == 0, f"{shlex.join(argv)}\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}"
+        return out.stdout
+
     try:
-        net = json.loads((tmp_path / "dn" / "state.json").read_text())
-        rpc, apis = f"http://127.0.0.1:{net['anvil']['port']}", [k["api_port"] for k in net["kubo"]]
-        for i, name in enumerate(("deployer", "bank", "hotel")):
-            ok(tmp_path, "account", "new", "--keystore", f"{name}.json", "--dev-key", str(i))
-        ok(
-            tmp_path,
-            "spec",
-            "init",
-            "--data",
-            str(sample_csv),
-            "--target",
-            "y",
-            "--positive",
-            "yes",
-            "--drop",
-            "duration",
-            "--founders",
-            *FOUNDERS,
-            "--out",
-            "spec.toml",
-        )
-        ok(
-            tmp_path,
-            "deploy",
-            "--rpc",
-            rpc,
-            "--keystore",
-            "deployer.json",
-            "--spec",
-            "spec.toml",
-            "--out",
-            "deployment.json",
-        )
-        lines = sample_csv.read_text().splitlines()
-        for i, name in enumerate(("bank", "hotel")):
-            (tmp_path / f"{name}.csv").write_text("\n".join([lines[0], *lines[1 + i :: 2]]) + "\n")
-            ok(
-                tmp_path,
-                "node",
-                "init",
-                "--name",
-                name,
-                "--data",
-                f"{name}.csv",
-                "--keystore",
-                f"{name}.json",
-                "--spec",
-                "spec.toml",
-                "--rpc",
-                rpc,
-                "--ipfs",
-                f"/ip4/127.0.0.1/tcp/{apis[i]}/http",
-                "--out",
-                f"{name}.toml",
-            )
-        for name in ("bank", "hotel"):
-            args = ("node", "run", "--config", f"{name}.toml", "--until-round", "1")
-            procs.append(spawn_cli(*args, cwd=tmp_path, password="devnet", log=tmp_path / f"{name}.log"))
-        for p in procs:
-            assert p.wait(timeout=300) == 0, (tmp_path / "bank.log").read_text()[-1500:]
-        table = ok(tmp_path, "audit", "rounds", "--deployment", "deployment.json")
-        assert "finalized" in table
-        verify = ok(
-            tmp_path,
-            "audit",
-            "verify",
-            "--round",
-            "1",
-            "--spec",
-            "spec.toml",
-            "--ipfs",
-            f"/ip4/127.0.0.1/tcp/{apis[1]}/http",
-        )
-        assert "round 1 verifies" in verify
+        for typed in commands[2:]:
+            argv = list(typed)
+            assert argv[0] in ("fedchain", "python"), argv
+            if argv[1:3] == ["devnet", "up"]:
+                argv = [*argv, "--port", str(port)]  # not 8545: the state dir says where it is
+            if "API_PORT" in " ".join(argv):
+                status = run(["fedchain", "devnet", "status"])
+                api = re.findall(r"kubo +(/ip4/127\.0\.0\.1/tcp/\d+/http)", status)[1]
+                argv = [a.replace("/ip4/127.0.0.1/tcp/API_PORT/http", api) for a in argv]
+            if argv[1:3] == ["node", "run"]:
+                log = (tmp_path / f"{argv[-1]}.log").open("wb")
+                daemons.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "node.cli", *argv[1:], "--until-round", "1"],
+                        cwd=tmp_path,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+                continue
+            if argv[1:3] == ["audit", "rounds"]:  # the daemons have run round 1 by now
+                for d in daemons:
+                    assert d.wait(timeout=600) == 0, (tmp_path / "bank.toml.log").read_text()[-1500:]
+            out = run(argv)
+            if argv[1:3] == ["devnet", "up"]:
+                assert f"127.0.0.1:{port}" in out and (state / "state.json").exists()
+            if argv[1:3] == ["audit", "rounds"]:
+                assert "finalized" in out
+            if argv[1:3] == ["audit", "verify"]:
+                assert "round 1 verifies" in out
+        config = (tmp_path / "bank.toml").read_text()
+        assert f"127.0.0.1:{port}" in config  # node init took the dev-net's endpoints
+        assert not json.loads((state / "state.json").read_text())["kubo"]  # `devnet down` ran last
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        ok(tmp_path, "devnet", "down", *state)
+        for d in daemons:
+            if d.poll() is None:
+                os.killpg(d.pid, signal.SIGKILL)
+                d.wait()
+        subprocess.run(
+            [sys.executable, "-m", "node.cli", "devnet", "down"], env=env, capture_output=True, timeout=120, check=False
+        )
