@@ -22,6 +22,7 @@ slither:
 # Timed benchmarks first, while the machine is idle; then the deterministic ones; then BENCHMARKS.md.
 bench:
 	$(VENV)/python -m bench.preflight
+	$(VENV)/python -m bench.speed
 	$(VENV)/python -m bench.scale
 	$(VENV)/python -m bench.overhead
 	$(VENV)/python -m bench.timing

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PLOTS = RESULTS / "plots"
 OUT = ROOT / "BENCHMARKS.md"
 TWO_CP_MID = sum(TWO_CP) // 2
-NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead")
+NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed")
 
 
 def load(stem: str) -> dict[str, Any]:
@@ -253,6 +253,30 @@ def _attack_lines(att: dict[str, Any]) -> list[str]:
     ]
 
 
+def _speed_lines(speed: dict[str, Any]) -> list[str]:
+    e, a = speed["summary"]["embedded"], speed["summary"]["anvil"]
+    rows = [
+        [
+            name,
+            f"{x['early_median']:.2f}",
+            f"{x['late_median']:.2f}",
+            f"{x['late_over_early']:.2f}",
+            f"{x['requests_early']:.0f}",
+        ]
+        for name, x in (("embedded (eth-tester)", e), ("anvil", a))
+    ]
+    return [
+        f"`fedchain demo` with its defaults (12 companies, 10 rounds, embedded chain): "
+        f"**{speed['demo_command_seconds']:.1f} s** (target: under {speed['target_seconds']:.0f} s). "
+        f"Every round's model hash identical on both chains: {'yes' if speed['hashes_identical'] else 'NO'}.",
+        "",
+        *table(
+            ["chain", "s / round, rounds 2-10", "s / round, last 9", "late / early", "requests / round / peer"],
+            rows,
+        ),
+    ]
+
+
 def main() -> int:
     docs = {stem: load(stem) for stem in NEEDED}
     acc, timing, gas, scale = docs["accuracy"], docs["timing"], docs["gas"], docs["scale"]
@@ -271,6 +295,12 @@ def main() -> int:
         "`python -m bench.report`). Every number below is read from the result files in "
         "[bench/results/](bench/results/); each of those says when, on what machine and with which versions it "
         "was measured, and how it was made. Nothing here was run on more than one machine.",
+        "",
+        "## The main job: `fedchain demo`",
+        "",
+        _stamp(docs["speed"]) + " Details: [bench/results/speed.md](bench/results/speed.md).",
+        "",
+        *_speed_lines(docs["speed"]),
         "",
         "## Accuracy: fedchain vs Flower vs centralized vs alone",
         "",

@@ -428,6 +428,24 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     function statusOf(uint256 round, address member) external view returns (MemberStatus) {
+        return _statusOf(round, member);
+    }
+
+    /// @inheritdoc IFederation
+    function stepView(address member)
+        external
+        view
+        returns (uint256 round, Phase live, Phase stored, uint256 finalized, MemberStatus status)
+    {
+        round = currentRound;
+        Round storage R = _rounds[round];
+        stored = R.phase;
+        (live,,) = _afterTimeouts(R, stored, R.phaseAt);
+        finalized = lastFinalized;
+        status = _statusOf(round, member);
+    }
+
+    function _statusOf(uint256 round, address member) private view returns (MemberStatus) {
         uint256 s = uint256(_standing[round][member]);
         if (s == 0) return MemberStatus.None;
         if (s == _REVEALED) return MemberStatus.Revealed;

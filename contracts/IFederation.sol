@@ -302,6 +302,14 @@ interface IFederation {
     /// @notice `member`'s state in `round`: 0 none, 1 committed, 2 revealed, 3 voted, 4 slashed.
     function statusOf(uint256 round, address member) external view returns (MemberStatus);
 
+    /// @notice What a peer reads before each step, in one call: the open round, its phase once
+    ///         pending timeouts apply and as stored, the newest finalized round, and `member`'s
+    ///         state in the open round.
+    function stepView(address member)
+        external
+        view
+        returns (uint256 round, Phase live, Phase stored, uint256 finalized, MemberStatus status);
+
     /// @notice A proposal of `round`: its votes (model, CID and scores are in its `Proposed` event).
     function proposalOf(uint256 round, bytes32 proposal) external view returns (uint256 votes);
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_utils import event_abi_to_log_topic, to_checksum_address
+from eth_utils import event_abi_to_log_topic
 from web3._utils.events import get_event_data
 
 from .client import FederationClient
@@ -116,9 +116,7 @@ class _Reader:
         return {"block": block, "timestamp": self._times[block]}
 
     def events(self, from_block: int) -> list[tuple[str, dict[str, Any], Any]]:
-        logs = self.w3.eth.get_logs(
-            {"address": to_checksum_address(self.client.address), "fromBlock": from_block, "toBlock": "latest"}
-        )
+        logs = self.client.chain.logs(self.client.address, from_block)
         out = []
         for log in logs:
             abi = self.by_topic.get(bytes(log["topics"][0]))

@@ -7,6 +7,11 @@ development accounts). Everything above talks to `Chain.w3` only.
 
 from __future__ import annotations
 
+import ast
+import bisect
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, cast
@@ -17,8 +22,9 @@ from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
+from web3.providers import HTTPProvider
 from web3.providers.eth_tester import EthereumTesterProvider
-from web3.types import RPCEndpoint, RPCResponse, Wei
+from web3.types import LogReceipt, RPCEndpoint, RPCResponse, Wei
 
 from .errors import ChainUnreachable, WrongChain
 
@@ -41,6 +47,16 @@ ANVIL_DEV_KEYS = (
 
 
 @dataclass
+class _LogCache:
+    """One address's logs from block `start` up to (not including) block `next`."""
+
+    start: int
+    next: int
+    logs: list[LogReceipt] = field(default_factory=list)
+    blocks: list[int] = field(default_factory=list)  # each log's block number, for bisecting
+
+
+@dataclass
 class Chain:
     """A connected chain. `kind` is "embedded" (eth-tester, in process) or "rpc"."""
 
@@ -48,9 +64,89 @@ class Chain:
     kind: Literal["embedded", "rpc"]
     url: str | None = None
     tester: EthereumTester | None = field(default=None, repr=False)
+    _logs: dict[str, _LogCache] = field(default_factory=dict, repr=False)
+    _pinned: int | None = field(default=None, repr=False)
+    _views: tuple[Any, dict[Any, Any]] = field(default=(None, {}), repr=False)
 
     @property
+    def requests(self) -> Counter[str]:
+        """The JSON-RPC requests made so far, by method (eth-tester's counted as a node's would be)."""
+        counted = getattr(self.w3.provider, "requests", None)
+        return counted if isinstance(counted, Counter) else Counter()
+
+    def _head(self) -> tuple[int, Any]:
+        """The block views read at, and what identifies its state: the pinned block, else the latest.
+
+        On the embedded chain the latest header is an attribute read (its hash tells a block
+        apart from another at the same height); over JSON-RPC it is a request, so a step
+        pins one block (`pinned`) and reads every view there.
+        """
+        if self._pinned is not None:
+            return self._pinned, self._pinned
+        if self.tester is not None:
+            header = self.tester.backend.chain.get_canonical_head()
+            return int(header.block_number), header.hash
+        number = self.block_number()
+        return number, number
+
+    def view(self, key: Any, read: Callable[[int], Any]) -> Any:
+        """`read(block)` for the current block, remembered while the chain stays at that block.
+
+        Every view is a pure function of the state at one block, so asking it again at the
+        same block (another peer of a simulation, another part of the same step) is answered
+        from memory. `key` names the view (contract, function, arguments).
+        """
+        number, state = self._head()
+        if self._views[0] != state:
+            self._views = (state, {})
+        cache = self._views[1]
+        if key not in cache:
+            cache[key] = read(number)
+        return cache[key]
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Read every view inside at one block (asked for once), and move it on past a transaction sent inside."""
+        if self.tester is not None or self._pinned is not None:  # the embedded head costs nothing to read
+            yield
+            return
+        self._pinned = self.block_number()
+        try:
+            yield
+        finally:
+            self._pinned = None
+
+    def sent(self, block: int) -> None:
+        """A transaction of ours landed in `block`: pinned views move on to it."""
+        if self._pinned is not None:
+            self._pinned = max(self._pinned, block)
+
+    def logs(self, address: str, from_block: int = 0) -> list[LogReceipt]:
+        """Every log `address` emitted at or after `from_block`, in chain order.
+
+        Read incrementally: each block is asked for once, then kept, so a round's log
+        reads cost what the new blocks hold, not what the whole chain holds; every
+        client of this `Chain` (all the peers of a simulation) shares what was read.
+        Blocks are taken as final once read, as on anvil, geth --dev and the
+        proof-of-authority chains a consortium runs; a chain that went back (restarted
+        without its state) is noticed and read afresh.
+        """
+        cache = self._logs.get(address)
+        latest = self.block_number()
+        if cache is None or latest + 1 < cache.next or from_block < cache.start:
+            cache = self._logs[address] = _LogCache(start=from_block, next=from_block)
+        if cache.next <= latest:
+            new = self.w3.eth.get_logs(
+                {"address": Web3.to_checksum_address(address), "fromBlock": cache.next, "toBlock": latest}
+            )
+            cache.logs.extend(new)
+            cache.blocks.extend(int(lg["blockNumber"]) for lg in new)
+            cache.next = latest + 1
+        return cache.logs[bisect.bisect_left(cache.blocks, from_block) :]
+
+    @cached_property
     def chain_id(self) -> int:
+        """The chain id (read once: `connect` checked it, and every transaction is signed for it)."""
         return int(self.w3.eth.chain_id)
 
     @cached_property
@@ -98,6 +194,18 @@ class Chain:
         self.w3.eth.wait_for_transaction_receipt(tx_hash)
 
 
+class _HTTPProvider(HTTPProvider):
+    """web3's HTTP provider, counting the requests it makes (by method)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        super().__init__(url, request_kwargs={"timeout": timeout})
+        self.requests: Counter[str] = Counter()
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        self.requests[method] += 1
+        return super().make_request(method, params)
+
+
 class _TesterProvider(EthereumTesterProvider):
     """eth-tester as a JSON-RPC node would answer: a revert is an error carrying its data.
 
@@ -106,7 +214,10 @@ class _TesterProvider(EthereumTesterProvider):
     selector. Answering like a node keeps one revert path for both backends.
     """
 
+    requests: Counter[str]
+
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        self.requests[method] += 1
         namespace, _, endpoint = method.partition("_")
         delegator = (self.api_endpoints or {}).get(namespace, {}).get(endpoint)
         if delegator is None:
@@ -118,6 +229,8 @@ class _TesterProvider(EthereumTesterProvider):
         except TransactionFailed as exc:
             raw = exc.args[0] if exc.args else b""
             raw = raw.args[0] if isinstance(raw, Exception) and raw.args else raw
+            if isinstance(raw, str) and raw.startswith(("b'", 'b"')):  # eth_call gives the bytes' repr
+                raw = ast.literal_eval(raw)  # eth-tester's own message, never outside input
             error: dict[str, Any] = {"code": 3, "message": "execution reverted"}
             if isinstance(raw, bytes):
                 error["data"] = "0x" + raw.hex()
@@ -132,14 +245,30 @@ class _TesterProvider(EthereumTesterProvider):
 def embedded_chain() -> Chain:
     """A fresh in-process chain (eth-tester on py-evm): no daemon, instant blocks."""
     tester = EthereumTester(PyEVMBackend())
-    return Chain(w3=Web3(_TesterProvider(tester)), kind="embedded", tester=tester)
+    provider = _TesterProvider(tester)
+    provider.requests = Counter()
+    w3 = _lean(Web3(provider))
+    w3.eth.default_account = tester.get_accounts()[0]  # else every call asks eth_accounts whom it is from
+    return Chain(w3=w3, kind="embedded", tester=tester)
+
+
+def _lean(w3: Web3) -> Web3:
+    """Without the middleware that costs a request per call and checks nothing we need.
+
+    `validation` asks eth_chainId for every call and transaction to compare with the
+    transaction's own (ours are signed for the chain id `connect` checked); ENS name
+    resolution has no names to resolve here.
+    """
+    for name in ("validation", "ens_name_to_address"):
+        w3.middleware_onion.remove(name)
+    return w3
 
 
 def connect(url: str, expected_chain_id: int | None = None, timeout: float = 10.0) -> Chain:
     """Connect to a JSON-RPC endpoint and check it answers (and is the expected chain)."""
     if not url.startswith(("http://", "https://")):
         raise ChainUnreachable(f"RPC URL must start with http:// or https://, got {url!r}")
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    w3 = _lean(Web3(_HTTPProvider(url, timeout)))
     try:
         chain_id = int(w3.eth.chain_id)
     except (requests.exceptions.RequestException, OSError) as exc:

@@ -21,12 +21,12 @@ from eth_utils import keccak, to_checksum_address
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import BadFunctionCallOutput, ContractLogicError, ContractPanicError
-from web3.types import TxReceipt
+from web3.types import EventData, TxReceipt
 
 from .chain import Chain
 from .contracts import artifact, decode_revert
 from .errors import ChainUnreachable, ContractRevert, DeploymentError, revert_class
-from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, Reveal, RoundInfo
+from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, Reveal, RoundInfo, StepView
 
 __all__ = ["FederationClient", "TokenClient", "commitment", "network_errors", "proposal_id", "revert_error", "send"]
 
@@ -86,29 +86,40 @@ def revert_error(exc: ContractLogicError) -> ContractRevert:
     return ContractRevert(f"the contract reverted: {exc.message or exc}")
 
 
-def send(chain: Chain, fn: ContractFunction, signer: LocalAccount) -> TxReceipt:
-    """Sign and send a contract call; returns its receipt or raises the named revert."""
+def send(chain: Chain, fn: ContractFunction, signer: LocalAccount, gas: int | None = None) -> TxReceipt:
+    """Sign and send a contract call; returns its receipt or raises the named revert.
+
+    With `gas` (a limit known to cover the call), nothing is estimated: on a JSON-RPC
+    chain one `eth_call` first names a revert before it costs anything; on the embedded
+    chain, which mines each transaction alone at once, the transaction is sent as it
+    is and only a reverted one is replayed to name its error. Without `gas`, the gas
+    is estimated (which also names a revert) and given headroom.
+    """
     with network_errors(chain.url or "the chain"):
-        return _send(chain, fn, signer)
+        return _send(chain, fn, signer, gas)
 
 
-def _send(chain: Chain, fn: ContractFunction, signer: LocalAccount) -> TxReceipt:
+def _send(chain: Chain, fn: ContractFunction, signer: LocalAccount, gas: int | None) -> TxReceipt:
     w3 = chain.w3
     try:
-        gas = fn.estimate_gas({"from": signer.address})
+        if gas is None:
+            gas = _gas_limit(chain, fn.estimate_gas({"from": signer.address}))
+        elif chain.kind == "rpc":
+            fn.call({"from": signer.address})
     except ContractLogicError as exc:
         raise revert_error(exc) from exc
     tx = fn.build_transaction(
         {
             "from": signer.address,
             "nonce": w3.eth.get_transaction_count(signer.address, "pending"),
-            "gas": _gas_limit(chain, gas),
+            "gas": gas,
             "chainId": chain.chain_id,
         }
     )
     signed = signer.sign_transaction(tx)  # type: ignore[arg-type]
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.05)
+    chain.sent(int(receipt["blockNumber"]))
     if receipt["status"] != 1:
         # The state moved between estimate and inclusion; replay to name the error.
         try:
@@ -128,9 +139,10 @@ class _ContractClient:
         self.address: str = self.contract.address
 
     def _view(self, name: str, *args: Any) -> Any:
+        fn = getattr(self.contract.functions, name)(*args)
         with network_errors(self.chain.url or "the chain"):
             try:
-                return getattr(self.contract.functions, name)(*args).call()
+                return self.chain.view((self.address, name, args), lambda block: fn.call(block_identifier=block))
             except BadFunctionCallOutput as exc:  # empty output: is the contract still there?
                 if self.chain.w3.eth.get_code(self.contract.address):
                     raise
@@ -140,7 +152,12 @@ class _ContractClient:
                 ) from exc
 
     def _send(self, signer: LocalAccount, name: str, *args: Any) -> TxReceipt:
-        return send(self.chain, getattr(self.contract.functions, name)(*args), signer)
+        return send(self.chain, getattr(self.contract.functions, name)(*args), signer, self._gas)
+
+    @property
+    def _gas(self) -> int | None:
+        """A gas limit that covers every call of this contract (None: estimate each)."""
+        return None
 
 
 class TokenClient(_ContractClient):
@@ -168,6 +185,14 @@ class FederationClient(_ContractClient):
     def __init__(self, chain: Chain, address: str, abi: list[dict[str, Any]] | None = None) -> None:
         super().__init__(chain, address, abi or artifact("Federation")["abi"])
         self._token: TokenClient | None = None
+        self._config: dict[str, int] | None = None
+
+    @property
+    def _gas(self) -> int:
+        """Half a block: more than any federation call needs (the heaviest, a round's settlement,
+        loops over at most 256 members; tests/ledger/test_gas.py checks it fits), unused gas is
+        not charged, and no estimate (a binary search of executions) is needed."""
+        return self.chain.block_gas_limit // 2
 
     @property
     def token(self) -> TokenClient:
@@ -226,33 +251,41 @@ class FederationClient(_ContractClient):
         p = proposal or self.winning_proposal(round_id, from_block)
         return self._send(signer, "finalize", round_id, p.model_hash, p.model_cid, list(p.scores))
 
+    def events(self, name: str, from_block: int = 0) -> list[EventData]:
+        """Every `name` event logged at or after `from_block`, decoded, in log order (read through
+        the chain's incremental log cache: only blocks not read before are asked for)."""
+        event = getattr(self.contract.events, name)()
+        topic = bytes.fromhex(event.topic.removeprefix("0x"))
+        with network_errors(self.chain.url or "the chain"):
+            logs = self.chain.logs(self.address, from_block)
+        return [event.process_log(lg) for lg in logs if lg["topics"] and bytes(lg["topics"][0]) == topic]
+
     def winning_proposal(self, round_id: int, from_block: int = 0) -> Proposal:
         """Round `round_id`'s quorum proposal, from its Proposed event (logged at or after `from_block`)."""
         winner = self.round(round_id).winner
-        with network_errors(self.chain.url or "the chain"):
-            logs = self.contract.events.Proposed.get_logs(
-                from_block=from_block, argument_filters={"round": round_id, "proposal": winner}
-            )
-        if winner == bytes(32) or not logs:
+        found = [
+            ev["args"]
+            for ev in self.events("Proposed", from_block)
+            if ev["args"]["round"] == round_id and bytes(ev["args"]["proposal"]) == winner
+        ]
+        if winner == bytes(32) or not found:
             raise revert_class("NoQuorum")(f"NoQuorum: round {round_id} has no proposal with quorum yet")
-        args = logs[0]["args"]
+        args = found[0]
         return Proposal(bytes(args["modelHash"]), str(args["modelCid"]), [int(s) for s in args["scores"]])
 
     def reveals(self, rounds: Sequence[int], from_block: int = 0) -> list[Reveal]:
         """Every `Revealed` event of `rounds` logged at or after `from_block`, in log order."""
-        with network_errors(self.chain.url or "the chain"):
-            logs = self.contract.events.Revealed.get_logs(
-                from_block=from_block, argument_filters={"round": list(rounds) if len(rounds) > 1 else rounds[0]}
-            )
+        wanted = set(rounds)
         return [
             Reveal(
-                int(lg["args"]["round"]),
-                str(lg["args"]["member"]),
-                bytes(lg["args"]["contentHash"]),
-                str(lg["args"]["cid"]),
-                int(lg["blockNumber"]),
+                int(ev["args"]["round"]),
+                str(ev["args"]["member"]),
+                bytes(ev["args"]["contentHash"]),
+                str(ev["args"]["cid"]),
+                int(ev["blockNumber"]),
             )
-            for lg in logs
+            for ev in self.events("Revealed", from_block)
+            if int(ev["args"]["round"]) in wanted
         ]
 
     def block_number(self) -> int:
@@ -269,12 +302,15 @@ class FederationClient(_ContractClient):
     # -- views --------------------------------------------------------------
 
     def config(self) -> dict[str, int]:
-        values = self._view("config")
-        names = (
-            *("stake", "reward_per_round", "commit_window", "reveal_window", "vote_window"),
-            *("quorum_bps", "min_peers", "slash_bps"),
-        )
-        return dict(zip(names, (int(v) for v in values), strict=True))
+        """The federation's parameters (immutable in the contract: read once)."""
+        if self._config is None:
+            values = self._view("config")
+            names = (
+                *("stake", "reward_per_round", "commit_window", "reveal_window", "vote_window"),
+                *("quorum_bps", "min_peers", "slash_bps"),
+            )
+            self._config = dict(zip(names, (int(v) for v in values), strict=True))
+        return dict(self._config)
 
     def spec_hash(self) -> bytes:
         return bytes(self._view("specHash"))
@@ -313,6 +349,11 @@ class FederationClient(_ContractClient):
 
     def status(self, round_id: int, member: str) -> MemberStatus:
         return MemberStatus(self._view("statusOf", round_id, member))
+
+    def step_view(self, member: str) -> StepView:
+        """The open round, its live and stored phase, the newest finalized round and `member`'s status: one call."""
+        r, live, stored, finalized, status = self._view("stepView", member)
+        return StepView(int(r), Phase(live), Phase(stored), int(finalized), MemberStatus(status))
 
     def members(self) -> list[str]:
         return [str(a) for a in self._view("memberList")]

@@ -77,6 +77,17 @@ class MemberInfo:
 
 
 @dataclass(frozen=True)
+class StepView:
+    """What a peer reads before each step, in one call (`stepView`)."""
+
+    round: int  # the open round (0 before the first)
+    live: Phase  # its phase once pending timeouts apply
+    stored: Phase  # its phase as stored
+    finalized: int  # the newest finalized round
+    status: MemberStatus  # the member's state in the open round
+
+
+@dataclass(frozen=True)
 class Accounting:
     """Where the federation's tokens are. `held` is the contract's token balance."""
 

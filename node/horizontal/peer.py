@@ -84,9 +84,10 @@ class Peer:
 
     # -- the global model -----------------------------------------------------
 
-    def adopt_latest(self) -> bool:
-        """Load the newest finalized model (fetched by CID, checked against its hash)."""
-        last = self.fed.last_finalized()
+    def adopt_latest(self, last: int | None = None) -> bool:
+        """Load the newest finalized model (`last`, when the caller just read it), fetched by CID and
+        checked against its hash."""
+        last = self.fed.last_finalized() if last is None else last
         if last == self.loaded_round:
             return False
         info = self.fed.round(last)
@@ -122,25 +123,32 @@ class Peer:
         return {k: np.clip(trained[k] - base[k], -MAX_ABS, MAX_ABS) for k in base}
 
     def step(self) -> StepEvent:
-        """Do the one action the chain state calls for; returns what was done (`kind == "idle"` for nothing)."""
+        """Do the one action the chain state calls for; returns what was done (`kind == "idle"` for nothing).
+
+        Every view of the step reads one block (over JSON-RPC: asked for once), so the step
+        acts on one consistent state and asks the chain for each value once.
+        """
+        with self.fed.chain.pinned():
+            return self._step()
+
+    def _step(self) -> StepEvent:
         self._step_timings = Timings(self.timings)
-        r = self.fed.current_round()
+        view = self.fed.step_view(self.address)
+        r, phase = view.round, view.live
         if r == 0:
             return StepEvent("idle")
-        phase = self.fed.phase(r)
         self._note_round_start(r, phase)
-        stored = self.fed.round(r).phase
-        if phase != stored:  # a timeout is pending: apply it
+        if phase != view.stored:  # a timeout is pending: apply it
             with self._timed("chain"):
                 self.fed.advance(self.account)
-            return self._event("advanced", r, window=stored.name.lower())
+            return self._event("advanced", r, window=view.stored.name.lower())
         # In every phase, not only at commit: a peer restarted during a round's reveal or vote
         # must aggregate on the round's base model, not on the initial one.
         try:
-            self.adopt_latest()
+            self.adopt_latest(view.finalized)
         except NodeError as exc:  # nobody serves the agreed model and we did not compute it
-            return self._event("model-unavailable", r, model_round=self.fed.last_finalized(), reason=str(exc))
-        status = self.fed.status(r, self.address)
+            return self._event("model-unavailable", r, model_round=view.finalized, reason=str(exc))
+        status = view.status
         try:
             if phase == Phase.COMMIT and status == MemberStatus.NONE:
                 return self._commit(r)

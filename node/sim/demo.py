@@ -109,14 +109,18 @@ def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> F
     )
 
 
-def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the whole demo; returns the JSON document, printing the live table through `out`."""
+def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None, chain: Chain | None = None) -> dict[str, Any]:
+    """Run the whole demo; returns the JSON document, printing the live table through `out`.
+
+    The chain is the embedded one unless `chain` is given (a development chain that can
+    fund accounts and move time, e.g. anvil: the speed benchmark compares the two).
+    """
     say = out or (lambda _line: None)
     schema, companies = load_companies(cfg, say)
     roles = assign_roles(cfg, [c.name for c in companies])
     test_all = concat([c.test for c in companies])
 
-    chain = embedded_chain()
+    chain = chain or embedded_chain()
     deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
     for a in (deployer, *accounts):
         chain.fund(a.address, 10**21)
@@ -204,12 +208,14 @@ def _round(
     test_all: Dataset,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    started = time.monotonic()
+    started, asked = time.monotonic(), chain.requests.total()
     play_round(fed, peers, r, chain)
     info = fed.round(r)
     for p in peers:
         p.adopt_latest()
-    return round_row(info, peers[0].params, companies, nspec, test_all, time.monotonic() - started, say)
+    row = round_row(info, peers[0].params, companies, nspec, test_all, time.monotonic() - started, say)
+    row["chain_requests"] = chain.requests.total() - asked  # JSON-RPC requests of all peers in the round
+    return row
 
 
 def round_row(

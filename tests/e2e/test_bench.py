@@ -17,6 +17,9 @@ from bench.overhead import run
 from bench.preflight import missing
 from bench.results_file import REPO, RESULTS, portable, stamp
 from bench.scale import aggregation, ipfs_throughput
+from bench.speed import one_run
+from ledger.chain import connect, embedded_chain
+from ledger.devnet import AnvilProcess
 from node.datasets import DEFAULT_DATA
 from node.sim.companies import DemoConfig
 from node.sim.evaluate import train_alone
@@ -30,6 +33,14 @@ def test_the_overhead_bench_runs_peers_in_threads_on_a_devnet() -> None:
     steps = result["per_peer_round_seconds"]
     assert {"committed", "revealed", "voted", "ipfs_put", "ipfs_get"} <= set(steps)
     assert not result["trained_each_round"] and result["training_seconds_saved"] > 0  # trained once, beforehand
+
+
+def test_the_speed_bench_runs_the_demo_on_both_chains_with_identical_models(anvil: AnvilProcess) -> None:
+    """The same demo on eth-tester and on anvil: every round's model hash identical, requests counted."""
+    embedded, rpc = one_run(embedded_chain(), 3), one_run(connect(anvil.url, anvil.chain_id), 3)
+    assert embedded["model_hashes"] == rpc["model_hashes"] and None not in embedded["model_hashes"]
+    for run_ in (embedded, rpc):
+        assert len(run_["round_seconds"]) == 3 and all(r > 0 for r in run_["requests_per_round_per_peer"])
 
 
 def test_the_timing_bench_trains_every_round_and_breaks_the_round_down() -> None:
