@@ -28,7 +28,7 @@ from web3.types import LogReceipt, RPCEndpoint, RPCResponse, Wei
 
 from .errors import ChainUnreachable, WrongChain
 
-__all__ = ["Chain", "connect", "embedded_chain"]
+__all__ = ["Chain", "connect", "embedded_chain", "network_errors"]
 
 # anvil's default mnemonic ("test test ... junk") yields these well-known keys;
 # they hold test ether on every anvil and are public, so nothing secret leaks.
@@ -44,6 +44,19 @@ ANVIL_DEV_KEYS = (
     "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
     "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 )
+
+
+# What a dropped connection, a refused port or a timeout looks like from web3's HTTP provider.
+_NETWORK_ERRORS = (requests.exceptions.RequestException, ConnectionError, TimeoutError)
+
+
+@contextmanager
+def network_errors(what: str = "the chain") -> Iterator[None]:
+    """Turn a network failure inside the block into `ChainUnreachable` (one place for every call)."""
+    try:
+        yield
+    except _NETWORK_ERRORS as exc:
+        raise ChainUnreachable(f"{what} did not answer: {type(exc).__name__}") from exc
 
 
 @dataclass
@@ -156,7 +169,8 @@ class Chain:
 
     def block_number(self) -> int:
         """The latest block's number."""
-        return int(self.w3.eth.block_number)
+        with network_errors(self.url or "the chain"):
+            return int(self.w3.eth.block_number)
 
     def gas_used_in_block(self, number: int) -> int:
         """The gas block `number`'s transactions used (one transaction's, on a chain that mines one per block)."""

@@ -11,11 +11,9 @@ web3: a network failure becomes `ChainUnreachable` here (httpx's
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-import requests
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
@@ -25,7 +23,7 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import BadFunctionCallOutput, ContractLogicError, ContractPanicError, TransactionNotFound
 from web3.types import EventData, TxReceipt
 
-from .chain import Chain
+from .chain import Chain, network_errors
 from .contracts import artifact, decode_revert
 from .errors import ChainUnreachable, ContractRevert, DeploymentError, revert_class
 from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, Reveal, RoundInfo, StepView
@@ -34,18 +32,6 @@ __all__ = ["FederationClient", "TokenClient", "commitment", "network_errors", "p
 
 _GAS_HEADROOM = 600_000
 _T = TypeVar("_T")
-
-# What a dropped connection, a refused port or a timeout looks like from web3's HTTP provider.
-_NETWORK_ERRORS = (requests.exceptions.RequestException, ConnectionError, TimeoutError)
-
-
-@contextmanager
-def network_errors(what: str = "the chain") -> Iterator[None]:
-    """Turn a network failure inside the block into `ChainUnreachable` (one place for every call)."""
-    try:
-        yield
-    except _NETWORK_ERRORS as exc:
-        raise ChainUnreachable(f"{what} did not answer: {type(exc).__name__}") from exc
 
 
 def _gas_limit(chain: Chain, estimate: int) -> int:
