@@ -87,29 +87,29 @@ class Chain:
         counted = getattr(self.w3.provider, "requests", None)
         return counted if isinstance(counted, Counter) else Counter()
 
-    def _head(self) -> tuple[int, Any]:
-        """The block views read at, and what identifies its state: the pinned block, else the latest.
-
-        On the embedded chain the latest header is an attribute read (its hash tells a block
-        apart from another at the same height); over JSON-RPC it is a request, so a step
-        pins one block (`pinned`) and reads every view there.
-        """
+    def _head(self) -> tuple[int, Any] | None:
+        """The block views read at, and what identifies its state: the pinned block, else the
+        embedded chain's latest (an attribute read; its hash tells a block apart from another at
+        the same height). None over JSON-RPC outside a pin: asking would cost a request."""
         if self._pinned is not None:
             return self._pinned, self._pinned
         if self.tester is not None:
             header = self.tester.backend.chain.get_canonical_head()
             return int(header.block_number), header.hash
-        number = self.block_number()
-        return number, number
+        return None
 
-    def view(self, key: Any, read: Callable[[int], Any]) -> Any:
+    def view(self, key: Any, read: Callable[[int | str], Any]) -> Any:
         """`read(block)` for the current block, remembered while the chain stays at that block.
 
         Every view is a pure function of the state at one block, so asking it again at the
         same block (another peer of a simulation, another part of the same step) is answered
-        from memory. `key` names the view (contract, function, arguments).
+        from memory. `key` names the view (contract, function, arguments). Over JSON-RPC
+        outside a step's pin (`pinned`), a view is read at "latest" and not remembered.
         """
-        number, state = self._head()
+        head = self._head()
+        if head is None:
+            return read("latest")
+        number, state = head
         if self._views[0] != state:
             self._views = (state, {})
         cache = self._views[1]
@@ -145,7 +145,8 @@ class Chain:
         without its state) is noticed and read afresh.
         """
         cache = self._logs.get(address)
-        latest = self.block_number()
+        head = self._head()  # a step's pinned block: its logs and its views agree
+        latest = head[0] if head is not None else self.block_number()
         if cache is None or latest + 1 < cache.next or from_block < cache.start:
             cache = self._logs[address] = _LogCache(start=from_block, next=from_block)
         if cache.next <= latest:
