@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.accuracy import TARGET_VS_CENTRAL, TARGET_VS_FLOWER, targets_met
+from bench.accuracy import TARGET_VS_ALONE, TARGET_VS_CENTRAL, TARGET_VS_FLOWER, mean_gain, targets_met, worse_off
 from bench.gas import TWO_CP
 from bench.results_file import RESULTS, table
 from bench.timing import PARTS, blocks_label
@@ -168,6 +168,8 @@ def _accuracy_rows(acc: dict[str, Any]) -> list[list[str]]:
                 f"{fed - flower:+.4f}",
                 f"{fed / central:.1%}",
                 "yes" if targets_met(run) else "**no**",
+                f"{mean_gain(run):+.4f}",
+                f"{len(worse_off(run))} / {len(run['fedchain']['peers'])}",
             ]
         )
     return rows
@@ -316,12 +318,16 @@ def main() -> int:
                 "fedchain - Flower",
                 "fedchain / centralized",
                 "targets met",
+                "each company's model: mean gain over alone",
+                f"companies > {TARGET_VS_ALONE} worse than alone",
             ],
             _accuracy_rows(acc),
         ),
         "",
         "Final population AUC (all companies' test rows) after the same rounds, same model, same training code. "
-        f"Targets: fedchain >= Flower - {TARGET_VS_FLOWER} and >= {TARGET_VS_CENTRAL:.0%} of centralized.",
+        f"Targets: fedchain >= Flower - {TARGET_VS_FLOWER} and >= {TARGET_VS_CENTRAL:.0%} of centralized. "
+        "The last two columns are per company, on its own test rows, with the model it chose to use "
+        "(global, fine-tuned, local or a blend; chosen on its training rows only).",
         "",
         *_reward_lines(acc),
         "",

@@ -1,4 +1,4 @@
-"""Peer commands: `fedchain node init|run` and `fedchain spec init`."""
+"""Peer commands: `fedchain node init|run|personalize` and `fedchain spec init`."""
 
 from __future__ import annotations
 
@@ -71,6 +71,26 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     return Daemon(cfg, log).run(until_round=args.until_round)
 
 
+def cmd_node_personalize(args: argparse.Namespace) -> int:
+    from node.horizontal.config import PeerConfig
+    from node.horizontal.personalize import personal_path, personalize
+
+    cfg = PeerConfig.load(args.config)
+
+    def log(line: str) -> None:
+        sys.stdout.write(line + "\n")
+
+    mine = personalize(cfg, log, args.local_rounds)
+    best = next((c for c in mine.candidates if c.name == mine.choice), None)
+    evidence = (
+        f"cross-validated AUC {best.auc:.4f}, {best.gain:+.4f} over your local model (spread {best.spread:.4f})"
+        if best is not None
+        else mine.note
+    )
+    sys.stdout.write(f"uses {mine.choice}: {evidence}; saved {personal_path(cfg)}.npz and .json\n")
+    return 0
+
+
 def add_peer_commands(sub: Any) -> None:
     node = sub.add_parser("node", help="run a peer").add_subparsers(dest="node_cmd", required=True)
     p = node.add_parser("init", help="write a peer config")
@@ -94,6 +114,18 @@ def add_peer_commands(sub: Any) -> None:
     p.add_argument("--config", type=Path, default=Path("peer.toml"))
     p.add_argument("--until-round", type=at_least(1), help="exit once this round has closed")
     p.set_defaults(func=cmd_node_run)
+    p = node.add_parser(
+        "personalize",
+        help="choose this company's own model from the federation's latest one (on its own rows) and save it",
+    )
+    p.add_argument("--config", type=Path, default=Path("peer.toml"))
+    p.add_argument(
+        "--local-rounds",
+        type=at_least(1),
+        help="rounds of local training the local candidate gets (default: the latest finalized round's number, "
+        "at most 100)",
+    )
+    p.set_defaults(func=cmd_node_personalize)
 
 
 def cmd_spec_init(args: argparse.Namespace) -> int:

@@ -33,10 +33,10 @@ from node.horizontal.config import PeerConfig
 from node.horizontal.peer import Peer
 from node.horizontal.spec import NodeSpec, model_hash
 from node.horizontal.state import PeerState
-from node.learn.data import load_csv
+from node.learn.data import Dataset, load_csv
 from node.store import StoreError, open_store
 
-__all__ = ["Daemon", "PermanentError", "open_peer"]
+__all__ = ["Daemon", "PermanentError", "open_company", "open_peer"]
 
 _TRANSIENT = (ChainUnreachable, StoreError)
 
@@ -55,8 +55,8 @@ class PermanentError(NodeError):
     """The daemon cannot go on: retrying would fail the same way."""
 
 
-def open_peer(cfg: PeerConfig, log: Callable[[str], None]) -> tuple[Peer, FederationClient]:
-    """Check the config end to end and return a ready peer (joined, if it was admitted)."""
+def open_company(cfg: PeerConfig, log: Callable[[str], None]) -> tuple[FederationClient, NodeSpec, Dataset, int]:
+    """The federation (spec hash checked against the chain's), the spec, the company's rows, the deploy block."""
     deployment = Deployment.load(cfg.deployment)
     spec = load_spec(cfg.spec)
     if "0x" + spec.hash.hex() != deployment.spec_hash:
@@ -68,10 +68,16 @@ def open_peer(cfg: PeerConfig, log: Callable[[str], None]) -> tuple[Peer, Federa
     nspec = NodeSpec.from_federation(spec)
     data = load_csv(cfg.data, nspec.schema)
     log(f"{cfg.data}: {len(data)} rows, {int(data.y.sum())} positive; missing cells imputed: {data.missing or 'none'}")
+    return fed, nspec, data, deployment.block
+
+
+def open_peer(cfg: PeerConfig, log: Callable[[str], None]) -> tuple[Peer, FederationClient]:
+    """Check the config end to end and return a ready peer (joined, if it was admitted)."""
+    fed, nspec, data, block = open_company(cfg, log)
     account = load_keystore(cfg.keystore, read_password(cfg.password_file))
     state = PeerState.load(cfg.state / "state.json")
     store = open_store(cfg.ipfs)
-    peer = Peer(cfg.name, account, fed, store, data, nspec, state, from_block=deployment.block)
+    peer = Peer(cfg.name, account, fed, store, data, nspec, state, from_block=block)
     if not fed.member(account.address).active:
         if not fed.is_admitted(account.address):
             raise NodeError(f"{account.address} is not admitted: a majority of members must approveMember it")

@@ -11,7 +11,7 @@ generator seeded by the spec, which gives the same numbers on every platform.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +23,17 @@ from node.core.codec import IntArray, from_fixed, to_fixed
 from node.errors import NodeError
 from node.learn.data import Dataset
 
-__all__ = ["ModelSpec", "TrainConfig", "auc", "build", "initial_params", "layout", "predict", "train"]
+__all__ = [
+    "ModelSpec",
+    "TrainConfig",
+    "auc",
+    "build",
+    "initial_params",
+    "layout",
+    "predict",
+    "train",
+    "train_rounds",
+]
 
 
 @dataclass(frozen=True)
@@ -119,13 +129,31 @@ def train(spec: ModelSpec, params: Mapping[str, IntArray], data: Dataset, cfg: T
     model.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(len(y), generator=gen)
+        xs, ys = x[order], y[order]  # shuffled once; batches are slices (the same rows as indexing each)
         for start in range(0, len(y), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
             opt.zero_grad()
-            loss = loss_fn(model(x[idx]).squeeze(1), y[idx])
+            loss = loss_fn(model(xs[start : start + cfg.batch_size]).squeeze(1), ys[start : start + cfg.batch_size])
             loss.backward()
             opt.step()
     return fixed_params(model)
+
+
+def train_rounds(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    data: Dataset,
+    rounds: int,
+    start: Mapping[str, IntArray] | None = None,
+    each: Callable[[int, dict[str, IntArray]], None] | None = None,
+) -> dict[str, IntArray]:
+    """Train on `data` alone for `rounds` rounds' worth of local training, seeded as a federation's rounds
+    are (`cfg.for_round(r)`), from `start` (default: the initial model); `each(r, params)` sees every round's."""
+    params = dict(start) if start is not None else initial_params(spec)
+    for r in range(1, rounds + 1):
+        params = train(spec, params, data, cfg.for_round(r))
+        if each is not None:
+            each(r, params)
+    return params
 
 
 def predict(spec: ModelSpec, params: Mapping[str, IntArray], x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:

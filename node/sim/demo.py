@@ -7,8 +7,12 @@ centralized model trained on everyone's rows (what pooling the data would give).
 Each company's rows are split 80/20 (stratified, seeded): `local_auc` and
 `federated_auc` are measured on its own test rows; the top-level figures on the
 whole population's test rows, where the other companies' customers live.
-`personalized_auc` is the federated model after one more local epoch on the
-company's own rows: what a company would deploy for its own customers.
+`federated_auc` is the model the company would use: the best, on its own
+training rows (cross-validated, never its test rows), of the global model, the
+global model fine-tuned locally, its local model and blends of the two
+(`node.learn.personal`); `choice` names it and `global_auc` is the plain
+global model beside it. The top-level `federated_auc` is the shared global
+model on the whole population's test rows.
 
 The schema (feature scaling, vocabularies) is inferred from the whole file:
 a simulation shortcut. A real federation fixes it in its spec.
@@ -36,6 +40,8 @@ from node.errors import NodeError
 from node.horizontal.peer import Peer
 from node.horizontal.spec import NodeSpec
 from node.learn.data import Dataset, Schema
+from node.learn.model import auc, predict
+from node.learn.personal import LocalFolds, choose, gain_spreads, local_folds
 from node.sim.companies import Company, DemoConfig, assign_roles, load_companies
 from node.sim.evaluate import auc_of, concat, round_aucs, train_alone
 from node.store import EmbeddedStore
@@ -46,6 +52,7 @@ __all__ = [
     "compare",
     "demo_spec",
     "document",
+    "personal_folds",
     "play_round",
     "round_row",
     "run_demo",
@@ -147,12 +154,17 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None, chain: C
         raise NodeError("peers ended with different models")
     central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
     peer_rows = [
-        compare(fed, p.address, c, nspec, federated, central, cfg.rounds, getattr(roles[c.name], "role", "honest"))
-        for c, p in zip(companies, peers, strict=True)
+        compare(fed, p.address, c, nspec, federated, central, own, getattr(roles[c.name], "role", "honest"))
+        for c, p, own in zip(companies, peers, personal_folds(nspec, companies, cfg.rounds, cfg.seed), strict=True)
     ]
     doc = document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all)
     summary(doc, say)
     return doc
+
+
+def personal_folds(nspec: NodeSpec, companies: list[Company], rounds: int, seed: int) -> list[LocalFolds]:
+    """Each company's local candidate, cross-validated on its training rows (`node.learn.personal`)."""
+    return [local_folds(nspec.model, nspec.training, c.train, rounds, seed) for c in companies]
 
 
 def document(
@@ -188,7 +200,7 @@ def document(
         "centralized_auc": auc_of(nspec, central, test_all),
         "mean_local_auc": mean("local_auc"),
         "mean_federated_auc": mean("federated_auc"),
-        "mean_personalized_auc": mean("personalized_auc"),
+        "mean_global_auc": mean("global_auc"),
         "poisoners": cfg.poisoners,
         "poison": cfg.poison if cfg.poisoners else None,
         "free_riders": cfg.free_riders,
@@ -255,10 +267,15 @@ def compare(
     nspec: NodeSpec,
     federated: dict[str, IntArray],
     central: dict[str, IntArray],
-    rounds: int,
+    local: LocalFolds,
     role: str = "honest",
 ) -> dict[str, Any]:
-    alone = train_alone(nspec, c.train, rounds)
+    """A company's row: alone, the global model, what it chose to use (and why), centralized, rewards."""
+    mine = choose(nspec.model, nspec.training, federated, local)
+    used, alone = mine.scores(nspec.model, c.test.x), predict(nspec.model, local.model, c.test.x)
+    noise = (
+        gain_spreads(c.test.y, {"local": alone, "used": used}, 0)["used"] if 0 < c.test.y.sum() < len(c.test) else 0.0
+    )
     rewards = fed.rewards(address)
     return {
         "name": c.name,
@@ -267,9 +284,12 @@ def compare(
         "rows": len(c.train) + len(c.test),
         "train_rows": len(c.train),
         "test_rows": len(c.test),
-        "local_auc": auc_of(nspec, alone, c.test),
-        "federated_auc": auc_of(nspec, federated, c.test),
-        "personalized_auc": auc_of(nspec, train_alone(nspec, c.train, 1, federated), c.test),
+        "local_auc": auc_of(nspec, local.model, c.test),
+        "federated_auc": round(auc(c.test.y, used), 4),
+        "test_gain_spread": round(noise, 4),  # the gain's bootstrap standard deviation on these test rows
+        "global_auc": auc_of(nspec, federated, c.test),
+        "choice": mine.choice,
+        "personal": mine.describe(),
         "centralized_auc": auc_of(nspec, central, c.test),
         "reward": str(rewards["credited"] + rewards["claimed"]),
         "slashed": str(rewards["slashed"]),
@@ -279,15 +299,15 @@ def compare(
 def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
     say("")
     say(
-        f"{'company':16} {'role':10} {'rows':>6} {'local AUC':>9} {'federated':>9} {'gain':>7} {'+1 epoch':>9} "
+        f"{'company':16} {'role':10} {'rows':>6} {'local AUC':>9} {'global':>7} {'uses':>11} {'AUC':>6} {'gain':>7} "
         f"{'reward':>10}"
     )
     for p in doc["peers"]:
         gain = p["federated_auc"] - p["local_auc"]
         reward = int(p["reward"]) / 1e18
         say(
-            f"{p['name']:16} {p['role']:10} {p['rows']:>6} {p['local_auc']:>9.4f} {p['federated_auc']:>9.4f} "
-            f"{gain:>+7.4f} {p['personalized_auc']:>9.4f} {reward:>10.4f}"
+            f"{p['name']:16} {p['role']:10} {p['rows']:>6} {p['local_auc']:>9.4f} {p['global_auc']:>7.4f} "
+            f"{p['choice']:>11} {p['federated_auc']:>6.4f} {gain:>+7.4f} {reward:>10.4f}"
         )
     if doc["poisoners"] or doc["free_riders"]:
         say(f"cheaters' share of the rewards paid: {doc['cheater_reward_share']:.1%}")

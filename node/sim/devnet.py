@@ -35,7 +35,7 @@ from node.horizontal.config import PeerConfig
 from node.horizontal.spec import NodeSpec
 from node.learn.data import read_rows
 from node.sim.companies import DemoConfig, load_companies
-from node.sim.demo import ROUND_HEADER, compare, demo_spec, document, round_row, summary
+from node.sim.demo import ROUND_HEADER, compare, demo_spec, document, personal_folds, round_row, summary
 from node.sim.evaluate import concat, train_alone
 from node.store import KuboStore, fetch_verified
 from node.store.kubo import KuboNode, new_swarm_key, start_kubo
@@ -135,8 +135,8 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
                 tail = (root / f"peer{i}.log").read_text()[-800:]
                 raise NodeError(f"peer {companies[i].name} exited with {p.returncode}: {tail}")
         central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
-        pairs = zip(companies, accounts, strict=True)
-        peer_rows = [compare(fed, a.address, c, nspec, federated, central, cfg.rounds) for c, a in pairs]
+        pairs = zip(companies, accounts, personal_folds(nspec, companies, cfg.rounds, cfg.seed), strict=True)
+        peer_rows = [compare(fed, a.address, c, nspec, federated, central, own) for c, a, own in pairs]
     doc = document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all, devnet=True)
     summary(doc, say)
     return doc

@@ -9,7 +9,7 @@ import numpy as np
 from node.core.codec import IntArray
 from node.horizontal.spec import NodeSpec
 from node.learn.data import Dataset
-from node.learn.model import auc, predict, train
+from node.learn.model import auc, predict, train_rounds
 from node.sim.companies import Company
 
 __all__ = ["auc_of", "concat", "round_aucs", "train_alone"]
@@ -28,12 +28,7 @@ def train_alone(
 ) -> dict[str, IntArray]:
     """Train on `data` alone for as many epochs as the federation's rounds give (same seeds);
     `each(round, params)` sees the model after every round."""
-    params, cfg = start or nspec.initial_model(), nspec.training
-    for r in range(1, rounds + 1):
-        params = train(nspec.model, params, data, cfg.for_round(r))
-        if each is not None:
-            each(r, params)
-    return params
+    return train_rounds(nspec.model, nspec.training, data, rounds, start or nspec.initial_model(), each)
 
 
 def auc_of(nspec: NodeSpec, params: dict[str, IntArray], data: Dataset) -> float:

@@ -80,6 +80,8 @@ def test_the_readme_walkthrough_on_a_devnet_in_its_own_state_dir_and_port(tmp_pa
                 assert "finalized" in out
             if argv[1:3] == ["audit", "verify"]:
                 assert "round 1 verifies" in out
+            if argv[1:3] == ["node", "personalize"]:
+                assert "uses " in out and (tmp_path / ".fedchain-bank" / "personal.json").is_file()
         config = (tmp_path / "bank.toml").read_text()
         assert f"127.0.0.1:{port}" in config  # node init took the dev-net's endpoints
         assert not json.loads((state / "state.json").read_text())["kubo"]  # `devnet down` ran last

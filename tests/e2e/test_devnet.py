@@ -118,6 +118,8 @@ def test_three_daemons_agree_round_after_round(
     daemons: list[subprocess.Popen[bytes]],
 ) -> None:
     net = small_federation(tmp_path, mining_anvil, kubo_nodes, sample_csv)
+    early = run_cli("node", "personalize", "--config", str(net.configs[0]))
+    assert early.returncode == 1 and "no round has finalized yet" in early.stderr and "Traceback" not in early.stderr
     logs = [tmp_path / f"peer{i}.log" for i in range(3)]
     procs = [_daemon(cfg, 2, threads, log) for cfg, threads, log in zip(net.configs, (1, 2, 3), logs, strict=True)]
     daemons += procs
@@ -137,6 +139,14 @@ def test_three_daemons_agree_round_after_round(
     assert "round 2 verifies" in out.stdout and out.stdout.count(": ok") == 3
     bad = _verify(net, 3, net.ipfs[0])  # round 3 is open: nothing to verify yet
     assert bad.returncode == 1 and "not finalized" in bad.stderr
+    # each company chooses its own model from round 2's, on its own rows, and keeps it beside its state
+    out = run_cli("node", "personalize", "--config", str(net.configs[1]))
+    assert out.returncode == 0, out.stdout + out.stderr
+    saved = json.loads((tmp_path / "state1" / "personal.json").read_text())
+    assert saved["round"] == 2 and saved["model_hash"] == "0x" + net.fed.round(2).model_hash.hex()
+    assert f"uses {saved['choice']}:" in out.stdout and saved["local_rounds"] == 2
+    assert {c["name"] for c in saved["candidates"]} >= {"global", "fine-tuned", "local"}
+    assert (tmp_path / "state1" / "personal.npz").is_file()
 
 
 def test_a_killed_peer_misses_a_round_and_rejoins_without_a_double_commit(

@@ -37,10 +37,19 @@ def test_demo_rounds_finalize_and_every_peer_holds_the_same_model(small_csv: Pat
         assert p["role"] == "honest" and p["name"].startswith("peer-") and p["address"].startswith("0x")
         assert p["rows"] > 0 and 0.5 < p["local_auc"] <= 1.0 and 0.5 < p["federated_auc"] <= 1.0
         assert int(p["reward"]) > 0
+        # what the company uses is its own choice, reported beside the plain global model
+        assert p["choice"] == p["personal"]["choice"] and 0.5 < p["global_auc"] <= 1.0
+        if p["choice"] == "global":
+            assert p["federated_auc"] == p["global_auc"]
+        if p["choice"] == "local":
+            assert p["federated_auc"] == p["local_auc"]
+        best = max(p["personal"]["candidates"], key=lambda c: (c["bound"], c["name"] == "local"))
+        assert best["name"] == p["choice"] and p["personal"]["validation_rows"] == p["train_rows"]
     assert sum(int(p["reward"]) for p in doc["peers"]) == int(doc["rewards_paid"])
     assert 0.6 < doc["federated_auc"] <= 1.0 and 0.6 < doc["centralized_auc"] <= 1.0
-    again = run_demo(cfg)  # a rerun with the same seed gives the same models, bit for bit
+    again = run_demo(cfg)  # a rerun with the same seed gives the same models and choices, bit for bit
     assert [r["model_hash"] for r in again["rounds"]] == [r["model_hash"] for r in doc["rounds"]]
+    assert [p["personal"] for p in again["peers"]] == [p["personal"] for p in doc["peers"]]
 
 
 def small_federation(small_csv: Path, tmp_path: Path, n: int) -> tuple[FederationClient, list[Peer], object]:
