@@ -49,6 +49,5 @@ def personalize(cfg: PeerConfig, log: Callable[[str], None], local_rounds: int |
     own = local_folds(nspec.model, nspec.training, data, rounds, nspec.training.seed)
     mine = choose(nspec.model, nspec.training, glob, own)
     mine = replace(mine, extra={"round": last, "model_hash": "0x" + info.model_hash.hex(), "local_rounds": rounds})
-    cfg.state.mkdir(parents=True, exist_ok=True)
     mine.save(personal_path(cfg))
     return mine

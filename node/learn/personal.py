@@ -246,6 +246,7 @@ def compare_to_local(
     one model, so they are never ranked against another fold's). The spread is the standard
     deviation of the fold-mean gain over `BOOTSTRAP` stratified resamples drawn within each fold
     (the same resamples for every candidate), taken in chunks to bound memory on large companies.
+    A fold holding one class has no AUC: everything it touches is NaN.
     """
     rng = np.random.default_rng([seed, 17])
     folds = int(fold.max()) + 1
@@ -256,6 +257,9 @@ def compare_to_local(
         yf = y[idx]
         for name, s in held.items():
             aucs[name] += auc(yf, s[idx]) / folds
+        if yf.min() == yf.max():
+            gains = {name: np.full(BOOTSTRAP, np.nan) for name in held}
+            continue
         for start in range(0, BOOTSTRAP, _CHUNK):
             weights = _resamples(yf, rng, min(_CHUNK, BOOTSTRAP - start))
             base = weighted_aucs(yf, held["local"][idx], weights)
@@ -273,11 +277,9 @@ def gain_spreads(y: npt.NDArray[np.float32], held: dict[str, Scores], seed: int)
 @dataclass(frozen=True)
 class LocalFolds:
     """The part of the choice that does not depend on the federation: the folds, the local candidate's
-    held-out scores, and the local model trained on all rows. A peer computes it once, before or while
-    the rounds run."""
+    held-out scores, and the local model trained on all rows."""
 
     data: Dataset
-    rounds: int
     seed: int
     fold: npt.NDArray[np.int64]
     held: Scores
@@ -295,20 +297,19 @@ def local_folds(
     rounds: int,
     seed: int = 0,
     folds: int = FOLDS,
-    model: dict[str, IntArray] | None = None,
 ) -> LocalFolds:
-    """Cross-validate the local candidate (`rounds` epochs alone) on `data`, the company's training rows;
-    `model`, if given, is that candidate already trained on all of `data`."""
+    """Cross-validate the local candidate (`rounds` rounds of training alone) on `data`, the company's
+    training rows, and train it on all of them."""
     positives, negatives = int((data.y == 1).sum()), int((data.y == 0).sum())
     k = min(folds, positives, negatives)
-    alone = model if model is not None else train_rounds(spec, training, data, rounds)
+    alone = train_rounds(spec, training, data, rounds)
     if k < 2:
-        return LocalFolds(data, rounds, seed, np.zeros(0, dtype=np.int64), np.zeros(0), alone)
+        return LocalFolds(data, seed, np.zeros(0, dtype=np.int64), np.zeros(0), alone)
     fold, held = _folds(data.y, k, seed), np.zeros(len(data))
     for f in range(k):
         out = fold == f
         held[out] = predict(spec, train_rounds(spec, training, data.subset(np.flatnonzero(~out)), rounds), data.x[out])
-    return LocalFolds(data, rounds, seed, fold, held, alone)
+    return LocalFolds(data, seed, fold, held, alone)
 
 
 def choose(

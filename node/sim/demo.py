@@ -273,9 +273,7 @@ def compare(
     """A company's row: alone, the global model, what it chose to use (and why), centralized, rewards."""
     mine = choose(nspec.model, nspec.training, federated, local)
     used, alone = mine.scores(nspec.model, c.test.x), predict(nspec.model, local.model, c.test.x)
-    noise = (
-        gain_spreads(c.test.y, {"local": alone, "used": used}, 0)["used"] if 0 < c.test.y.sum() < len(c.test) else 0.0
-    )
+    noise = gain_spreads(c.test.y, {"local": alone, "used": used}, 0)["used"]  # NaN on one-class test rows
     rewards = fed.rewards(address)
     return {
         "name": c.name,
@@ -284,7 +282,7 @@ def compare(
         "rows": len(c.train) + len(c.test),
         "train_rows": len(c.train),
         "test_rows": len(c.test),
-        "local_auc": auc_of(nspec, local.model, c.test),
+        "local_auc": round(auc(c.test.y, alone), 4),
         "federated_auc": round(auc(c.test.y, used), 4),
         "test_gain_spread": round(noise, 4),  # the gain's bootstrap standard deviation on these test rows
         "global_auc": auc_of(nspec, federated, c.test),

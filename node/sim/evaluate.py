@@ -28,7 +28,7 @@ def train_alone(
 ) -> dict[str, IntArray]:
     """Train on `data` alone for as many epochs as the federation's rounds give (same seeds);
     `each(round, params)` sees the model after every round."""
-    return train_rounds(nspec.model, nspec.training, data, rounds, start or nspec.initial_model(), each)
+    return train_rounds(nspec.model, nspec.training, data, rounds, start, each)
 
 
 def auc_of(nspec: NodeSpec, params: dict[str, IntArray], data: Dataset) -> float:

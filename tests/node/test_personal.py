@@ -128,6 +128,8 @@ def test_a_gains_spread_is_zero_against_itself_and_grows_with_fewer_rows() -> No
     assert spreads["local"] == 0.0 and spreads["same"] == 0.0 and spreads["other"] > 0
     small = gain_spreads(y[:200], {"local": good[:200], "other": other[:200]}, 0)
     assert small["other"] > 2 * spreads["other"]
+    one_class = gain_spreads(np.zeros(50, dtype=np.float32), {"local": good[:50], "other": other[:50]}, 0)
+    assert all(np.isnan(v) for v in one_class.values())  # no AUC, no spread (not 0)
 
 
 def test_the_choice_is_reproducible_and_survives_a_save_without_pickle(tmp_path: Path) -> None:
