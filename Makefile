@@ -29,6 +29,7 @@ bench:
 	$(VENV)/python -m bench.gas
 	$(VENV)/python -m bench.accuracy
 	$(VENV)/python -m bench.attacks
+	$(VENV)/python -m bench.rewards
 	$(VENV)/python -m bench.report
 
 artifacts:

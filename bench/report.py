@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PLOTS = RESULTS / "plots"
 OUT = ROOT / "BENCHMARKS.md"
 TWO_CP_MID = sum(TWO_CP) // 2
-NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed")
+NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed", "rewards")
 
 
 def load(stem: str) -> dict[str, Any]:
@@ -182,7 +182,10 @@ def _reward_lines(acc: dict[str, Any]) -> list[str]:
         peers = run["fedchain"]["peers"]
         unpaid = [p["name"] for p in peers if int(p["reward"]) == 0]
         parts.append(f"{name}: {len(unpaid)} of {len(peers)}" + (f" ({', '.join(unpaid)})" if unpaid else ""))
-    return ["Honest companies paid nothing (contribution scores by peer agreement): " + "; ".join(parts) + "."]
+    scorings = sorted({run["fedchain"].get("scoring", "agreement") for run in acc["runs"].values()})
+    return [
+        f"Honest companies paid nothing (contribution scores by {' and '.join(scorings)}): " + "; ".join(parts) + "."
+    ]
 
 
 def _timing_rows(timing: dict[str, Any]) -> list[list[str]]:
@@ -244,15 +247,39 @@ def _attack_lines(att: dict[str, Any]) -> list[str]:
     fedavg = [r for r in cheats if r["role"] == "poisoner" and r["rule"] == "fedavg"]
     worst_robust = max(honest[r["rule"]] - r["federated_auc"] for r in robust)
     worst_fedavg = max(fedavg, key=lambda r: honest["fedavg"] - r["federated_auc"])
-    share = max(r["cheater_reward_share"] for r in cheats)
-    paid = sum(r["honest_paid"] for r in runs)
-    return [
+    lines = [
         f"- With 3 poisoners of 10, the robust rules lose at most {worst_robust:.4f} AUC against their all-honest run "
         f"({len(robust)} runs); FedAvg loses up to {honest['fedavg'] - worst_fedavg['federated_auc']:.4f} "
         f"({worst_fedavg['kind']}).",
-        f"- Cheaters (poisoners and free riders) take at most {share:.1%} of the rewards paid; every honest peer "
-        f"is paid in {paid} of {len(runs)} runs.",
     ]
+    for scoring in sorted({r.get("scoring", "agreement") for r in runs}):
+        mine = [r for r in runs if r.get("scoring", "agreement") == scoring]
+        share = max(r["cheater_reward_share"] for r in mine if r["role"] != "honest")
+        lines.append(
+            f"- Scoring by {scoring}: cheaters (poisoners and free riders) take at most {share:.1%} of the rewards "
+            f"paid; every honest peer is paid in {sum(r['honest_paid'] for r in mine)} of {len(mine)} runs."
+        )
+    return lines
+
+
+def _value_lines(rew: dict[str, Any]) -> list[str]:
+    rho, paid = rew["spearman"], rew["all_paid"]
+    lines = [
+        "- Dirichlet(0.5), 10 companies: Spearman(reward share, leave-one-out value) "
+        + ", ".join(
+            f"{s}: {rho[s]['population']:+.2f} (population AUC) / {rho[s]['own']:+.2f} (own rows), every company "
+            f"paid: {'yes' if paid[s] else 'no'}"
+            for s in rho
+        )
+        + ".",
+    ]
+    jobs = rew["jobs"]
+    lines.append(
+        "- Split by job, every company paid: "
+        + ", ".join(f"{k}: {'yes' if all(int(v) > 0 for v in jobs[k].values()) else 'no'}" for k in sorted(jobs))
+        + "."
+    )
+    return lines
 
 
 def _speed_lines(speed: dict[str, Any]) -> list[str]:
@@ -378,6 +405,12 @@ def main() -> int:
         _stamp(docs["attacks"]) + " Details: [bench/results/attacks.md](bench/results/attacks.md).",
         "",
         *_attack_lines(docs["attacks"]),
+        "",
+        "## Rewards: paid for measured value?",
+        "",
+        _stamp(docs["rewards"]) + " Details: [bench/results/rewards.md](bench/results/rewards.md).",
+        "",
+        *_value_lines(docs["rewards"]),
         "",
     ]
     OUT.write_text("\n".join(lines))

@@ -6,7 +6,7 @@ training every round (`bench.overhead.run(train=True)`). Flower: its stock
 FedAvg server and one gRPC client thread per company (`bench.flower`). Same
 random stratified split of the bundled Bank Marketing data, same logreg model,
 training code, local epoch and rounds. Reports the median round, the ratio
-fedchain / Flower, and where a fedchain peer's time goes (train, encode, IPFS
+fedchain / Flower, and where a fedchain peer's time goes (train, evaluate, encode, IPFS
 publish, chain transactions, fetch + verify, aggregate + score, adopt). Writes
 bench/results/timing.md and timing.json.
 
@@ -25,7 +25,7 @@ from bench.overhead import run
 from bench.results_file import stamp, table, write
 from node.sim.companies import DemoConfig
 
-PARTS = ["train", "encode", "publish", "chain", "fetch", "aggregate", "adopt"]
+PARTS = ["train", "evaluate", "encode", "publish", "chain", "fetch", "aggregate", "adopt"]
 BLOCKS: tuple[float | None, ...] = (None, 1.0)
 
 

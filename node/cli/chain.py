@@ -177,11 +177,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from ledger.deploy import deploy
     from ledger.keystore import load_keystore, read_password
     from ledger.spec import load_spec
-    from node.horizontal.spec import NodeSpec, aggregation_settings
+    from node.horizontal.spec import NodeSpec, aggregation_settings, scoring_rule
 
     spec = load_spec(args.spec)
     # refuse a spec the peers could not run, or whose rule cannot withstand its attackers, before spending gas
     aggregation_settings(spec)
+    scoring_rule(spec)
     if "data" in spec.data:
         NodeSpec.from_federation(spec)
     chain = connect(rpc_for(args), args.chain_id)

@@ -71,14 +71,17 @@ def rounds_text(rounds: list[int]) -> str:
 
 
 def why_unpaid() -> str:
-    """Why a finalized round pays a member, or everyone, nothing (node/core/scoring.py)."""
+    """Why a finalized round pays a member, or everyone, nothing (node/core/scoring.py, node/core/valuation.py)."""
     from node.core.scoring import MIN_AGREEMENT, SCALE
+    from node.core.valuation import EVAL_SCALE, MIN_GAIN
 
     return (
-        f"an update earns only if its median agreement with the others' is at least {MIN_AGREEMENT / SCALE:g}; "
-        "near convergence honest updates are mostly noise and agree less (soonest with two peers, "
-        "where each has one other to agree with), and a round where no score is positive pays nobody: "
-        "its reward stays in the pool (docs/protocol.md, Score)"
+        f"scoring by agreement, an update earns only if its median agreement with the others' is at least "
+        f"{MIN_AGREEMENT / SCALE:g}; scoring by evaluation, a round pays the previous round's updates, each only if "
+        f"the others' median rating of its AUC gain is at least {MIN_GAIN / EVAL_SCALE:g}. Near convergence honest "
+        "updates are mostly noise, agree less and gain less (soonest with two peers, where each has one other to "
+        "agree with or rate it), and a round where no score is positive pays nobody: its reward stays in the pool "
+        "(docs/protocol.md, Score)"
     )
 
 

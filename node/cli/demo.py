@@ -10,6 +10,7 @@ from typing import Any
 
 from node.cli.common import at_least, positive_float
 from node.core.rules import RULES
+from node.core.scoring import SCORINGS
 from node.datasets import DEFAULT_DATA
 from node.errors import NodeError
 from node.sim.attacks import FREE_RIDES, POISONS
@@ -38,9 +39,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         poison=args.poison,
         free_riders=args.free_riders,
         free_ride=args.free_ride,
+        scoring=args.scoring,
+        liars=args.liars,
     )
-    if args.devnet and (args.poisoners or args.free_riders):
-        raise NodeError("--poisoners and --free-riders run on the embedded default only, not with --devnet")
+    if args.devnet and (args.poisoners or args.free_riders or args.liars):
+        raise NodeError("--poisoners, --free-riders and --liars run on the embedded default only, not with --devnet")
     if cfg.split_by is None and cfg.peers is None:
         raise NodeError("with --data, say how to split it: --split-by COLUMN or --peers N")
     if not default and (args.target is None or args.positive is None):
@@ -87,6 +90,13 @@ def add_demo_command(sub: Any) -> None:
     p.add_argument("--poison", choices=POISONS, default="sign-flip", help="how the poisoners poison")
     p.add_argument("--free-riders", type=at_least(0), default=0, help="companies that submit without training")
     p.add_argument("--free-ride", choices=FREE_RIDES, default="zero", help="what the free riders submit")
+    p.add_argument(
+        "--scoring",
+        choices=SCORINGS,
+        default="evaluation",
+        help="how rewards are scored: peer evaluation of value on private rows (default), or peer agreement",
+    )
+    p.add_argument("--liars", type=at_least(0), default=0, help="companies that collude in their evaluations")
     p.add_argument("--devnet", action="store_true", help="anvil + Kubo nodes, one peer process each")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
     p.set_defaults(func=cmd_demo)

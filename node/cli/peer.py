@@ -9,6 +9,7 @@ from typing import Any
 
 from node.cli.common import LOCAL_RPC, at_least, devnet_state, ipfs_for, positive_float, state_dir_arg
 from node.core.rules import RULES
+from node.core.scoring import SCORINGS
 from node.errors import NodeError
 
 __all__ = ["add_peer_commands", "add_spec_commands"]
@@ -146,6 +147,7 @@ def cmd_spec_init(args: argparse.Namespace) -> int:
             "model": {"kind": args.model, "hidden": 32, "seed": 0},
             "training": {"epochs": 1, "batch_size": 64, "lr": 0.01, "optimizer": "adam", "seed": 0},
             "aggregation": {"rule": args.rule, "trim": 0.2, "attackers": 0},
+            "scoring": {"rule": args.scoring},
         }
     )
     NodeSpec.from_federation(spec)  # the peers must be able to read it
@@ -167,5 +169,11 @@ def add_spec_commands(sub: Any) -> None:
     p.add_argument("--founders", nargs="+", required=True, help="founder addresses")
     p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     p.add_argument("--rule", choices=RULES, default="fedavg")
+    p.add_argument(
+        "--scoring",
+        choices=SCORINGS,
+        default="evaluation",
+        help="how rewards are scored: peer evaluation of value (default), or peer agreement",
+    )
     p.add_argument("--out", type=Path, default=Path("spec.toml"))
     p.set_defaults(func=cmd_spec_init)

@@ -51,7 +51,10 @@ import numpy as np
 
 from node.core.codec import IntArray
 
-__all__ = ["MIN_AGREEMENT", "NOISE_FLOOR", "SCALE", "agreements", "contribution_scores"]
+__all__ = ["MIN_AGREEMENT", "NOISE_FLOOR", "SCALE", "SCORINGS", "agreements", "contribution_scores"]
+
+# A spec's [scoring] rule: peer agreement (this module), or peer evaluation of value (node.core.valuation).
+SCORINGS = ("agreement", "evaluation")
 
 SCALE = 10_000
 NOISE_FLOOR = 500  # agreements under 0.05 are noise

@@ -7,68 +7,127 @@ check, strict decode): content from peers is untrusted.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ledger.client import FederationClient
 from ledger.types import Phase
-from node.core.codec import IntArray, UpdateRejected
+from node.core.codec import IntArray, UpdateRejected, content_hash, encode
 from node.errors import NodeError
-from node.horizontal.spec import NodeSpec
+from node.horizontal.spec import EVALUATION, NodeSpec
 from node.store import Store, StoreError, fetch_verified
 from node.store.verified import ContentMismatch
 
-__all__ = ["FetchedUpdate", "collect_updates", "fetch_update", "model_before"]
+__all__ = ["Cache", "FetchedUpdate", "collect_updates", "evaluated_in", "fetch_update", "model_before"]
 
 
 @dataclass(frozen=True)
 class FetchedUpdate:
-    """One member's revealed update: decoded, or None with the reason it cannot be used."""
+    """One member's revealed content: its update decoded (None with the reason it cannot be used) and,
+    when the federation scores by evaluation, its evaluation of the previous round (None if absent)."""
 
     member: str
     content_hash: bytes
     cid: str
     update: dict[str, IntArray] | None
     reason: str = ""  # why it was rejected
+    evaluation: IntArray | None = None
+    # What identifies the update itself (duplicates and replays): the content hash, or, when the content
+    # carries an evaluation too, the hash of the update part alone (a replay may come with a new evaluation).
+    update_hash: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.update_hash:
+            object.__setattr__(self, "update_hash", self.content_hash)
 
 
-def fetch_update(store: Store, nspec: NodeSpec, member: str, expected: bytes, cid: str) -> FetchedUpdate:
-    """Fetch and check one revealed update; a failure becomes a rejection, never an exception."""
+Revealed = tuple[str, bytes, str]  # member, content hash, CID
+Cache = dict[tuple[str, bytes], FetchedUpdate]  # (member, content hash) -> what it gave
+_CACHE_LIMIT = 4096  # contents kept by a cache before it starts over
+
+
+def fetch_update(
+    store: Store, nspec: NodeSpec, member: str, expected: bytes, cid: str, evaluated: int = 0
+) -> FetchedUpdate:
+    """Fetch and check one member's content (its update and, if scoring by evaluation, its vector
+    evaluating `evaluated` members); a failure becomes a rejection, never an exception."""
+    layout = nspec.content_layout(evaluated)
     try:
-        update = fetch_verified(store, cid, expected, nspec.layout, nspec.max_update_bytes)
+        content = fetch_verified(store, cid, expected, layout, nspec.content_bytes(evaluated))
     except StoreError as exc:
         return FetchedUpdate(member, expected, cid, None, f"unavailable: {exc}")
     except ContentMismatch as exc:
         return FetchedUpdate(member, expected, cid, None, str(exc))
     except UpdateRejected as exc:
         return FetchedUpdate(member, expected, cid, None, f"malformed: {exc}")
-    return FetchedUpdate(member, expected, cid, update)
+    if EVALUATION not in content:
+        return FetchedUpdate(member, expected, cid, content)
+    evaluation = content.pop(EVALUATION)
+    return FetchedUpdate(member, expected, cid, content, "", evaluation, content_hash(encode(content)))
+
+
+def evaluated_in(fed: FederationClient, nspec: NodeSpec, round_id: int) -> int:
+    """How many members round `round_id`'s contents evaluate: the previous round's, when scoring by evaluation."""
+    return fed.round(round_id - 1).member_count if nspec.evaluates and round_id > 1 else 0
+
+
+def _fetch_all(
+    store: Store, nspec: NodeSpec, revealed: list[Revealed], evaluated: int, workers: int, cache: Cache | None
+) -> list[FetchedUpdate]:
+    """Each revealed content, from `cache` when it holds it; what is fetched goes into it, outages aside."""
+    known = {} if cache is None else cache
+    missing = [t for t in revealed if (t[0], t[1]) not in known]
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
+        fresh = dict(
+            zip(
+                ((m, h) for m, h, _ in missing),
+                pool.map(lambda t: fetch_update(store, nspec, t[0], t[1], t[2], evaluated), missing),
+                strict=True,
+            )
+        )
+    if cache is not None:
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        cache.update({k: f for k, f in fresh.items() if not f.reason.startswith("unavailable")})
+    return [fresh[(m, h)] if (m, h) in fresh else known[(m, h)] for m, h, _ in revealed]
 
 
 def collect_updates(
-    fed: FederationClient, store: Store, nspec: NodeSpec, round_id: int, from_block: int = 0, workers: int = 8
+    fed: FederationClient,
+    store: Store,
+    nspec: NodeSpec,
+    round_id: int,
+    from_block: int = 0,
+    workers: int = 8,
+    cache: Cache | None = None,
 ) -> list[FetchedUpdate]:
     """Every revealed update of `round_id`, fetched concurrently and checked; sorted by member address.
 
-    `from_block` must be at or before the previous round's reveals: an update whose
-    content hash was revealed in the previous round is a replay, and rejected.
+    `from_block` must be at or before the previous round's reveals: an update revealed
+    in the previous round is a replay, and rejected. When scoring by evaluation that
+    takes the previous round's contents too (their update part: a replay may carry a
+    new evaluation); `cache` keeps what was fetched for the next call.
     """
     reveals = fed.reveals([round_id - 1, round_id] if round_id > 1 else [round_id], from_block)
-    earlier = {rv.content_hash for rv in reveals if rv.round != round_id}
-    revealed = sorted(
+    now = sorted(
         ((rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round == round_id), key=lambda t: t[0].lower()
     )
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(revealed)))) as pool:
-        fetched = list(pool.map(lambda t: fetch_update(store, nspec, *t), revealed))
+    fetched = _fetch_all(store, nspec, now, evaluated_in(fed, nspec, round_id), workers, cache)
+    if nspec.evaluates and round_id > 1:
+        before = [(rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round != round_id]
+        old = _fetch_all(store, nspec, before, evaluated_in(fed, nspec, round_id - 1), workers, cache)
+        earlier = {f.update_hash for f in old if f.update is not None}
+    else:
+        earlier = {rv.content_hash for rv in reveals if rv.round != round_id}
     seen: dict[bytes, int] = {}
     for f in fetched:
-        seen[f.content_hash] = seen.get(f.content_hash, 0) + 1
+        seen[f.update_hash] = seen.get(f.update_hash, 0) + 1
 
     def screened(f: FetchedUpdate) -> FetchedUpdate:
-        if f.update is not None and seen[f.content_hash] > 1:
-            return FetchedUpdate(f.member, f.content_hash, f.cid, None, "duplicate of another member's update")
-        if f.update is not None and f.content_hash in earlier:
-            reason = f"replays an update revealed in round {round_id - 1}"
-            return FetchedUpdate(f.member, f.content_hash, f.cid, None, reason)
+        if f.update is not None and seen[f.update_hash] > 1:
+            reason = "duplicate of another member's update"
+            return replace(f, update=None, reason=reason)
+        if f.update is not None and f.update_hash in earlier:
+            return replace(f, update=None, reason=f"replays an update revealed in round {round_id - 1}")
         return f
 
     return [screened(f) for f in fetched]

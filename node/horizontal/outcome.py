@@ -12,6 +12,7 @@ import numpy as np
 
 from node.core.codec import MAX_ABS, IntArray
 from node.core.scoring import contribution_scores
+from node.core.valuation import Valuation
 from node.horizontal.exchange import FetchedUpdate
 from node.horizontal.spec import NodeSpec
 
@@ -33,6 +34,7 @@ class Outcome:
     scores: list[int]
     rejected: dict[str, str] = field(default_factory=dict)
     used: int = 0
+    valuation: Valuation | None = None  # when scoring by evaluation: how the previous round's scores came
 
 
 def round_outcome(
@@ -41,6 +43,7 @@ def round_outcome(
     fetched: list[FetchedUpdate],
     members: list[str],
     previous: dict[str, IntArray] | None = None,
+    evaluated: int = 0,
 ) -> Outcome:
     """The new model and the score vector a round's checked updates give: what an honest peer votes for.
 
@@ -48,7 +51,9 @@ def round_outcome(
     an update equal to the last global step, `base - previous`, is public work copied,
     and is rejected. Scores are `node.core.scoring.contribution_scores` of the usable updates,
     placed at each member's index (join order); members without a usable update score 0.
-    `fetched` is not modified.
+    When the spec scores by evaluation, the scores are instead the previous round's
+    `evaluated` members' value (`node.core.valuation`), from the evaluations that came with
+    this round's usable updates. `fetched` is not modified.
     """
     rejected = {f.member: f.reason for f in fetched if f.update is None}
     if previous is not None:
@@ -61,6 +66,19 @@ def round_outcome(
         return Outcome(base, [0] * len(members), rejected, 0)
     agg = nspec.aggregate(good)
     model = {k: np.clip(base[k] + agg[k], -MAX_ABS, MAX_ABS) for k in base}
+    if nspec.evaluates:
+        index = {m.lower(): i for i, m in enumerate(members)}
+        vectors = {
+            index[f.member.lower()]: f.evaluation
+            for f in fetched
+            if f.update is not None
+            and f.member not in rejected
+            and f.evaluation is not None
+            and f.member.lower() in index
+        }
+        value = Valuation(vectors, evaluated)
+        scores = value.scores + [0] * (len(members) - evaluated)
+        return Outcome(model, scores[: len(members)], rejected, len(good), value)
     usable = [None if f.update is None or f.member in rejected else nspec.flatten(f.update) for f in fetched]
     by_member = dict(zip((f.member.lower() for f in fetched), contribution_scores(usable), strict=True))
     return Outcome(model, [by_member.get(m.lower(), 0) for m in members], rejected, len(good))

@@ -23,20 +23,25 @@ from ledger.client import FederationClient
 from ledger.errors import ContractRevert
 from ledger.types import MemberStatus, Phase
 from node.core.codec import MAX_ABS, IntArray, UpdateRejected, content_hash, encode
+from node.core.valuation import abstentions
 from node.errors import NodeError
 from node.events import EventKind, EventSink, StepEvent, Timings
-from node.horizontal.exchange import collect_updates, model_before
-from node.horizontal.outcome import round_outcome
-from node.horizontal.spec import NodeSpec, model_hash
+from node.horizontal.exchange import Cache, FetchedUpdate, collect_updates, evaluated_in, model_before
+from node.horizontal.outcome import Outcome, round_outcome
+from node.horizontal.spec import EVALUATION, NodeSpec, model_hash
 from node.horizontal.state import PeerState
+from node.horizontal.verify import rerun
 from node.learn.data import Dataset
+from node.learn.evaluation import evaluate_updates
 from node.learn.model import train
 from node.store import Store, StoreError, fetch_verified
 
-__all__ = ["Peer", "UpdateMaker"]
+__all__ = ["EvaluationMaker", "Peer", "UpdateMaker"]
 
 # How a peer makes its round-`r` update from the global model: honest training, or a simulated cheat.
 UpdateMaker = Callable[["Peer", int, dict[str, IntArray]], dict[str, IntArray]]
+# What a peer publishes as its evaluation in round `r`, given the honest one: itself, or a simulated lie.
+EvaluationMaker = Callable[["Peer", int, IntArray], IntArray]
 
 # Another peer (or the clock) moved the round first: nothing to do, look again.
 _RACES = ("RoundNotInPhase", "NotCurrentRound", "AlreadyVoted", "AlreadyCommitted", "VoteWindowClosed", "VotesPending")
@@ -57,12 +62,16 @@ class Peer:
         from_block: int = 0,
         on_event: EventSink | None = None,
         make_update: UpdateMaker | None = None,
+        make_evaluation: EvaluationMaker | None = None,
     ) -> None:
         self.name, self.account, self.fed, self.store, self.data, self.nspec = name, account, fed, store, data, nspec
         self.state = state or PeerState()
         self.from_block = from_block
         self.on_event: EventSink = on_event or (lambda _event: None)
         self.make_update: UpdateMaker = make_update or Peer.trained_update
+        self.make_evaluation: EvaluationMaker = make_evaluation or (lambda _peer, _r, honest: honest)
+        self._cache: Cache = {}  # contents fetched in the last rounds, by (member, content hash)
+        self._results: dict[int, tuple[list[FetchedUpdate], Outcome]] = {}  # round -> what this peer computed
         self.params: dict[str, IntArray] = nspec.initial_model()
         self.loaded_round = 0  # the finalized round whose model is in `params` (0: the initial model)
         self.computed: dict[int, dict[str, IntArray]] = {}  # round -> the model this peer voted for
@@ -209,6 +218,12 @@ class Peer:
             return self._event("topped-up", r, amount=stake - me.stake)
         with self._timed("train"):
             update = self.make_update(self, r, self.params)
+        if self.nspec.evaluates:
+            try:
+                with self._timed("evaluate"):
+                    update = {**update, EVALUATION: self.make_evaluation(self, r, self._evaluation(r))}
+            except NodeError as exc:  # the previous round's contents or base model cannot be had
+                return self._event("model-unavailable", r, model_round=r - 1, reason=str(exc))
         with self._timed("encode"):
             data = encode(update)
             digest, salt = content_hash(data), secrets.token_bytes(32)
@@ -235,16 +250,38 @@ class Peer:
             self.fed.reveal(self.account, r, bytes.fromhex(c["hash"]), cid, bytes.fromhex(c["salt"]))
         return self._event("revealed", r, hash=c["hash"], cid=cid)
 
+    def _evaluation(self, r: int) -> IntArray:
+        """This peer's evaluation of round r-1's usable updates (not its own) on its rows; abstentions
+        when round r-1 did not finalize (its updates made no model)."""
+        n = evaluated_in(self.fed, self.nspec, r)
+        if n == 0 or self.loaded_round != r - 1:
+            return abstentions(n)
+        if r - 1 not in self._results:  # restarted since: re-run the round from public data
+            self._results[r - 1] = rerun(self.fed, self.store, self.nspec, r - 1, self._scan_from(r - 1), self._cache)
+        fetched, outcome = self._results[r - 1]
+        index = {m.lower(): i for i, m in enumerate(self.fed.members()[:n])}
+        usable = {
+            index[f.member.lower()]: f.update
+            for f in fetched
+            if f.update is not None and f.member not in outcome.rejected
+        }
+        base = self._previous_model() or self.nspec.initial_model()  # what round r-1 started from
+        own = index.get(self.address.lower())
+        return evaluate_updates(self.nspec.model, base, usable, self.data, n, own)
+
     def _vote(self, r: int) -> StepEvent:
         with self._timed("fetch"):
-            fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r))
+            fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r), cache=self._cache)
             members = self.fed.members()[: self.fed.round(r).member_count]
             try:
                 previous = self._previous_model()
             except NodeError as exc:
                 return self._event("model-unavailable", r, model_round=self.loaded_round - 1, reason=str(exc))
         with self._timed("aggregate"):
-            outcome = round_outcome(self.nspec, self.params, fetched, members, previous)
+            evaluated = evaluated_in(self.fed, self.nspec, r)
+            outcome = round_outcome(self.nspec, self.params, fetched, members, previous, evaluated)
+        self._results = {k: v for k, v in self._results.items() if k >= r - 1}
+        self._results[r] = (fetched, outcome)
         for member, reason in outcome.rejected.items():
             self.on_event(self._event("rejected", r, member=member, reason=reason))
         if outcome.used == 0:

@@ -12,10 +12,14 @@ from ledger.spec import FederationSpec
 from node.core.codec import IntArray, Layout, content_hash, encode
 from node.core.rules import RuleSettings, check_tolerance
 from node.core.rules import rule as aggregation_rule
+from node.core.scoring import SCORINGS
+from node.errors import NodeError
 from node.learn.data import Schema
 from node.learn.model import ModelSpec, TrainConfig, initial_params, layout
 
-__all__ = ["NodeSpec", "aggregation_settings", "model_hash"]
+__all__ = ["EVALUATION", "NodeSpec", "aggregation_settings", "model_hash", "scoring_rule"]
+
+EVALUATION = "@evaluation"  # the evaluation vector's name in a member's content (no model parameter has an @)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class NodeSpec:
     trim: float
     attackers: int  # the most attackers a round must withstand (Krum's f)
     krum_m: int | None
+    scoring: str = "agreement"
 
     @classmethod
     def from_federation(cls, spec: FederationSpec) -> NodeSpec:
@@ -35,7 +40,7 @@ class NodeSpec:
         schema = Schema.from_spec(data.get("data", {}))
         model = ModelSpec.from_spec(data.get("model", {}), schema.n_features)
         training = TrainConfig.from_spec(data.get("training", {}))
-        return cls(spec, schema, model, training, *aggregation_settings(spec))
+        return cls(spec, schema, model, training, *aggregation_settings(spec), scoring_rule(spec))
 
     @property
     def layout(self) -> Layout:
@@ -44,6 +49,20 @@ class NodeSpec:
     @property
     def max_update_bytes(self) -> int:
         return len(encode(initial_params(self.model)))
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether members publish evaluations of the previous round's updates with their own."""
+        return self.scoring == "evaluation"
+
+    def content_layout(self, evaluated: int) -> Layout:
+        """What a member's round content holds: the update and, when scoring by evaluation, the vector
+        evaluating the previous round's `evaluated` members."""
+        return {**self.layout, EVALUATION: (evaluated,)} if self.evaluates else self.layout
+
+    def content_bytes(self, evaluated: int) -> int:
+        """The exact size of a member's round content (`content_layout(evaluated)`, encoded)."""
+        return len(encode({k: np.zeros(shape, dtype=np.int64) for k, shape in self.content_layout(evaluated).items()}))
 
     def flatten(self, params: Mapping[str, IntArray]) -> IntArray:
         """All parameters as one vector, in the model's order."""
@@ -81,6 +100,14 @@ def aggregation_settings(spec: FederationSpec) -> tuple[str, float, int, int | N
     )
     check_tolerance(rule, attackers, int(spec.data["chain"]["min_peers"]), trim)
     return rule, trim, attackers, None if m is None else int(m)
+
+
+def scoring_rule(spec: FederationSpec) -> str:
+    """The spec's [scoring] rule (default: agreement); refused if unknown."""
+    name = str(spec.data.get("scoring", {}).get("rule", "agreement"))
+    if name not in SCORINGS:
+        raise NodeError(f"[scoring] rule {name!r}: expected one of {', '.join(SCORINGS)}")
+    return name
 
 
 def model_hash(params: Mapping[str, IntArray]) -> bytes:

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from ledger.client import FederationClient
 from ledger.types import Phase
 from node.core.codec import UpdateRejected, content_hash, encode
-from node.horizontal.exchange import collect_updates, model_before
-from node.horizontal.outcome import round_outcome
+from node.horizontal.exchange import Cache, FetchedUpdate, collect_updates, evaluated_in, model_before
+from node.horizontal.outcome import Outcome, round_outcome
 from node.horizontal.spec import NodeSpec
 from node.store import Store, StoreError, fetch_verified
 from node.store.verified import ContentMismatch
 
-__all__ = ["Verdict", "verify_round"]
+__all__ = ["Verdict", "rerun", "verify_round"]
 
 
 @dataclass
@@ -32,16 +32,24 @@ class Verdict:
         self.lines.append(f"MISMATCH: {text}")
 
 
+def rerun(
+    fed: FederationClient, store: Store, nspec: NodeSpec, r: int, from_block: int = 0, cache: Cache | None = None
+) -> tuple[list[FetchedUpdate], Outcome]:
+    """Round `r` re-run from public data: its checked updates and what they give (model, scores, rejections)."""
+    k, base = model_before(fed, store, nspec, r)
+    previous = model_before(fed, store, nspec, k)[1] if k > 0 else None
+    fetched = collect_updates(fed, store, nspec, r, from_block, cache=cache)
+    members = fed.members()[: fed.round(r).member_count]
+    return fetched, round_outcome(nspec, base, fetched, members, previous, evaluated_in(fed, nspec, r))
+
+
 def verify_round(fed: FederationClient, store: Store, nspec: NodeSpec, r: int, from_block: int = 0) -> Verdict:
     verdict = Verdict(r)
     info = fed.round(r)
     if info.phase != Phase.FINALIZED:
         verdict.fail(f"round {r} is {info.phase.name.lower()}, not finalized")
         return verdict
-    k, base = model_before(fed, store, nspec, r)
-    previous = model_before(fed, store, nspec, k)[1] if k > 0 else None
-    fetched = collect_updates(fed, store, nspec, r, from_block)
-    outcome = round_outcome(nspec, base, fetched, fed.members()[: info.member_count], previous)
+    fetched, outcome = rerun(fed, store, nspec, r, from_block)
     for f in fetched:
         reason = outcome.rejected.get(f.member)
         status = "ok" if reason is None else f"rejected ({reason})"

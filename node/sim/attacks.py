@@ -14,6 +14,10 @@ Poisoners (they train, then corrupt):
   survives averaging (model replacement, Bagdasaryan et al., "How To Backdoor
   Federated Learning", AISTATS 2020).
 
+A `Liar` replaces a peer's honest evaluation (when the federation scores by
+evaluation): it rates its friends (the other liars) as high as it can and
+everyone else as low as it can.
+
 Free riders (they never train, or train once):
 - `zero`: an all-zero update;
 - `noise`: small Gaussian noise;
@@ -30,13 +34,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from node.core.codec import MAX_ABS, IntArray, to_fixed
+from node.core.valuation import ABSTAIN, EVAL_SCALE
 from node.errors import NodeError
 from node.learn.data import Dataset
 
 if TYPE_CHECKING:
     from node.horizontal.peer import Peer
 
-__all__ = ["BOOST", "FREE_RIDES", "POISONS", "TRIGGER", "Behaviour", "backdoored"]
+__all__ = ["BOOST", "FREE_RIDES", "POISONS", "TRIGGER", "Behaviour", "Liar", "backdoored"]
 
 POISONS = ("sign-flip", "scale", "noise", "label-flip", "backdoor")
 FREE_RIDES = ("zero", "noise", "stale", "copy-global")
@@ -114,3 +119,14 @@ class Behaviour:
         if last is None:
             return {k: np.zeros_like(v) for k, v in base.items()}
         return {k: base[k] - last[k] for k in base}
+
+
+@dataclass(frozen=True)
+class Liar:
+    """A colluding evaluator: call it as the peer's `make_evaluation`. `friends` are member indices."""
+
+    friends: frozenset[int]
+
+    def __call__(self, peer: Peer, r: int, honest: IntArray) -> IntArray:
+        lie = np.array([EVAL_SCALE if i in self.friends else -EVAL_SCALE for i in range(len(honest))], dtype=np.int64)
+        return np.where(honest == ABSTAIN, ABSTAIN, lie)

@@ -21,7 +21,7 @@ from node.errors import NodeError
 from node.learn.data import Dataset, Schema, infer_schema, load_csv, read_rows
 from node.sim.attacks import Behaviour
 
-__all__ = ["Company", "DemoConfig", "assign_roles", "load_companies", "split_companies"]
+__all__ = ["Company", "DemoConfig", "assign_liars", "assign_roles", "load_companies", "split_companies"]
 
 
 @dataclass
@@ -46,6 +46,23 @@ class DemoConfig:
     poison: str = "sign-flip"
     free_riders: int = 0
     free_ride: str = "zero"
+    scoring: str = "evaluation"  # [scoring] rule: "evaluation" or "agreement"
+    liars: int = 0  # companies whose evaluations collude (the cheaters first, when there are any)
+
+
+def _cheating_order(cfg: DemoConfig, names: list[str]) -> list[str]:
+    """The companies in the seeded order cheaters are drawn in."""
+    return [names[i] for i in np.random.default_rng([cfg.seed, 7]).permutation(len(names))]
+
+
+def assign_liars(cfg: DemoConfig, names: list[str]) -> list[str]:
+    """Which companies lie in their evaluations: the first `cfg.liars` of the cheating order (so the
+    poisoners and free riders first, when there are any)."""
+    if cfg.liars and cfg.scoring != "evaluation":
+        raise NodeError("lying evaluators (--liars) need scoring by evaluation (--scoring evaluation)")
+    if not 0 <= cfg.liars < len(names):
+        raise NodeError(f"{cfg.liars} liars among {len(names)} companies: at least one company must be honest")
+    return _cheating_order(cfg, names)[: cfg.liars]
 
 
 def assign_roles(cfg: DemoConfig, names: list[str]) -> dict[str, Behaviour | None]:
@@ -56,7 +73,7 @@ def assign_roles(cfg: DemoConfig, names: list[str]) -> dict[str, Behaviour | Non
             f"{cfg.poisoners} poisoners and {cfg.free_riders} free riders among {len(names)} companies: "
             "at least one company must be honest"
         )
-    order = [names[i] for i in np.random.default_rng([cfg.seed, 7]).permutation(len(names))]
+    order = _cheating_order(cfg, names)
     roles: dict[str, Behaviour | None] = dict.fromkeys(names)
     for i, name in enumerate(order[:cheats]):
         kind = ("poisoner", cfg.poison) if i < cfg.poisoners else ("free-rider", cfg.free_ride)

@@ -42,7 +42,8 @@ from node.horizontal.spec import NodeSpec
 from node.learn.data import Dataset, Schema
 from node.learn.model import auc, predict
 from node.learn.personal import LocalFolds, choose, gain_spreads, local_folds
-from node.sim.companies import Company, DemoConfig, assign_roles, load_companies
+from node.sim.attacks import Behaviour, Liar
+from node.sim.companies import Company, DemoConfig, assign_liars, assign_roles, load_companies
 from node.sim.evaluate import auc_of, concat, round_aucs, train_alone
 from node.store import EmbeddedStore
 
@@ -112,6 +113,7 @@ def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> F
             "model": {"kind": cfg.model, "hidden": 32, "seed": cfg.seed},
             "training": {**training, "seed": cfg.seed},
             "aggregation": {"rule": cfg.rule, "trim": float(trim), "attackers": attackers},
+            "scoring": {"rule": cfg.scoring},
         }
     )
 
@@ -125,6 +127,8 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None, chain: C
     say = out or (lambda _line: None)
     schema, companies = load_companies(cfg, say)
     roles = assign_roles(cfg, [c.name for c in companies])
+    liars = assign_liars(cfg, [c.name for c in companies])
+    lie = Liar(frozenset(i for i, c in enumerate(companies) if c.name in liars))
     test_all = concat([c.test for c in companies])
 
     chain = chain or embedded_chain()
@@ -142,7 +146,17 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None, chain: C
     with tempfile.TemporaryDirectory(prefix="fedchain-demo-") as tmp:
         store = EmbeddedStore(Path(tmp) / "store")
         peers = [
-            Peer(c.name, a, fed, store, c.train, nspec, from_block=deployment.block, make_update=roles[c.name])
+            Peer(
+                c.name,
+                a,
+                fed,
+                store,
+                c.train,
+                nspec,
+                from_block=deployment.block,
+                make_update=roles[c.name],
+                make_evaluation=lie if c.name in liars else None,
+            )
             for c, a in zip(companies, accounts, strict=True)
         ]
         for p in peers:
@@ -154,12 +168,17 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None, chain: C
         raise NodeError("peers ended with different models")
     central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
     peer_rows = [
-        compare(fed, p.address, c, nspec, federated, central, own, getattr(roles[c.name], "role", "honest"))
+        compare(fed, p.address, c, nspec, federated, central, own, _role(roles[c.name], c.name in liars))
         for c, p, own in zip(companies, peers, personal_folds(nspec, companies, cfg.rounds, cfg.seed), strict=True)
     ]
     doc = document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all)
     summary(doc, say)
     return doc
+
+
+def _role(behaviour: Behaviour | None, liar: bool) -> str:
+    """A company's role in the demo's tables: its cheat, "liar" for an honest trainer that lies in evaluations."""
+    return behaviour.role if behaviour is not None else "liar" if liar else "honest"
 
 
 def personal_folds(nspec: NodeSpec, companies: list[Company], rounds: int, seed: int) -> list[LocalFolds]:
@@ -205,6 +224,8 @@ def document(
         "poison": cfg.poison if cfg.poisoners else None,
         "free_riders": cfg.free_riders,
         "free_ride": cfg.free_ride if cfg.free_riders else None,
+        "scoring": nspec.scoring,
+        "liars": cfg.liars,
         "rewards_paid": str(paid),
         "cheater_reward_share": round(cheaters / paid, 4) if paid else 0.0,
     }
@@ -307,7 +328,7 @@ def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
             f"{p['name']:16} {p['role']:10} {p['rows']:>6} {p['local_auc']:>9.4f} {p['global_auc']:>7.4f} "
             f"{p['choice']:>11} {p['federated_auc']:>6.4f} {gain:>+7.4f} {reward:>10.4f}"
         )
-    if doc["poisoners"] or doc["free_riders"]:
+    if doc["poisoners"] or doc["free_riders"] or doc["liars"]:
         say(f"cheaters' share of the rewards paid: {doc['cheater_reward_share']:.1%}")
     fed_auc, central = doc["federated_auc"], doc["centralized_auc"]
     say(f"population test rows: federated AUC {fed_auc:.4f}, centralized {central:.4f} ({fed_auc / central:.1%})")

@@ -93,14 +93,15 @@ class Federation:
         return events
 
 
-def embedded_federation(csv: Path, root: Path, n: int, rule: str = "fedavg") -> Federation:
-    """`n` founders joined (round 1 open), one peer each with a state file under `root`."""
+def embedded_federation(csv: Path, root: Path, n: int, rule: str = "fedavg", scoring: str = "agreement") -> Federation:
+    """`n` founders joined (round 1 open), one peer each with a state file under `root`. Scores by agreement
+    unless `scoring` says otherwise: these tests check a round's own scores."""
     schema, companies = companies_of(csv, n)
     chain = embedded_chain()
     deployer, *accounts = [Account.create() for _ in range(n + 1)]
     for a in (deployer, *accounts):
         chain.fund(a.address, 10**21)
-    cfg = DemoConfig(data=csv, split_by=None, peers=n, rounds=1, rule=rule)
+    cfg = DemoConfig(data=csv, split_by=None, peers=n, rounds=1, rule=rule, scoring=scoring)
     spec = demo_spec(cfg, schema, [a.address for a in accounts], n)
     deployment = deploy(chain, deployer, spec)
     fed = FederationClient(chain, deployment.federation)

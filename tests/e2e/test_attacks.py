@@ -52,8 +52,9 @@ def test_cheaters_earn_at_most_five_percent_and_every_honest_peer_earns(
     assert paid == int(doc["rewards_paid"]) > 0
 
 
-def test_an_update_replayed_from_the_previous_round_is_rejected(sample_csv: Path, tmp_path: Path) -> None:
-    fed, peers, chain = small_federation(sample_csv, tmp_path, 4)
+@pytest.mark.parametrize("scoring", ["agreement", "evaluation"])
+def test_an_update_replayed_from_the_previous_round_is_rejected(sample_csv: Path, tmp_path: Path, scoring: str) -> None:
+    fed, peers, chain = small_federation(sample_csv, tmp_path, 4, scoring)
     first: dict[str, IntArray] = {}
 
     def replay(peer: Peer, r: int, base: dict[str, IntArray]) -> dict[str, IntArray]:
@@ -67,13 +68,16 @@ def test_an_update_replayed_from_the_previous_round_is_rejected(sample_csv: Path
         assert fed.round(r).phase == Phase.FINALIZED
         for p in peers:
             p.adopt_latest()
-        if r == 1:
+        if r == 1:  # its first, honest, update earned (by evaluation, a round later: see below)
             earned = fed.rewards(peers[0].address)["credited"]
-            assert earned > 0  # its first, honest, update earned
+            assert (earned > 0) == (scoring == "agreement")
     fetched = collect_updates(fed, peers[1].store, peers[1].nspec, 2, peers[1].from_block)
     mine = next(f for f in fetched if f.member == peers[0].address)
+    if scoring == "evaluation":  # the replay came with a new evaluation: another content hash, still a replay
+        assert mine.content_hash != next(rv.content_hash for rv in fed.reveals([1]) if rv.member == peers[0].address)
     assert mine.update is None and mine.reason == "replays an update revealed in round 1"
-    assert fed.rewards(peers[0].address)["credited"] == earned  # nothing for the replay
+    # nothing for the replay; by evaluation not for round 1 either: its evaluation came with no usable update
+    assert fed.rewards(peers[0].address)["credited"] == earned
 
 
 def _spec(rule: str, attackers: int, min_peers: int, trim: float = 0.2) -> dict[str, object]:

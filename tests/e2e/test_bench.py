@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from eth_account import Account
 
 from bench import report as bench_report
 from bench.accuracy import report as accuracy_report
@@ -16,12 +17,15 @@ from bench.flower import companies_and_spec, run_flower
 from bench.overhead import run
 from bench.preflight import missing
 from bench.results_file import REPO, RESULTS, portable, stamp
+from bench.rewards import federation, spearman
 from bench.scale import aggregation, ipfs_throughput
 from bench.speed import one_run
 from ledger.chain import connect, embedded_chain
 from ledger.devnet import AnvilProcess
 from node.datasets import DEFAULT_DATA
-from node.sim.companies import DemoConfig
+from node.horizontal.spec import NodeSpec, model_hash
+from node.sim.companies import DemoConfig, load_companies
+from node.sim.demo import demo_spec, run_demo
 from node.sim.evaluate import train_alone
 
 
@@ -120,3 +124,14 @@ def test_result_files_name_repository_files_relative_to_the_repository() -> None
     absolute = re.compile(r'"/[^"]*/(node|bench|ledger)/')  # a repository file named by an absolute path
     committed = [p.name for p in RESULTS.glob("*.json") if str(REPO) in p.read_text() or absolute.search(p.read_text())]
     assert committed == []
+
+
+def test_the_rewards_bench_replica_trains_the_model_the_chain_agreed_on(sample_csv: Path) -> None:
+    cfg = DemoConfig(data=sample_csv, split_by=None, peers=3, rounds=2)
+    doc = run_demo(cfg)
+    schema, companies = load_companies(cfg)
+    nspec = NodeSpec.from_federation(demo_spec(cfg, schema, [Account.create().address for _ in companies], 3))
+    assert "0x" + model_hash(federation(nspec, companies, 2)).hex() == doc["rounds"][-1]["model_hash"]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert spearman([1, 1, 2], [5, 5, 6]) == 1.0  # ties share their mean rank

@@ -27,7 +27,7 @@ def small_csv(sample_csv: Path) -> Path:
 
 
 def test_demo_rounds_finalize_and_every_peer_holds_the_same_model(small_csv: Path) -> None:
-    cfg = DemoConfig(data=small_csv, split_by=None, peers=3, rounds=2, epochs=1)
+    cfg = DemoConfig(data=small_csv, split_by=None, peers=3, rounds=2, epochs=1, scoring="agreement")
     doc = run_demo(cfg)
     assert [r["status"] for r in doc["rounds"]] == ["finalized", "finalized"]
     assert all(r["participants"] == 3 and r["votes"] == 3 for r in doc["rounds"])
@@ -52,8 +52,10 @@ def test_demo_rounds_finalize_and_every_peer_holds_the_same_model(small_csv: Pat
     assert [p["personal"] for p in again["peers"]] == [p["personal"] for p in doc["peers"]]
 
 
-def small_federation(small_csv: Path, tmp_path: Path, n: int) -> tuple[FederationClient, list[Peer], object]:
-    cfg = DemoConfig(data=small_csv, split_by=None, peers=n, rounds=1)
+def small_federation(
+    small_csv: Path, tmp_path: Path, n: int, scoring: str = "agreement"
+) -> tuple[FederationClient, list[Peer], object]:
+    cfg = DemoConfig(data=small_csv, split_by=None, peers=n, rounds=1, scoring=scoring)
     schema, companies = load_companies(cfg)
     chain = embedded_chain()
     deployer, *accounts = [Account.create() for _ in range(n + 1)]

@@ -235,7 +235,7 @@ def test_rounds_that_paid_nothing_are_explained(
     assert json.loads(capsys.readouterr().out)["unpaid_rounds"] == [unpaid]
     assert main(["rewards", "--deployment", str(dep), "--address", h.members[0].address]) == 0
     out = capsys.readouterr().out
-    assert f"unpaid    rounds {unpaid}: voted, scored 0; an update earns only if its median agreement" in out
+    assert f"unpaid    rounds {unpaid}: voted, scored 0; scoring by agreement, an update earns only if" in out
     assert "at least 0.1" in out and "two peers" in out
     assert main(["audit", "rounds", "--deployment", str(dep)]) == 0
     rows = capsys.readouterr().out.splitlines()
@@ -267,3 +267,22 @@ def test_demo_with_few_companies_picks_attackers_it_can_withstand_or_says_what_t
     line = one_error(capsys, "demo", "--peers", "3", "--rule", "multi-krum", "--poisoners", "1", "--rounds", "1")
     assert "multi-krum (needs n >= 2f + 3) cannot withstand 1 cheater(s) among 3 companies" in line
     assert "--peers 5" in line and "--rule median" in line and "min_peers" not in line
+
+
+def test_deploy_refuses_an_unknown_scoring_rule_before_touching_a_chain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ledger.spec import spec_from_dict
+
+    spec = spec_from_dict(
+        {
+            "chain": {"min_peers": 1},
+            "members": {"founders": ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]},
+            "data": {"target": "y", "positive": "yes", "numeric": {"age": [40.0, 10.0]}},
+            "scoring": {"rule": "popularity"},
+        }
+    )
+    path = tmp_path / "spec.toml"
+    path.write_text(spec.to_toml())
+    line = one_error(capsys, "deploy", "--keystore", str(tmp_path / "none.json"), "--spec", str(path))
+    assert "[scoring] rule 'popularity': expected one of agreement, evaluation" in line
