@@ -8,9 +8,11 @@ padded with spaces to 8 bytes. The same update always gives the same bytes, so
 `sha256(bytes)` identifies it.
 
 Bytes fetched from peers are untrusted: `decode` checks the size, the header,
-every dtype, shape and offset against the expected parameter layout, and the
-value range, and raises `UpdateRejected` naming the first problem. Nothing is
-ever unpickled.
+every dtype, shape and offset against the expected parameter layout, the value
+range and, for content from peers, that the bytes are the canonical encoding
+(so one update has one content hash: duplicate and replay checks compare
+hashes), and raises `UpdateRejected` naming the first problem. Nothing is ever
+unpickled.
 """
 
 from __future__ import annotations
@@ -86,8 +88,9 @@ def _expected_size(layout: Layout) -> int:
     return sum(8 * int(np.prod(shape, dtype=np.int64)) for shape in layout.values())
 
 
-def decode(data: bytes, layout: Layout) -> dict[str, IntArray]:
-    """Parse untrusted bytes into an update of exactly `layout`, or raise UpdateRejected."""
+def decode(data: bytes, layout: Layout, canonical: bool = False) -> dict[str, IntArray]:
+    """Parse untrusted bytes into an update of exactly `layout`, or raise UpdateRejected; with `canonical`,
+    also unless they are exactly what `encode` writes for it (any safetensors writer's file decodes without)."""
     body = _expected_size(layout)
     if len(data) < 8:
         raise UpdateRejected(f"update is {len(data)} bytes, too short for a header")
@@ -115,4 +118,6 @@ def decode(data: bytes, layout: Layout) -> dict[str, IntArray]:
             raise UpdateRejected(f"parameter {name!r} has values beyond +-{MAX_ABS} (fixed point 2^-{FRAC_BITS})")
         out[name] = arr
         offset += size
+    if canonical and encode(out) != data:  # e.g. header keys reordered or spaced: same values, another hash
+        raise UpdateRejected("update is not in the canonical encoding (the same values must give the same bytes)")
     return out

@@ -12,8 +12,13 @@ The rule, in integers (an evaluation is an AUC gain times EVAL_SCALE):
 
 - **contribution** of member i: the lower median of the evaluations of i by every
   other evaluator (never its own; abstentions left out), and 0 if that is not
-  positive. A third of the evaluators lying low for a rival or high for a friend
-  move the lower median only to another honest evaluator's value.
+  positive, or if fewer than half of the other evaluators rated it. Honest
+  evaluators abstain on an update that was not usable (and on every update of a
+  round that failed), so a pair that skipped the work and rated each other +1
+  earns nothing. A third of the evaluators lying low for a rival or high for a
+  friend move the lower median only to another honest evaluator's value; with
+  fewer than four members there is no such margin (with two raters the lower
+  median is the lower rating, so one liar decides).
 - **evaluator quality** q_j: how far j's vector lies from the consensus (each
   entry's contribution before the cut at 0): d_j is the median absolute
   departure, and D the lower median of every evaluator's d. Up to 2D counts as
@@ -72,7 +77,8 @@ class Valuation:
         self.consensus: list[int | None] = []
         for i in range(n):
             given = [row[i] for j, row in rows.items() if j != i and row[i] != ABSTAIN]
-            self.consensus.append(_lower_median(given) if given else None)
+            others = sum(1 for j in rows if j != i)
+            self.consensus.append(_lower_median(given) if given and 2 * len(given) >= others else None)
         self.contribution = [max(0, c) if c is not None else 0 for c in self.consensus]
         self.departure: dict[int, int] = {}
         for j, row in rows.items():

@@ -41,8 +41,9 @@ class FetchedUpdate:
 
 
 Revealed = tuple[str, bytes, str]  # member, content hash, CID
-Cache = dict[tuple[str, bytes], FetchedUpdate]  # (member, content hash) -> what it gave
-_CACHE_LIMIT = 4096  # contents kept by a cache before it starts over
+# (round, member, content hash) -> what it gave. The round is in the key: a content's layout (the length
+# of its evaluation) depends on its round, so the same bytes revealed in two rounds are checked twice.
+Cache = dict[tuple[int, str, bytes], FetchedUpdate]
 
 
 def fetch_update(
@@ -71,24 +72,27 @@ def evaluated_in(fed: FederationClient, nspec: NodeSpec, round_id: int) -> int:
 
 
 def _fetch_all(
-    store: Store, nspec: NodeSpec, revealed: list[Revealed], evaluated: int, workers: int, cache: Cache | None
+    store: Store,
+    nspec: NodeSpec,
+    round_id: int,
+    revealed: list[Revealed],
+    evaluated: int,
+    workers: int,
+    cache: Cache | None,
 ) -> list[FetchedUpdate]:
-    """Each revealed content, from `cache` when it holds it; what is fetched goes into it, outages aside."""
-    known = {} if cache is None else cache
-    missing = [t for t in revealed if (t[0], t[1]) not in known]
+    """Round `round_id`'s revealed contents, from `cache` when it holds them; what is fetched goes into it
+    (outages aside), and rounds before the previous one leave it."""
+    known: Cache = {} if cache is None else cache
+    missing = [t for t in revealed if (round_id, t[0], t[1]) not in known]
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
-        fresh = dict(
-            zip(
-                ((m, h) for m, h, _ in missing),
-                pool.map(lambda t: fetch_update(store, nspec, t[0], t[1], t[2], evaluated), missing),
-                strict=True,
-            )
-        )
+        fetched = list(pool.map(lambda t: fetch_update(store, nspec, t[0], t[1], t[2], evaluated), missing))
+    fresh = {(round_id, t[0], t[1]): f for t, f in zip(missing, fetched, strict=True)}
+    out = [fresh.get((round_id, m, h)) or known[(round_id, m, h)] for m, h, _ in revealed]
     if cache is not None:
-        if len(cache) > _CACHE_LIMIT:
-            cache.clear()
         cache.update({k: f for k, f in fresh.items() if not f.reason.startswith("unavailable")})
-    return [fresh[(m, h)] if (m, h) in fresh else known[(m, h)] for m, h, _ in revealed]
+        for key in [k for k in cache if k[0] < round_id - 1]:
+            del cache[key]
+    return out
 
 
 def collect_updates(
@@ -111,10 +115,10 @@ def collect_updates(
     now = sorted(
         ((rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round == round_id), key=lambda t: t[0].lower()
     )
-    fetched = _fetch_all(store, nspec, now, evaluated_in(fed, nspec, round_id), workers, cache)
+    fetched = _fetch_all(store, nspec, round_id, now, evaluated_in(fed, nspec, round_id), workers, cache)
     if nspec.evaluates and round_id > 1:
         before = [(rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round != round_id]
-        old = _fetch_all(store, nspec, before, evaluated_in(fed, nspec, round_id - 1), workers, cache)
+        old = _fetch_all(store, nspec, round_id - 1, before, evaluated_in(fed, nspec, round_id - 1), workers, cache)
         earlier = {f.update_hash for f in old if f.update is not None}
     else:
         earlier = {rv.content_hash for rv in reveals if rv.round != round_id}

@@ -23,9 +23,9 @@ def fetch_verified(store: Store, cid: str, expected_hash: bytes, layout: Layout,
 
     Raises `StoreError` if the store cannot deliver at most `max_size` bytes, and
     `ContentMismatch` if the bytes do not hash to `expected_hash`, `UpdateRejected` if
-    they are malformed.
+    they are malformed or not in the canonical encoding (one update, one hash).
     """
     data = store.get(cid, max_size)
     if content_hash(data) != expected_hash:
         raise ContentMismatch("content does not match its on-chain hash")
-    return decode(data, layout)
+    return decode(data, layout, canonical=True)

@@ -11,7 +11,7 @@ from ledger.audit import read_audit
 from ledger.types import Phase
 from node.core.valuation import ABSTAIN, EVAL_SCALE
 from node.errors import NodeError
-from node.horizontal.exchange import collect_updates
+from node.horizontal.exchange import Cache, collect_updates
 from node.horizontal.verify import rerun, verify_round
 from node.sim.companies import DemoConfig
 from node.sim.demo import play_round, run_demo
@@ -33,8 +33,14 @@ def test_evaluations_ride_with_updates_rewards_lag_a_round_and_audit_verify_reco
     _play(fed, peers, chain, 3)
     reader = peers[0]
     members = fed.members()
+    cache: Cache = {}
     for r in (1, 2, 3):
         fetched = collect_updates(fed, reader.store, reader.nspec, r, reader.from_block)
+        cached = collect_updates(fed, reader.store, reader.nspec, r, reader.from_block, cache=cache)
+        assert [(f.member, f.update_hash, f.reason) for f in cached] == [
+            (f.member, f.update_hash, f.reason) for f in fetched
+        ]
+        assert {k[0] for k in cache} == ({1} if r == 1 else {r - 1, r})  # the last two rounds only
         assert len(fetched) == 4 and all(f.update is not None for f in fetched)
         for f in fetched:
             assert f.evaluation is not None

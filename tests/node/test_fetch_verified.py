@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from eth_utils import to_checksum_address
 
 from ledger.spec import spec_from_dict
-from node.core.codec import MAX_ABS, IntArray, UpdateRejected, content_hash, encode
+from node.core.codec import MAX_ABS, IntArray, UpdateRejected, content_hash, decode, encode
 from node.horizontal.exchange import FetchedUpdate, fetch_update
 from node.horizontal.spec import NodeSpec
 from node.store import EmbeddedStore, StoreError, fetch_verified, raw_cid
@@ -165,3 +167,18 @@ def test_fetch_update_turns_every_failure_into_a_rejection(store: EmbeddedStore,
         fetch_update(store, nspec, MEMBER, content_hash(junk), junk_cid), MEMBER, content_hash(junk), junk_cid
     )
     assert reason.startswith("malformed: ") and "too short" in reason
+
+
+def test_the_same_values_in_another_encoding_are_refused_from_peers(store: EmbeddedStore, nspec: NodeSpec) -> None:
+    """A second encoding of one update would get a second content hash past the duplicate and replay checks."""
+    data = encode(update(1, 2, 3))
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    head = json.dumps(header, indent=1).encode()  # same header, other whitespace
+    head += b" " * (-len(head) % 8)
+    other = struct.pack("<Q", len(head)) + head + data[8 + n :]
+    mine, theirs = decode(data, nspec.layout), decode(other, nspec.layout)  # any writer's file still decodes
+    assert all(np.array_equal(mine[k], theirs[k]) for k in mine)
+    cid = store.put(other)
+    with pytest.raises(UpdateRejected, match="canonical"):
+        fetch_verified(store, cid, content_hash(other), nspec.layout, len(other))

@@ -99,3 +99,24 @@ def test_the_scores_do_not_depend_on_the_order_evaluations_arrive_in() -> None:
 def test_nobody_to_score_and_nobody_evaluating() -> None:
     assert Valuation({}, 0).scores == []
     assert Valuation({}, 3).scores == [0, 0, 0]
+
+
+def test_a_pair_rating_each_other_without_usable_updates_earns_nothing() -> None:
+    n = 6
+    evals = honest(n, [5000] * n)
+    for j in range(4):  # honest evaluators abstain on members 4 and 5: their updates were not usable
+        evals[j][4] = evals[j][5] = ABSTAIN
+    evals[4] = np.array([ABSTAIN] * 4 + [ABSTAIN, EVAL_SCALE], dtype=np.int64)
+    evals[5] = np.array([ABSTAIN] * 4 + [EVAL_SCALE, ABSTAIN], dtype=np.int64)
+    v = Valuation(evals, n)
+    assert v.scores[4] == v.scores[5] == 0  # one rating each, from the other: not half of the raters
+    assert v.scores[:4] == [5000] * 4
+    failed = {j: abstentions(n) for j in range(4)} | {4: evals[4], 5: evals[5]}  # a failed round: all abstain
+    assert Valuation(failed, n).scores == [0] * n
+
+
+def test_with_three_members_one_liar_decides() -> None:
+    """The documented limit: two raters per member, and the lower median of two is the lower rating."""
+    evals = honest(3, [5000] * 3)
+    evals[2] = np.array([-EVAL_SCALE, -EVAL_SCALE, ABSTAIN], dtype=np.int64)
+    assert Valuation(evals, 3).scores[:2] == [0, 0]
