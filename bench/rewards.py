@@ -73,7 +73,8 @@ def federation(nspec: NodeSpec, companies: list[Company], rounds: int) -> dict[s
 def leave_one_out(cfg: DemoConfig, final_hash: str) -> dict[str, dict[str, float]]:
     """Each company's value: AUC with everyone minus AUC without it (population, and mean of own test rows)."""
     schema, companies = load_companies(cfg)
-    nspec = NodeSpec.from_federation(demo_spec(cfg, schema, [Account.create().address for _ in companies], 10))
+    founders = [Account.create().address for _ in companies]
+    nspec = NodeSpec.from_federation(demo_spec(cfg, schema, founders, len(companies)))
     test_all = concat([c.test for c in companies])
 
     def aucs(params: dict[str, IntArray]) -> tuple[float, float]:
