@@ -14,19 +14,22 @@ import argparse
 import os
 import statistics
 import sys
+from dataclasses import astuple
 from typing import Any
 
 from eth_account import Account
 
 from bench.results_file import stamp, table, write
 from ledger.chain import Chain, connect, embedded_chain
-from ledger.client import FederationClient
+from ledger.client import FederationClient, proposal_id
 from ledger.compile import compiler_version
 from ledger.deploy import deploy_contract
 from ledger.devnet import start_anvil
 from ledger.spec import spec_from_dict
+from ledger.types import Proposal
 
-TARGET_PER_MEMBER = 150_000
+TARGET_PER_MEMBER = 100_000  # issue 14's target: not met yet (bench/results/gas.md)
+REGRESSION_LIMIT = 150_000  # the budget before the two-step round: the tests hold rounds to it
 TWO_CP = (115_000, 125_000)  # 2CP (Ethereum + IPFS) prototype, gas per trainer per round, as published
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
@@ -54,29 +57,38 @@ def measure(chain: Chain, n: int) -> dict[str, Any]:
     fed.fund(deployer, 10**22)
     for m in members:
         fed.token.transfer(deployer, m.address, 1000 * 10**18)
-    ops: dict[str, list[int]] = {k: [] for k in ("join", "commit", "reveal", "vote", "finalize", "claim")}
+    ops: dict[str, list[int]] = {k: [] for k in ("join", "commit", "reveal", "finalize", "claim")}
     ops["deploy"] = [deploy_gas]
     for m in members:
         fed.token.approve(m, fed.address, fed.config()["stake"])
         ops["join"].append(_gas(fed.join(m)))  # the allowance is in place: join() sends the join alone
+
+    def body(r: int) -> Proposal:
+        return Proposal(bytes([r]) * 32, CID, [1000 + i for i in range(n)])
+
     round_totals = []
-    for r in (1, 2):
+    for r in (1, 2, 3):
+        # Round r's commits carry the votes on round r-1; its first reveal carries round r-1's
+        # winning proposal and finalizes it (a member sends two transactions a round).
         secrets = {m.address: (os.urandom(32), os.urandom(32)) for m in members}
-        commits = [_gas(fed.commit(m, r, fed.commitment_for(r, m.address, *secrets[m.address]))) for m in members]
-        reveals = [_gas(fed.reveal(m, r, *secrets[m.address][:1], CID, secrets[m.address][1])) for m in members]
-        scores = [1000 + i for i in range(n)]
-        votes = [_gas(fed.vote(m, r, bytes([r]) * 32, CID, scores)) for m in members]
-        finalize = _gas(fed.finalize(members[0], r))
-        round_totals.append(sum(commits) + sum(reveals) + sum(votes) + finalize)
-        if r == 2:  # round 1 pays one-off first-use costs; report the steady state
-            ops["commit"], ops["reveal"], ops["vote"], ops["finalize"] = commits, reveals, votes, [finalize]
+        vote = proposal_id(*astuple(body(r - 1))) if r > 1 else bytes(32)
+        commits = [_gas(fed.commit(m, r, fed.commitment_for(r, m.address, *secrets[m.address]), vote)) for m in members]
+        reveals = [
+            _gas(fed.reveal(m, r, secrets[m.address][0], CID, secrets[m.address][1], body(r - 1) if i == 0 else None))
+            for i, m in enumerate(members)
+        ]
+        round_totals.append(sum(commits) + sum(reveals))
+        if r == 3:  # rounds 1 and 2 pay one-off first-use costs; report the steady state
+            finalize = reveals[0] - int(statistics.median(reveals[1:] or reveals))
+            ops["commit"], ops["reveal"], ops["finalize"] = commits, reveals[1:] or reveals, [finalize]
     ops["claim"] = [_gas(fed.claim(m)) for m in members[:5]]
-    per_member = [c + r + v for c, r, v in zip(ops["commit"], ops["reveal"], ops["vote"], strict=False)]
+    per_member = [c + r for c, r in zip(ops["commit"], ops["reveal"], strict=False)]
     return {
         "members": n,
         "ops": {k: {"min": min(v), "median": int(statistics.median(v)), "max": max(v)} for k, v in ops.items()},
         "per_member_median": int(statistics.median(per_member)),
-        "per_member_mean": (sum(ops["commit"]) + sum(ops["reveal"]) + sum(ops["vote"])) // n,
+        "per_member_mean": sum(ops["commit"]) // n + sum(ops["reveal"]) // len(ops["reveal"]),
+        "per_member_with_finalize": round_totals[-1] // n,
         "round_total": round_totals[-1],
         "block_gas_limit": chain.block_gas_limit,
     }
@@ -86,10 +98,10 @@ def _table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     backends = list(results)
     lines = [
         "| members | "
-        + " | ".join(f"{b}: {c}" for b in backends for c in ("c+r+v mean", "c+r+v median", "finalize"))
-        + " | mean / 150k target | finalize / block limit |"
+        + " | ".join(f"{b}: {c}" for b in backends for c in ("c+r mean", "c+r median", "finalize"))
+        + " | mean / 100k target | with finalize, per member | finalize / block limit |"
     ]
-    lines.append("|" + "---|" * (1 + 3 * len(backends) + 2))
+    lines.append("|" + "---|" * (1 + 3 * len(backends) + 3))
     for i, row in enumerate(results[backends[0]]):
         cells = []
         for b in backends:
@@ -97,12 +109,13 @@ def _table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             cells += [f"{x['per_member_mean']:,}", f"{x['per_member_median']:,}", f"{x['ops']['finalize']['max']:,}"]
         ratio = row["per_member_mean"] / TARGET_PER_MEMBER
         limit = row["ops"]["finalize"]["max"] / row["block_gas_limit"]
-        lines.append(f"| {row['members']} | " + " | ".join(cells) + f" | {ratio:.2f} | {limit:.3f} |")
+        whole = f"{row['per_member_with_finalize']:,}"
+        lines.append(f"| {row['members']} | " + " | ".join(cells) + f" | {ratio:.2f} | {whole} | {limit:.3f} |")
     return lines
 
 
 def _ops_table(rows: list[dict[str, Any]]) -> list[str]:
-    ops = ("deploy", "join", "commit", "reveal", "vote", "finalize", "claim")
+    ops = ("deploy", "join", "commit", "reveal", "finalize", "claim")
     lines = ["| members | " + " | ".join(ops) + " |", "|" + "---|" * (len(ops) + 1)]
     for row in rows:
         lines.append(f"| {row['members']} | " + " | ".join(f"{row['ops'][o]['median']:,}" for o in ops) + " |")
@@ -130,13 +143,16 @@ def main() -> int:
         f"Measured {meta['date']} on {meta['machine']}; Python {meta['python']}, solc {meta['solc']}, "
         f"web3 {meta['web3']}, py-evm {meta['py-evm']}. Produced by `make bench` (`python -m bench.gas`).",
         "",
-        "Steady-state round (round 2: round 1 pays one-off first-write costs). `c+r+v` is one member's",
-        "commit + reveal + vote; the mean spreads the first voter's proposal storage over all members,",
-        "the median is a typical member. Every member votes, then one finalizes.",
+        "Steady-state round (round 3: rounds 1 and 2 pay one-off first-write costs). A member sends two",
+        "transactions a round: its commit, which carries its vote on the round before, and its reveal.",
+        "`c+r` is one member's commit + reveal; the mean spreads the first vote for a proposal over all",
+        "members, the median is a typical member. `finalize` is what the first reveal pays on top to",
+        "finalize the round before (settle, pay by score, open the next); `with finalize` adds it, shared",
+        "by all members.",
         "",
         *_table(results),
         "",
-        f"Target: commit + reveal + vote <= {TARGET_PER_MEMBER:,} gas per member per round. "
+        f"Target: commit + reveal (the vote inside) <= {TARGET_PER_MEMBER:,} gas per member per round. "
         f"For comparison, the 2CP Ethereum+IPFS prototype reports about {TWO_CP[0]:,}-{TWO_CP[1]:,} gas "
         "per trainer per round (a different protocol: no vote, no on-chain scores).",
         "",
@@ -149,7 +165,7 @@ def main() -> int:
         *table(
             [
                 "members",
-                "fedchain per round (all members + finalize)",
+                "fedchain per round (all members, finalize included)",
                 "2CP at 115k-125k per trainer",
                 "ratio to 120k x members",
             ],
@@ -164,8 +180,8 @@ def main() -> int:
             ],
         ),
         "",
-        "fedchain's extra over 2CP per round is the vote (each member posts its model hash and the score "
-        "vector) and the finalize that pays contribution rewards on chain.",
+        "fedchain's extra over 2CP per round is the vote (a proposal id in each commit) and the finalize "
+        "that settles the round and pays contribution rewards on chain.",
         "",
     ]
     write("gas", lines, {"meta": meta, "results": results})

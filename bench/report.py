@@ -104,7 +104,7 @@ def plot_gas(gas: dict[str, Any]) -> str:
     rows = gas["results"]["eth-tester"]
     n = [r["members"] for r in rows]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.4))
-    ax.plot(n, [r["per_member_mean"] for r in rows], "o-", label="fedchain commit+reveal+vote (mean)")
+    ax.plot(n, [r["per_member_mean"] for r in rows], "o-", label="fedchain commit (with the vote) + reveal (mean)")
     ax.axhspan(*TWO_CP, color="grey", alpha=0.3, label="2CP, per trainer")
     ax.set_xlabel("members")
     ax.set_ylabel("gas per member per round")
@@ -112,7 +112,7 @@ def plot_gas(gas: dict[str, Any]) -> str:
     ax.legend(fontsize=8)
     bx.plot(n, [r["round_total"] for r in rows], "o-", label="fedchain, whole round")
     bx.plot(n, [TWO_CP_MID * m for m in n], "--", color="grey", label=f"2CP, {TWO_CP_MID // 1000}k x members")
-    bx.plot(n, [r["ops"]["finalize"]["max"] for r in rows], "s:", label="fedchain finalize")
+    bx.plot(n, [r["ops"]["finalize"]["max"] for r in rows], "s:", label="fedchain finalize (in the first reveal)")
     bx.set_xlabel("members")
     bx.set_ylabel("gas per round")
     bx.legend(fontsize=8)
@@ -377,9 +377,9 @@ def main() -> int:
         *table(
             [
                 "members",
-                "per member (mean)",
-                "per member (median)",
-                "finalize",
+                "commit + reveal per member (mean)",
+                "commit + reveal per member (median)",
+                "finalize (in the first reveal)",
                 "per round, total",
                 f"total / ({TWO_CP_MID // 1000}k x members) (2CP)",
             ],
@@ -388,7 +388,8 @@ def main() -> int:
         "",
         f"2CP (Ethereum + IPFS FL prototype) reports about {TWO_CP[0] // 1000}k-{TWO_CP[1] // 1000}k gas per "
         "trainer per round; fedchain adds an "
-        "on-chain vote with contribution scores and a finalize that credits rewards.",
+        "on-chain vote (a proposal id in each commit) and a finalize that credits rewards by score. "
+        "Target: 100k per member per round (not met).",
         "",
         f"![gas]({plots['gas']})",
         "",

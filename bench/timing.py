@@ -58,8 +58,11 @@ def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int,
         f"epoch per round, {rounds} rounds; median over rounds (round 1 includes torch's first-call warm-up "
         "in both systems). Everything runs on this one machine: fedchain's peers are threads with their own "
         "RPC connection and Kubo client (3 Kubo nodes, anvil), Flower's clients are threads talking gRPC to "
-        "its server. A fedchain round is four chain phases (commit, reveal, vote, finalize); Flower's is one "
-        "fit request and reply per client.",
+        "its server. A fedchain round is two transactions per peer in overlapping rounds (a commit carrying "
+        "the vote on the round before, a reveal whose first finalizes it: two blocks a round); Flower's is one "
+        "fit request and reply per client. Contribution scores by peer evaluation (the default for new specs): "
+        "each peer also evaluates the previous round's updates on its rows, and fetches that round's contents "
+        "for the replay check.",
         "",
     ]
     rows = []
@@ -82,7 +85,7 @@ def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int,
     lines += [
         "",
         "Where one fedchain peer's time goes per round (seconds, mean over peers; `waiting` is the rest of the "
-        "round: polling the chain while the others train, commit and vote), and Flower's split between client "
+        "round: polling the chain while the others train, commit and reveal), and Flower's split between client "
         "training and the rest (gRPC round trips, FedAvg):",
         "",
     ]
@@ -103,9 +106,10 @@ def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int,
     lines += table(["peers", "system", *PARTS, "waiting / rest"], rows)
     lines += [
         "",
-        "`chain` is the peer's own transactions (commit, reveal, vote, finalize; with automine each waits for "
-        "its block); `fetch` reads the Revealed events and pulls and checks every update from IPFS; `aggregate` "
-        "is the rule plus contribution scores; `adopt` pulls the finalized model.",
+        "`chain` is the peer's own transactions (commit with its vote, reveal, and the last round's vote and "
+        "finalize; with automine each waits for its block); `evaluate` rates the previous round's updates; "
+        "`fetch` reads the Revealed events and pulls and checks every update from IPFS; `aggregate` is the rule "
+        "plus contribution scores; `adopt` pulls the finalized model.",
         "",
     ]
     return lines

@@ -61,16 +61,19 @@ contract Federation is IFederation, ReentrancyGuard {
     ///      16 bits: at most `MAX_MEMBERS` (256) members are ever listed. `winner` is the
     ///      leading proposal while votes come in, and the winner once `decided`; `leaderTag`,
     ///      its first 8 bytes, lets a vote for the leader skip reading `winner` (a cold slot).
+    ///      `chained`: the round opened when the one before entered its vote, trains on that
+    ///      round's model, and so fails if that round fails.
     struct Round {
         Phase phase;
         bool decided;
+        bool chained;
         uint16 memberCount;
         uint16 eligible;
         uint16 commits;
         uint16 reveals;
         uint16 votes;
         uint16 leaderVotes;
-        uint40 openedAt;
+        uint32 openedAt;
         uint40 phaseAt;
         bytes8 leaderTag;
         bytes32 winner;
@@ -239,7 +242,7 @@ contract Federation is IFederation, ReentrancyGuard {
         totalStaked += _stake;
         ++activeMembers;
         emit MemberJoined(msg.sender, m.index, m.stake);
-        if (firstFounderJoin && --foundersPending == 0 && currentRound == 0 && _foundersDecide()) _open(1);
+        if (firstFounderJoin && --foundersPending == 0 && currentRound == 0 && _foundersDecide()) _open(1, false);
         token.safeTransferFrom(msg.sender, address(this), _stake);
     }
 
@@ -262,6 +265,11 @@ contract Federation is IFederation, ReentrancyGuard {
         uint256 r = currentRound;
         Round storage R = _rounds[r];
         if (r != 0 && _standing[r][msg.sender] != 0) revert LeaveWhileCommitted(r, msg.sender);
+        // Nor while it owes the round in its vote a reveal or a vote: its settlement would find no stake.
+        if (r > 1 && _rounds[r - 1].phase == Phase.Vote) {
+            uint256 s = uint256(_standing[r - 1][msg.sender]);
+            if (s != 0 && s != _VOTED && s != _SLASHED) revert LeaveWhileCommitted(r - 1, msg.sender);
+        }
         uint256 stake = m.stake;
         m.stake = 0;
         m.active = false;
@@ -295,15 +303,23 @@ contract Federation is IFederation, ReentrancyGuard {
         // Round 1 opens early only with a majority of the founders in, never on sybils' joins,
         // and never on founders who joined once and left.
         if (currentRound == 0) {
-            if (activeMembers >= _minPeers && _foundersDecide()) _open(1);
+            if (activeMembers >= _minPeers && _foundersDecide()) _open(1, false);
         } else {
             _syncCurrent();
         }
     }
 
     /// @inheritdoc IFederation
-    function commit(uint256 round, bytes32 commitment) external {
-        Round storage R = _roundIn(round, Phase.Commit);
+    function commit(uint256 round, bytes32 commitment, bytes32 vote_) external {
+        _syncCurrent();
+        if (vote_ != 0) {
+            // The vote first: it may decide (or fail) the round before, and with it this one.
+            if (round < 2) revert NotCurrentRound(round - 1, currentRound);
+            Round storage V = _votingRound(round - 1);
+            _count(round - 1, V, _proposals[round - 1][vote_], vote_);
+            if (_rounds[round].phase == Phase.Failed) return; // this vote failed the round before, and so this one
+        }
+        Round storage R = _openIn(round, Phase.Commit);
         Member storage m = _members[msg.sender];
         if (!m.active) revert NotMember(msg.sender);
         if (m.joinedRound >= round || m.stake < _stake) revert NotEligible(round, msg.sender);
@@ -316,8 +332,12 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     /// @inheritdoc IFederation
-    function reveal(uint256 round, bytes32 contentHash, string calldata cid, bytes32 salt) external {
-        Round storage R = _roundIn(round, Phase.Reveal);
+    function reveal(uint256 round, bytes32 contentHash, string calldata cid, bytes32 salt, Body calldata previous)
+        external
+    {
+        _syncCurrent();
+        if (previous.modelHash != 0 && round > 1) _finalizeIfDue(round - 1, previous);
+        Round storage R = _openIn(round, Phase.Reveal);
         _checkCid(round, cid);
         bytes32 s = _standing[round][msg.sender];
         if (s == 0) revert NotCommitted(round, msg.sender);
@@ -327,11 +347,12 @@ contract Federation is IFederation, ReentrancyGuard {
         _standing[round][msg.sender] = bytes32(_REVEALED);
         uint16 reveals = ++R.reveals;
         emit Revealed(round, msg.sender, contentHash, cid);
-        if (reveals == R.commits) _enterVote(round, R, block.timestamp);
+        if (reveals == R.commits && !_waits(round)) _enterVote(round, R);
     }
 
     /// @inheritdoc IFederation
     function vote(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores) external {
+        _syncCurrent();
         Round storage R = _votingRound(round);
         if (modelHash == 0) revert EmptyModelHash(round);
         if (scores.length != R.memberCount) revert ScoresLengthMismatch(round, R.memberCount, scores.length);
@@ -344,6 +365,7 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     function voteFor(uint256 round, bytes32 proposal) external {
+        _syncCurrent();
         Round storage R = _votingRound(round);
         Proposal storage P = _proposals[round][proposal];
         if (P.votes == 0) revert UnknownProposal(round, proposal);
@@ -354,22 +376,17 @@ contract Federation is IFederation, ReentrancyGuard {
     function finalize(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores)
         external
     {
-        Round storage R = _roundIn(round, Phase.Vote);
-        if (block.timestamp < uint256(R.phaseAt) + _voteWindow) {
-            // Before the deadline only a decided round whose revealers have all voted; from the
-            // deadline, `_sync` has failed every round without a winner.
+        _syncCurrent();
+        Round storage R = _rounds[round];
+        if (R.phase == Phase.None) revert NotCurrentRound(round, currentRound);
+        if (R.phase != Phase.Vote) revert RoundNotInPhase(round, Phase.Vote, R.phase);
+        if (!_finalizable(R)) {
             if (!R.decided) revert NoQuorum(round);
-            if (R.votes < R.reveals) revert VotesPending(round, R.votes, R.reveals);
+            revert VotesPending(round, R.votes, R.reveals);
         }
         bytes32 pid = R.winner;
-        Proposal storage P = _proposals[round][pid];
         if (_proposalId(modelHash, modelCid, scores) != pid) revert ProposalMismatch(round, pid);
-        R.phase = Phase.Finalized;
-        lastFinalized = round;
-        _models[round] = Model(modelHash, modelCid);
-        uint256 paid = _settle(round, R.memberCount, scores, true, true);
-        emit RoundFinalized(round, pid, modelHash, modelCid, P.votes, paid);
-        _open(round + 1);
+        _finalize(round, modelHash, modelCid, scores);
     }
 
     /// @inheritdoc IFederation
@@ -416,14 +433,13 @@ contract Federation is IFederation, ReentrancyGuard {
         Model storage M = _models[round];
         v = RoundView(
             R.phase, R.openedAt, R.phaseAt, R.memberCount, R.eligible,
-            R.commits, R.reveals, R.votes, R.winner, M.hash, M.cid
+            R.commits, R.reveals, R.votes, R.winner, M.hash, M.cid, R.chained
         );
     }
 
     /// @inheritdoc IFederation
     function phaseOf(uint256 round) external view returns (Phase p) {
-        Round storage R = _rounds[round];
-        (p,,) = _afterTimeouts(R, R.phase, R.phaseAt);
+        (p,) = _afterTimeouts(round, _rounds[round]);
     }
 
     /// @inheritdoc IFederation
@@ -432,17 +448,23 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     /// @inheritdoc IFederation
-    function stepView(address member)
-        external
-        view
-        returns (uint256 round, Phase live, Phase stored, uint256 finalized, MemberStatus status)
-    {
-        round = currentRound;
+    function stepView(address member) external view returns (StepView memory v) {
+        uint256 round = currentRound;
         Round storage R = _rounds[round];
-        stored = R.phase;
-        (live,,) = _afterTimeouts(R, stored, R.phaseAt);
-        finalized = lastFinalized;
-        status = _statusOf(round, member);
+        v.round = round;
+        v.stored = R.phase;
+        (v.live,) = _afterTimeouts(round, R);
+        v.finalized = lastFinalized;
+        v.status = _statusOf(round, member);
+        v.due = v.live != v.stored;
+        if (round > 1 && _rounds[round - 1].phase == Phase.Vote) {
+            Round storage P = _rounds[round - 1];
+            (Phase p,) = _afterTimeouts(round - 1, P);
+            v.voting = true;
+            v.prevStatus = _statusOf(round - 1, member);
+            v.prevFinalizable = p == Phase.Vote && _finalizable(P);
+            v.due = v.due || p != Phase.Vote;
+        }
     }
 
     function _statusOf(uint256 round, address member) private view returns (MemberStatus) {
@@ -462,46 +484,48 @@ contract Federation is IFederation, ReentrancyGuard {
     /// @inheritdoc IFederation
     function canFinalize(uint256 round) external view returns (bool) {
         Round storage R = _rounds[round];
-        (Phase due,, uint256 voteAt) = _afterTimeouts(R, R.phase, R.phaseAt);
-        if (due != Phase.Vote) return false;
-        if (block.timestamp >= voteAt + _voteWindow) return true; // past the deadline, still Vote: a winner
-        return R.decided && R.votes == R.reveals;
+        (Phase due,) = _afterTimeouts(round, R);
+        return due == Phase.Vote && R.phase == Phase.Vote && _finalizable(R);
     }
 
     // ---------------------------------------------------------------------
     // Internal logic
     // ---------------------------------------------------------------------
 
-    /// @dev Applies pending timeouts to `round`, then returns it if it is in `phase`, else
-    ///      reverts with what it is. Only the open round can be in Commit, Reveal or Vote,
-    ///      so the phase alone tells whether `round` is the open one.
-    function _roundIn(uint256 round, Phase phase) private returns (Round storage R) {
+    /// @dev Round `round`, which must be the open one and in `phase` (pending timeouts applied
+    ///      by the caller's `_syncCurrent`).
+    function _openIn(uint256 round, Phase phase) private view returns (Round storage R) {
         R = _rounds[round];
-        (Phase p, uint256 at) = (R.phase, R.phaseAt);
+        Phase p = R.phase;
         if (p == Phase.None) revert NotCurrentRound(round, currentRound);
-        if (p < Phase.Finalized) p = _sync(round, R, p, at);
         if (p != phase) revert RoundNotInPhase(round, phase, p);
     }
 
-    function _syncCurrent() private {
-        uint256 r = currentRound;
-        if (r != 0) {
-            Round storage R = _rounds[r];
-            _sync(r, R, R.phase, R.phaseAt);
-        }
+    /// @dev Round `round`, open for votes: in the Vote phase and before its vote deadline.
+    function _votingRound(uint256 round) private view returns (Round storage R) {
+        R = _openIn(round, Phase.Vote);
+        if (block.timestamp >= uint256(R.phaseAt) + _voteWindow) revert VoteWindowClosed(round);
     }
 
-    /// @dev Applies the timeouts due in open round `r`, stored in phase `p` since `at` (see
-    ///      `_afterTimeouts`): enters each phase the round reaches, as of its deadline, then fails
-    ///      the round if it timed out there. Returns the phase the round is in after.
-    function _sync(uint256 r, Round storage R, Phase p, uint256 at) private returns (Phase due) {
-        Phase live;
-        (due, live, at) = _afterTimeouts(R, p, at); // `at`: when `live` began
-        if (due == p) return p; // nothing due
-        if (p == Phase.Commit && live != Phase.Commit) {
-            _enterReveal(r, R, live == Phase.Reveal ? at : at - _revealWindow);
-        }
-        if (p != Phase.Vote && live == Phase.Vote) _enterVote(r, R, at);
+    /// @dev Applies every pending timeout: the vote of the round before the open one first (its
+    ///      outcome decides the open round's), then the open round's own.
+    function _syncCurrent() private {
+        uint256 r = currentRound;
+        if (r == 0) return;
+        if (r > 1 && _rounds[r - 1].phase == Phase.Vote) _sync(r - 1);
+        _sync(currentRound);
+    }
+
+    /// @dev Applies the timeouts due in round `r` (see `_afterTimeouts`): enters each phase the
+    ///      round reaches, then fails it if it timed out there.
+    function _sync(uint256 r) private {
+        Round storage R = _rounds[r];
+        Phase p = R.phase;
+        if (p == Phase.None || p >= Phase.Finalized) return;
+        (Phase due, Phase live) = _afterTimeouts(r, R);
+        if (due == p) return;
+        if (p == Phase.Commit && live != Phase.Commit) _enterReveal(r, R, uint256(R.phaseAt) + _commitWindow);
+        if (p != Phase.Vote && live == Phase.Vote) _enterVote(r, R);
         if (due == Phase.Failed) {
             FailReason reason = live == Phase.Commit
                 ? FailReason.TooFewCommits
@@ -512,33 +536,73 @@ contract Federation is IFederation, ReentrancyGuard {
         }
     }
 
-    /// @dev The timeout logic, for `phaseOf` and `_sync`. Round `R`, stored in phase `p` since
-    ///      `at`, is in phase `due` once every pending timeout applies, in order and each as of
-    ///      its deadline: a phase whose window has passed moves on, or fails the round if too few
-    ///      members acted in it (in Vote: if no proposal reached quorum). `live` is the last phase
-    ///      the round reaches (the one it fails in, if `due` is Failed) and `liveAt` when that
-    ///      began. A round that is not open stays as stored.
-    function _afterTimeouts(Round storage R, Phase p, uint256 at)
-        private
-        view
-        returns (Phase due, Phase live, uint256 liveAt)
-    {
+    /// @dev The timeout logic, for views and `_sync`: round `r` is in phase `due` once every
+    ///      pending timeout applies; `live` is the last phase it reaches (the one it fails in, if
+    ///      `due` is Failed). A commit phase ends when its window passes (and fails with fewer than
+    ///      `minPeers` commits); a reveal phase when every committer revealed or its window passed
+    ///      (and fails with fewer than `minPeers` reveals), but it enters the vote only once the
+    ///      round before closed; the vote begins when it is entered and fails at its deadline
+    ///      without a winner, or one window later if nobody finalized the winner.
+    function _afterTimeouts(uint256 r, Round storage R) private view returns (Phase due, Phase live) {
+        Phase p = R.phase;
+        uint256 at = R.phaseAt;
         if (p == Phase.Commit) {
-            if (block.timestamp < at + _commitWindow) return (p, p, at);
-            if (R.commits < _minPeers) return (Phase.Failed, p, at);
+            if (block.timestamp < at + _commitWindow) return (p, p);
+            if (R.commits < _minPeers) return (Phase.Failed, p);
             (p, at) = (Phase.Reveal, at + _commitWindow);
         }
         if (p == Phase.Reveal) {
-            if (block.timestamp < at + _revealWindow) return (p, p, at);
-            if (R.reveals < _minPeers) return (Phase.Failed, p, at);
-            (p, at) = (Phase.Vote, at + _revealWindow);
+            if (R.reveals != R.commits && block.timestamp < at + _revealWindow) return (p, p);
+            if (R.reveals < _minPeers) return (Phase.Failed, p);
+            if (_waits(r)) return (p, p);
+            return (Phase.Vote, Phase.Vote); // entered now: its window has just begun
         }
         due = live = p;
         if (p == Phase.Vote && block.timestamp >= at + _voteWindow) {
             // Past the vote deadline a round with a winner may be finalized for one more window.
             if (!_hasWinner(R) || block.timestamp >= at + 2 * uint256(_voteWindow)) due = Phase.Failed;
         }
-        return (due, live, at);
+    }
+
+    /// @dev Whether round `r` must wait for the round before it, still in its vote, to close.
+    function _waits(uint256 r) private view returns (bool) {
+        return r > 1 && _rounds[r - 1].phase == Phase.Vote;
+    }
+
+    /// @dev Whether round `R` (in its vote) can be finalized now: its winner decided and every
+    ///      revealer voted, or past the vote deadline with a winner (see `_hasWinner`).
+    function _finalizable(Round storage R) private view returns (bool) {
+        if (block.timestamp >= uint256(R.phaseAt) + _voteWindow) return _hasWinner(R);
+        return R.decided && R.votes >= R.reveals;
+    }
+
+    /// @dev Finalizes round `r` on `b` if it is in its vote, can be finalized and `b` is its winner;
+    ///      otherwise does nothing (another revealer may have finalized it, or the caller computed
+    ///      another model: its own reveal must go through all the same).
+    function _finalizeIfDue(uint256 r, Body calldata b) private {
+        Round storage R = _rounds[r];
+        if (R.phase != Phase.Vote || !_finalizable(R)) return;
+        if (_proposalId(b.modelHash, b.modelCid, b.scores) != R.winner) return;
+        _finalize(r, b.modelHash, b.modelCid, b.scores);
+    }
+
+    function _finalize(uint256 r, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores) private {
+        Round storage R = _rounds[r];
+        R.phase = Phase.Finalized;
+        lastFinalized = r;
+        _models[r] = Model(modelHash, modelCid);
+        uint256 paid = _settle(r, R.memberCount, scores, true, true);
+        _logFinal(r, modelHash, modelCid, scores, paid);
+        _closed(r, false);
+    }
+
+    /// @dev Logs round `r`'s winning proposal in full (votes riding in commits named its id only).
+    function _logFinal(uint256 r, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores, uint256 paid)
+        private
+    {
+        bytes32 pid = _rounds[r].winner;
+        emit Proposed(r, pid, modelHash, modelCid, scores);
+        emit RoundFinalized(r, pid, modelHash, modelCid, _proposals[r][pid].votes, paid);
     }
 
     /// @dev Whether round `R` has a proposal to finalize: one that reached quorum of the
@@ -551,12 +615,6 @@ contract Federation is IFederation, ReentrancyGuard {
         uint256 votes = R.votes;
         return R.winner != 0 && votes * 3 >= uint256(R.reveals) * 2
             && uint256(R.leaderVotes) * _BPS >= uint256(_quorumBps) * votes;
-    }
-
-    /// @dev Round `round`, open for votes: in the Vote phase and before its vote deadline.
-    function _votingRound(uint256 round) private returns (Round storage R) {
-        R = _roundIn(round, Phase.Vote);
-        if (block.timestamp >= uint256(R.phaseAt) + _voteWindow) revert VoteWindowClosed(round);
     }
 
     /// @dev The id voters endorse: model hash, CID and scores, all bound.
@@ -609,11 +667,12 @@ contract Federation is IFederation, ReentrancyGuard {
         return uint256(activeFounders) * 2 > _founderCount;
     }
 
-    function _open(uint256 r) private {
+    function _open(uint256 r, bool chained) private {
         currentRound = r;
         Round storage R = _rounds[r];
         R.phase = Phase.Commit;
-        R.openedAt = uint40(block.timestamp);
+        R.chained = chained;
+        R.openedAt = uint32(block.timestamp);
         R.phaseAt = uint40(block.timestamp);
         // Safe: at most MAX_MEMBERS (256) are ever listed, so both fit 16 bits.
         R.memberCount = uint16(_memberList.length);
@@ -627,17 +686,41 @@ contract Federation is IFederation, ReentrancyGuard {
         emit PhaseChanged(r, Phase.Reveal);
     }
 
-    function _enterVote(uint256 r, Round storage R, uint256 at) private {
+    /// @dev Round `r` enters its vote now, and round r+1 opens on its (pending) model.
+    function _enterVote(uint256 r, Round storage R) private {
         R.phase = Phase.Vote;
-        R.phaseAt = uint40(at);
+        R.phaseAt = uint40(block.timestamp);
         emit PhaseChanged(r, Phase.Vote);
+        _open(r + 1, true);
     }
 
     function _fail(uint256 r, Round storage R, Phase phase, FailReason reason) private {
         R.phase = Phase.Failed;
         if (phase != Phase.Commit) _settle(r, R.memberCount, new uint32[](0), false, phase == Phase.Vote);
         emit RoundFailed(r, phase, reason);
-        _open(r + 1);
+        if (phase == Phase.Vote) {
+            _closed(r, true);
+        } else if (!_waits(r)) {
+            _open(r + 1, false); // else it opens once the round before closes
+        }
+    }
+
+    /// @dev Round `r` left its vote (finalized, or `failed`). The round after it opened when `r`
+    ///      entered its vote: it fails with `r` (its members trained on a model that lost), and
+    ///      otherwise goes on; if it failed, the next one opens.
+    function _closed(uint256 r, bool failed) private {
+        Round storage N = _rounds[r + 1];
+        Phase p = N.phase;
+        if (failed && (p == Phase.Commit || p == Phase.Reveal)) {
+            N.phase = Phase.Failed; // nobody is slashed: the round never had a chance
+            emit RoundFailed(r + 1, p, FailReason.PreviousFailed);
+            p = Phase.Failed;
+        }
+        if (p == Phase.Failed) {
+            if (currentRound == r + 1) _open(r + 2, false);
+        } else {
+            _sync(r + 1);
+        }
     }
 
     /// @dev Slashes round `r`'s committed non-revealers and, once the round reached its vote

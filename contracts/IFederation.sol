@@ -6,9 +6,13 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 /// @title IFederation
 /// @notice A leaderless federated-learning round coordinator.
 /// @dev Every custom error, event and view of the Federation contract lives here. Rounds go
-///      Commit -> Reveal -> Vote -> Finalized (or Failed). Transitions are lazy: the
-///      first transaction that finds a phase's condition true (everyone acted, or the
-///      window passed) moves the round on. No admin, no timer process.
+///      Commit -> Reveal -> Vote -> Finalized (or Failed), and they overlap: when round r
+///      enters its vote, round r+1 opens, and round r's votes ride in round r+1's commits
+///      (`commit(r+1, c, vote)`); round r is finalized by the first round r+1 reveal that
+///      carries its winning proposal. So a member sends two transactions a round. Round r+1
+///      (`chained`) fails with round r, and enters its own vote only once round r closed.
+///      Transitions are lazy: the first transaction that finds a phase's condition true
+///      (everyone acted, or the window passed) moves the round on. No admin, no timer process.
 interface IFederation {
     // ---------------------------------------------------------------------
     // Types
@@ -38,7 +42,17 @@ interface IFederation {
         TooFewCommits,
         TooFewReveals,
         NoQuorum,
-        NotFinalized
+        NotFinalized,
+        PreviousFailed
+    }
+
+    /// @notice A proposal in full: the aggregated model, where it is stored, and the scores
+    ///         (one per member listed when the round opened, join order). Its id is
+    ///         `keccak256(abi.encode(modelHash, keccak256(bytes(modelCid)), scores))`.
+    struct Body {
+        bytes32 modelHash;
+        string modelCid;
+        uint32[] scores;
     }
 
     /// @notice Parameters fixed at deployment (taken from the federation spec).
@@ -64,6 +78,19 @@ interface IFederation {
         uint16 slashBps;
     }
 
+    /// @notice What `stepView` returns.
+    struct StepView {
+        uint256 round;
+        Phase live;
+        Phase stored;
+        uint256 finalized;
+        MemberStatus status;
+        bool voting;
+        MemberStatus prevStatus;
+        bool prevFinalizable;
+        bool due;
+    }
+
     /// @notice A round's public state.
     struct RoundView {
         Phase phase;
@@ -77,6 +104,7 @@ interface IFederation {
         bytes32 winner;
         bytes32 modelHash;
         string modelCid;
+        bool chained;
     }
 
     // ---------------------------------------------------------------------
@@ -166,7 +194,8 @@ interface IFederation {
     event Committed(uint256 indexed round, address indexed member, bytes32 commitment);
     /// @notice `member` revealed update `contentHash`, stored at `cid`, in `round`.
     event Revealed(uint256 indexed round, address indexed member, bytes32 contentHash, string cid);
-    /// @notice The first vote for `proposal` in `round` recorded its model and scores.
+    /// @notice `proposal` of `round` in full: logged by its first vote through `vote`, and by the
+    ///         finalization of the winner (votes riding in commits name the id only).
     /// @dev `scores[i]` belongs to member number `i` (join order).
     event Proposed(uint256 indexed round, bytes32 indexed proposal, bytes32 modelHash, string modelCid, uint32[] scores);
     /// @notice `member` voted for `proposal` in `round`; it has `votes` votes.
@@ -214,11 +243,16 @@ interface IFederation {
     /// @notice Apply every transition whose condition holds (timeouts included).
     function advance() external;
 
-    /// @notice Commit to an update: `commitment = keccak256(abi.encode(chainid, this, round, sender, contentHash, salt))`.
-    function commit(uint256 round, bytes32 commitment) external;
+    /// @notice Commit to an update: `commitment = keccak256(abi.encode(chainid, this, round, sender, contentHash, salt))`,
+    ///         and, if `vote_` is not zero, vote for proposal `vote_` of round `round - 1` (which the
+    ///         caller revealed in, and which is in its vote).
+    function commit(uint256 round, bytes32 commitment, bytes32 vote_) external;
 
-    /// @notice Reveal the committed update's hash and where it is stored.
-    function reveal(uint256 round, bytes32 contentHash, string calldata cid, bytes32 salt) external;
+    /// @notice Reveal the committed update's hash and where it is stored. If `previous` is round
+    ///         `round - 1`'s winning proposal and that round can be finalized, it is finalized
+    ///         first (anything else in `previous`, an empty body above all, is ignored).
+    function reveal(uint256 round, bytes32 contentHash, string calldata cid, bytes32 salt, Body calldata previous)
+        external;
 
     /// @notice Vote for the aggregated model and contribution scores (one per member, join order).
     function vote(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores) external;
@@ -231,7 +265,7 @@ interface IFederation {
     /// @notice Close `round` on its winning proposal: credit voters by score, slash non-revealers and
     ///         revealers who did not vote, open the next. Possible once every revealer has voted, or
     ///         from the vote deadline until one vote window later (see `canFinalize`).
-    /// @dev Model hash, CID and scores are the winning proposal's, as logged in its `Proposed` event.
+    /// @dev Model hash, CID and scores are the winning proposal's (every voter computed them).
     function finalize(uint256 round, bytes32 modelHash, string calldata modelCid, uint32[] calldata scores) external;
 
     /// @notice Withdraw every credited reward.
@@ -303,14 +337,13 @@ interface IFederation {
     function statusOf(uint256 round, address member) external view returns (MemberStatus);
 
     /// @notice What a peer reads before each step, in one call: the open round, its phase once
-    ///         pending timeouts apply and as stored, the newest finalized round, and `member`'s
-    ///         state in the open round.
-    function stepView(address member)
-        external
-        view
-        returns (uint256 round, Phase live, Phase stored, uint256 finalized, MemberStatus status);
+    ///         its own pending timeouts apply and as stored, the newest finalized round, `member`'s
+    ///         state in the open round, whether the round before is in its vote (and `member`'s
+    ///         state in it, and whether it can be finalized), and whether any timeout is due.
+    function stepView(address member) external view returns (StepView memory v);
 
-    /// @notice A proposal of `round`: its votes (model, CID and scores are in its `Proposed` event).
+    /// @notice A proposal of `round`: its votes (model, CID and scores are in its `Proposed` event,
+    ///         once it was voted for in full or won).
     function proposalOf(uint256 round, bytes32 proposal) external view returns (uint256 votes);
 
     /// @notice Whether `finalize(round, ...)` would succeed now with the winning proposal.

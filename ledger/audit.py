@@ -164,14 +164,19 @@ def _apply(rec: RoundRecord, name: str, args: dict[str, Any], when: dict[str, An
             {"member": str(args["member"]), "content_hash": _hex(args["contentHash"]), "cid": args["cid"], **when}
         )
     elif name == "Proposed":
+        # Logged by a proposal's first full vote, and again by the winner's finalization (votes that
+        # ride in commits name the id only, so the winner's votes may all come before it is logged).
+        pid = _hex(args["proposal"])
+        if any(p["proposal"] == pid for p in rec.proposals):
+            return
         scores = {members[i]: int(s) for i, s in enumerate(args["scores"]) if i < len(members)}
         rec.proposals.append(
             {
-                "proposal": _hex(args["proposal"]),
+                "proposal": pid,
                 "model_hash": _hex(args["modelHash"]),
                 "model_cid": args["modelCid"],
                 "scores": scores,
-                "votes": 0,
+                "votes": sum(v["proposal"] == pid for v in rec.votes),
                 **when,
             }
         )

@@ -235,11 +235,22 @@ class FederationClient(_ContractClient):
     def advance(self, signer: LocalAccount) -> TxReceipt:
         return self._send(signer, "advance")
 
-    def commit(self, signer: LocalAccount, round_id: int, commitment_: bytes) -> TxReceipt:
-        return self._send(signer, "commit", round_id, commitment_)
+    def commit(self, signer: LocalAccount, round_id: int, commitment_: bytes, vote: bytes = bytes(32)) -> TxReceipt:
+        """Commit to round `round_id`, voting (unless `vote` is zero) for proposal `vote` of the round before."""
+        return self._send(signer, "commit", round_id, commitment_, vote)
 
-    def reveal(self, signer: LocalAccount, round_id: int, content_hash: bytes, cid: str, salt: bytes) -> TxReceipt:
-        return self._send(signer, "reveal", round_id, content_hash, cid, salt)
+    def reveal(
+        self,
+        signer: LocalAccount,
+        round_id: int,
+        content_hash: bytes,
+        cid: str,
+        salt: bytes,
+        previous: Proposal | None = None,
+    ) -> TxReceipt:
+        """Reveal; with `previous` (the round before's winning proposal), finalize that round first if it can be."""
+        body = (previous.model_hash, previous.model_cid, list(previous.scores)) if previous else (bytes(32), "", [])
+        return self._send(signer, "reveal", round_id, content_hash, cid, salt, body)
 
     def vote(
         self, signer: LocalAccount, round_id: int, model_hash: bytes, model_cid: str, scores: Sequence[int]
@@ -343,6 +354,7 @@ class FederationClient(_ContractClient):
             bytes(v[8]),
             bytes(v[9]),
             str(v[10]),
+            bool(v[11]),
         )
 
     def can_finalize(self, round_id: int) -> bool:
@@ -358,8 +370,18 @@ class FederationClient(_ContractClient):
 
     def step_view(self, member: str) -> StepView:
         """The open round, its live and stored phase, the newest finalized round and `member`'s status: one call."""
-        r, live, stored, finalized, status = self._view("stepView", member)
-        return StepView(int(r), Phase(live), Phase(stored), int(finalized), MemberStatus(status))
+        r, live, stored, finalized, status, voting, prev, finalizable, due = self._view("stepView", member)
+        return StepView(
+            int(r),
+            Phase(live),
+            Phase(stored),
+            int(finalized),
+            MemberStatus(status),
+            bool(voting),
+            MemberStatus(prev),
+            bool(finalizable),
+            bool(due),
+        )
 
     def members(self) -> list[str]:
         return [str(a) for a in self._view("memberList")]

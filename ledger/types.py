@@ -26,6 +26,7 @@ class FailReason(IntEnum):
     TOO_FEW_REVEALS = 1
     NO_QUORUM = 2
     NOT_FINALIZED = 3
+    PREVIOUS_FAILED = 4
 
 
 class MemberStatus(IntEnum):
@@ -54,6 +55,7 @@ class RoundInfo:
     winner: bytes
     model_hash: bytes
     model_cid: str
+    chained: bool = False  # opened when the round before entered its vote: fails if that round fails
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class StepView:
     stored: Phase  # its phase as stored
     finalized: int  # the newest finalized round
     status: MemberStatus  # the member's state in the open round
+    voting: bool = False  # the round before is in its vote
+    prev_status: MemberStatus = MemberStatus.NONE  # the member's state in the round before (while voting)
+    prev_finalizable: bool = False  # the round before can be finalized now
+    due: bool = False  # a timeout is pending (an `advance` applies it)
 
 
 @dataclass(frozen=True)

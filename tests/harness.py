@@ -17,7 +17,7 @@ from ledger.chain import Chain
 from ledger.client import FederationClient, TokenClient
 from ledger.deploy import Deployment, deploy
 from ledger.spec import FederationSpec, spec_from_dict
-from ledger.types import Phase
+from ledger.types import Phase, Proposal
 
 ETHER = 10**18
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
@@ -63,21 +63,25 @@ class Harness:
         for m in self.members:
             self.fed.join(m)
 
-    def commit(self, member: LocalAccount, round_id: int | None = None, content: bytes | None = None) -> Any:
+    def commit(
+        self, member: LocalAccount, round_id: int | None = None, content: bytes | None = None, vote: bytes = bytes(32)
+    ) -> Any:
+        """Commit to a fresh random content (and, with `vote`, vote for it on the round before)."""
         r = self.round if round_id is None else round_id
         content_hash, salt = content or os.urandom(32), os.urandom(32)
-        receipt = self.fed.commit(member, r, self.fed.commitment_for(r, member.address, content_hash, salt))
+        receipt = self.fed.commit(member, r, self.fed.commitment_for(r, member.address, content_hash, salt), vote)
         self.secrets[(r, member.address)] = (content_hash, salt)  # only once the commit landed
         return receipt
 
-    def reveal(self, member: LocalAccount, round_id: int | None = None) -> Any:
+    def reveal(self, member: LocalAccount, round_id: int | None = None, previous: Proposal | None = None) -> Any:
+        """Reveal (and, with `previous`, finalize the round before on it if it can be)."""
         r = self.round if round_id is None else round_id
         content_hash, salt = self.secrets[(r, member.address)]
-        return self.fed.reveal(member, r, content_hash, CID, salt)
+        return self.fed.reveal(member, r, content_hash, CID, salt, previous)
 
-    def scores(self, by: dict[str, int] | None = None, default: int = 1000) -> list[int]:
-        """One score per listed member of the current round (join order)."""
-        n = self.fed.round(self.round).member_count
+    def scores(self, by: dict[str, int] | None = None, default: int = 1000, round_id: int | None = None) -> list[int]:
+        """One score per listed member of round `round_id` (default: the current round; join order)."""
+        n = self.fed.round(self.round if round_id is None else round_id).member_count
         listed = self.fed.members()[:n]
         by = by or {}
         return [by.get(a, default) for a in listed]
@@ -101,7 +105,7 @@ class Harness:
             self.reveal(m, r)
         if self.fed.round(r).phase == Phase.REVEAL:
             self.chain.advance_time(self.fed.config()["reveal_window"])
-        vector = list(scores) if scores is not None else self.scores()
+        vector = list(scores) if scores is not None else self.scores(round_id=r)
         for m in revealers:
             self.fed.vote(m, r, model_hash, CID, vector)
         self.fed.finalize(revealers[0], r)

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from ledger.client import FederationClient
+from ledger.client import FederationClient, proposal_id
 from ledger.errors import ContractRevert
-from ledger.types import MemberStatus, Phase
+from ledger.types import MemberStatus, Phase, Proposal
 from node.core.codec import MAX_ABS, IntArray, UpdateRejected, content_hash, encode
 from node.core.valuation import abstentions
 from node.errors import NodeError
@@ -72,6 +72,8 @@ class Peer:
         self.make_evaluation: EvaluationMaker = make_evaluation or (lambda _peer, _r, honest: honest)
         self._cache: Cache = {}  # contents fetched in the last rounds, by (member, content hash)
         self._results: dict[int, tuple[list[FetchedUpdate], Outcome]] = {}  # round -> what this peer computed
+        self._proposals: dict[int, Proposal] = {}  # round -> what this peer votes for
+        self.last_round: int | None = None  # commit to no round after it (the last one's vote then goes alone)
         self.params: dict[str, IntArray] = nspec.initial_model()
         self.loaded_round = 0  # the finalized round whose model is in `params` (0: the initial model)
         self.computed: dict[int, dict[str, IntArray]] = {}  # round -> the model this peer voted for
@@ -141,40 +143,48 @@ class Peer:
             return self._step()
 
     def _step(self) -> StepEvent:
+        """Rounds overlap: while round r-1 is in its vote, round r is open. A revealer of r-1 votes on
+        it inside its round r commit (or alone, if it cannot commit), and the first round r reveal
+        that finds r-1 decided finalizes it: two transactions a round."""
         self._step_timings = Timings(self.timings)
         view = self.fed.step_view(self.address)
-        r, phase = view.round, view.live
+        r = view.round
         if r == 0:
             return StepEvent("idle")
-        self._note_round_start(r, phase)
-        if phase != view.stored:  # a timeout is pending: apply it
+        self._note_round_start(r, view.stored)
+        if view.due:  # a timeout is pending: apply it
             with self._timed("chain"):
                 self.fed.advance(self.account)
             return self._event("advanced", r, window=view.stored.name.lower())
-        # In every phase, not only at commit: a peer restarted during a round's reveal or vote
-        # must aggregate on the round's base model, not on the initial one.
+        # In every phase: a peer restarted mid-round must aggregate on the round's base model.
         try:
             self.adopt_latest(view.finalized)
         except NodeError as exc:  # nobody serves the agreed model and we did not compute it
             return self._event("model-unavailable", r, model_round=view.finalized, reason=str(exc))
-        status = view.status
+        phase, status = view.stored, view.status
         try:
-            if phase == Phase.COMMIT and status == MemberStatus.NONE:
-                return self._commit(r)
+            if view.voting and view.prev_status == MemberStatus.REVEALED:  # our vote on r-1 is due
+                proposal = self._proposal(r - 1)
+                if proposal is None:
+                    return StepEvent("idle", r)
+                if phase == Phase.COMMIT and status == MemberStatus.NONE and self._takes_part(r):
+                    return self._commit(r, proposal)
+                return self._vote(r - 1, proposal)
+            revealing = phase == Phase.REVEAL and status == MemberStatus.COMMITTED  # our reveal will finalize it
+            if view.voting and view.prev_finalizable and not revealing:
+                return self._finalize(r - 1)
+            if phase == Phase.COMMIT and status == MemberStatus.NONE and self._takes_part(r):
+                return self._commit(r, None)
             if phase == Phase.REVEAL and status == MemberStatus.COMMITTED and str(r) in self.state.commits:
-                return self._reveal(r)
-            if phase == Phase.VOTE and status == MemberStatus.REVEALED:
-                return self._vote(r)
-            if phase == Phase.VOTE and self.fed.can_finalize(r):
-                with self._timed("chain"):
-                    self.fed.finalize(self.account, r, from_block=self._scan_from(r))
-                self.adopt_latest()
-                return self._event("finalized", r)
+                return self._reveal(r, self._proposals.get(r - 1) if view.prev_finalizable else None)
         except ContractRevert as exc:
             if exc.error_name in _RACES:
                 return StepEvent("idle", r)
             raise
         return StepEvent("idle", r)
+
+    def _takes_part(self, r: int) -> bool:
+        return self.last_round is None or r <= self.last_round
 
     def _previous_model(self) -> dict[str, IntArray] | None:
         """The global model before the one this peer holds (None when it holds the initial model)."""
@@ -201,10 +211,13 @@ class Peer:
             start = self.fed.block_number()
         else:
             start = self.state.round_blocks.get(str(r - 1), self.from_block)
-        prev = self.state.round_blocks.get(str(r - 1))
-        self.state.round_blocks = {str(r): start} if prev is None else {str(r - 1): prev, str(r): start}
+        # Kept for the newest KEEP_ROUNDS rounds (the state trims the rest when it saves): while round r
+        # is open, round r-1's outcome scans from round r-2's block.
+        self.state.round_blocks = {k: v for k, v in self.state.round_blocks.items() if int(k) >= r - 2}
+        self.state.round_blocks[str(r)] = start
 
-    def _commit(self, r: int) -> StepEvent:
+    def _commit(self, r: int, vote: Proposal | None) -> StepEvent:
+        """Train on round r's base model and commit; with `vote`, vote for it on round r-1 in the same transaction."""
         me = self.fed.member(self.address)
         if me.joined_round >= r:
             return StepEvent("idle", r)
@@ -216,8 +229,12 @@ class Peer:
             with self._timed("chain"):
                 self.fed.add_stake(self.account, stake - me.stake)
             return self._event("topped-up", r, amount=stake - me.stake)
+        try:
+            base = self._base(r)
+        except NodeError as exc:
+            return self._event("model-unavailable", r, model_round=r - 1, reason=str(exc))
         with self._timed("train"):
-            update = self.make_update(self, r, self.params)
+            update = self.make_update(self, r, base)
         if self.nspec.evaluates:
             try:
                 with self._timed("evaluate"):
@@ -231,11 +248,14 @@ class Peer:
         self.state.keep_update(r, data)
         self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex()}
         self.state.save()
+        pid = proposal_id(vote.model_hash, vote.model_cid, vote.scores) if vote else bytes(32)
         with self._timed("chain"):
-            self.fed.commit(self.account, r, self.fed.commitment_for(r, self.address, digest, salt))
+            self.fed.commit(self.account, r, self.fed.commitment_for(r, self.address, digest, salt), pid)
+        if vote is not None:
+            self.on_event(self._voted(r - 1, vote))
         return self._event("committed", r, hash=digest.hex(), bytes=len(data))
 
-    def _reveal(self, r: int) -> StepEvent:
+    def _reveal(self, r: int, previous: Proposal | None) -> StepEvent:
         c = self.state.commits[str(r)]
         cid = c.get("cid")
         if cid is None:  # publish now: every commitment is in, nobody can copy it into theirs
@@ -247,60 +267,101 @@ class Peer:
             c["cid"] = cid
             self.state.save()
         with self._timed("chain"):
-            self.fed.reveal(self.account, r, bytes.fromhex(c["hash"]), cid, bytes.fromhex(c["salt"]))
+            self.fed.reveal(self.account, r, bytes.fromhex(c["hash"]), cid, bytes.fromhex(c["salt"]), previous)
         return self._event("revealed", r, hash=c["hash"], cid=cid)
 
     def _evaluation(self, r: int) -> IntArray:
         """This peer's evaluation of round r-1's usable updates (not its own) on its rows; abstentions
         when round r-1 did not finalize (its updates made no model)."""
         n = evaluated_in(self.fed, self.nspec, r)
-        if n == 0 or self.loaded_round != r - 1:
+        if n == 0 or not self.fed.round(r).chained:  # round r-1 never reached its vote: it made no model
             return abstentions(n)
-        if r - 1 not in self._results:  # restarted since: re-run the round from public data
-            self._results[r - 1] = rerun(self.fed, self.store, self.nspec, r - 1, self._scan_from(r - 1), self._cache)
-        fetched, outcome = self._results[r - 1]
+        fetched, outcome = self._outcome(r - 1)
         index = {m.lower(): i for i, m in enumerate(self.fed.members()[:n])}
         usable = {
             index[f.member.lower()]: f.update
             for f in fetched
             if f.update is not None and f.member not in outcome.rejected
         }
-        base = self._previous_model() or self.nspec.initial_model()  # what round r-1 started from
+        # What round r-1 started from: the model held, until round r-1's own is adopted.
+        base = self.params if self.loaded_round < r - 1 else self._previous_model() or self.nspec.initial_model()
         own = index.get(self.address.lower())
         return evaluate_updates(self.nspec.model, base, usable, self.data, n, own)
 
-    def _vote(self, r: int) -> StepEvent:
-        with self._timed("fetch"):
-            fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r), cache=self._cache)
-            members = self.fed.members()[: self.fed.round(r).member_count]
-            try:
+    def _base(self, r: int) -> dict[str, IntArray]:
+        """The model round r trains on: round r-1's when round r opened on its vote (computed here
+        until it is finalized), else the newest finalized one."""
+        if self.loaded_round >= r - 1 or not self.fed.round(r).chained:
+            return self.params
+        if self._proposal(r - 1) is None:
+            raise NodeError(f"no update of round {r - 1} could be used")
+        return self.computed[r - 1]
+
+    def _outcome(self, r: int) -> tuple[list[FetchedUpdate], Outcome]:
+        """Round r's checked updates and what they give, computed once (round r is in its vote or
+        finalized, so its base model is the newest finalized one, or the one before that)."""
+        if r in self._results:
+            return self._results[r]
+        if self.loaded_round == r - 1 or (self.loaded_round < r and self.fed.round(r).phase == Phase.VOTE):
+            with self._timed("fetch"):
+                fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r), cache=self._cache)
+                members = self.fed.members()[: self.fed.round(r).member_count]
                 previous = self._previous_model()
-            except NodeError as exc:
-                return self._event("model-unavailable", r, model_round=self.loaded_round - 1, reason=str(exc))
-        with self._timed("aggregate"):
-            evaluated = evaluated_in(self.fed, self.nspec, r)
-            outcome = round_outcome(self.nspec, self.params, fetched, members, previous, evaluated)
+            with self._timed("aggregate"):
+                evaluated = evaluated_in(self.fed, self.nspec, r)
+                outcome = round_outcome(self.nspec, self.params, fetched, members, previous, evaluated)
+        else:  # restarted since, or the round moved on: re-run it from public data
+            with self._timed("fetch"):
+                fetched, outcome = rerun(self.fed, self.store, self.nspec, r, self._scan_from(r), self._cache)
         self._results = {k: v for k, v in self._results.items() if k >= r - 1}
         self._results[r] = (fetched, outcome)
         for member, reason in outcome.rejected.items():
             self.on_event(self._event("rejected", r, member=member, reason=reason))
+        return fetched, outcome
+
+    def _proposal(self, r: int) -> Proposal | None:
+        """What this peer votes for in round r (model published, scores), or None if no update was usable."""
+        if r in self._proposals:
+            return self._proposals[r]
+        _fetched, outcome = self._outcome(r)
         if outcome.used == 0:
-            return StepEvent("idle", r)
+            return None
         with self._timed("encode"):
             model_bytes = encode(outcome.model)
             digest = content_hash(model_bytes)
         with self._timed("publish"):
             cid = self.store.put(model_bytes)
         self.computed[r] = outcome.model
-        with self._timed("chain"):
-            self.fed.vote(self.account, r, digest, cid, outcome.scores)
+        self._proposals = {k: v for k, v in self._proposals.items() if k >= r - 1}
+        self._proposals[r] = Proposal(digest, cid, list(outcome.scores))
+        return self._proposals[r]
+
+    def _voted(self, r: int, p: Proposal) -> StepEvent:
+        fetched, outcome = self._results[r]
         return self._event(
             "voted",
             r,
-            model_hash=digest.hex(),
-            model_cid=cid,
+            model_hash=p.model_hash.hex(),
+            model_cid=p.model_cid,
             used=outcome.used,
             fetched=len(fetched),
             scores=outcome.scores,
             rejected=outcome.rejected,
         )
+
+    def _vote(self, r: int, p: Proposal) -> StepEvent:
+        """Vote on round r alone (this peer cannot commit to the round after it)."""
+        with self._timed("chain"):
+            self.fed.vote(self.account, r, p.model_hash, p.model_cid, p.scores)
+        return self._voted(r, p)
+
+    def _finalize(self, r: int) -> StepEvent:
+        """Finalize round r alone (nobody's reveal carried it): on our own result if it won (votes riding in
+        commits name the winner by id only), else on the winner's `Proposed` event, if one was logged."""
+        mine = self._proposal(r)  # from public data, if this peer did not compute it as a voter
+        winner = self.fed.round(r).winner
+        ours = mine is not None and proposal_id(mine.model_hash, mine.model_cid, mine.scores) == winner
+        with self._timed("chain"):
+            self.fed.finalize(self.account, r, mine if ours else None, from_block=self._scan_from(r))
+        self.adopt_latest()
+        return self._event("finalized", r)

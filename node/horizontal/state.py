@@ -18,7 +18,7 @@ from node.errors import NodeError
 
 __all__ = ["KEEP_ROUNDS", "PeerState"]
 
-KEEP_ROUNDS = 2  # the current round and the one before it
+KEEP_ROUNDS = 3  # the open round, the one in its vote, and the one before (its log scans start there)
 _V = TypeVar("_V")
 
 

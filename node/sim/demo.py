@@ -161,6 +161,7 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None, chain: C
         ]
         for p in peers:
             fed.join(p.account)
+            p.last_round = cfg.rounds
         say(ROUND_HEADER)
         rounds = [_round(fed, peers, r, chain, companies, nspec, test_all, say) for r in range(1, cfg.rounds + 1)]
     federated = peers[0].params
@@ -337,7 +338,7 @@ def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
 def play_round(fed: FederationClient, peers: list[Peer], r: int, chain: Chain) -> None:
     """Step every peer until round `r` closes; if a full pass does nothing, let the windows pass."""
     idle = 0
-    while fed.current_round() == r:
+    while fed.round(r).phase not in (Phase.FINALIZED, Phase.FAILED):
         acted = False
         for p in peers:
             if p.step():

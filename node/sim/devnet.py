@@ -162,13 +162,13 @@ def _follow(
     while len(rows) < total:
         if time.monotonic() > deadline:
             raise NodeError(f"the dev-net did not finish {total} rounds in time (logs in {root})")
-        if all(p.poll() is not None for p in procs) and fed.current_round() <= len(rows) + 1:
-            raise NodeError(f"every peer exited before round {len(rows) + 1} closed (logs in {root})")
         r = len(rows) + 1
-        if fed.current_round() <= r:
+        info = fed.round(r)
+        if info.phase not in (Phase.FINALIZED, Phase.FAILED):  # round r+1 opens on r's vote: wait for its end
+            if all(p.poll() is not None for p in procs):
+                raise NodeError(f"every peer exited before round {r} closed (logs in {root})")
             time.sleep(0.5)
             continue
-        info = fed.round(r)
         if info.phase == Phase.FINALIZED:
             try:
                 params = fetch_verified(reader, info.model_cid, info.model_hash, nspec.layout, nspec.max_update_bytes)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ledger.audit import read_audit
 from ledger.spec import TOKEN_UNIT
 from ledger.types import MemberStatus, Phase
 from node.core.codec import MAX_ABS, IntArray, content_hash, decode, encode
@@ -61,12 +62,16 @@ def test_one_round_step_by_step(sample_csv: Path, tmp_path: Path) -> None:
     assert_timings(revealed, "publish", "chain")
     assert p0.step().kind == "idle"
     assert kinds(f.step_all([p1, p2, p3])) == ["revealed"] * 3
-    assert fed.round(1).phase == Phase.VOTE
+    # every reveal is in: round 1 is in its vote and round 2 opens on round 1's (pending) model
+    assert fed.round(1).phase == Phase.VOTE and fed.current_round() == 2 and fed.round(2).chained
 
-    votes = f.step_all([p0, p1])
+    # each peer aggregates round 1, trains round 2 on the result, and commits with its vote inside
+    steps = f.step_all([p0, p1])
+    assert kinds(steps) == ["committed"] * 2 and all(e.round == 2 for e in steps)
     assert not fed.can_finalize(1)  # 2 of 4 votes: below the 2/3 quorum
-    votes.append(p2.step())
-    assert kinds(votes) == ["voted"] * 3
+    steps.append(p2.step())
+    votes = [e for i in range(3) for e in f.sink(i) if e.kind == "voted"]
+    assert len(votes) == 3
     for v in votes:
         assert v.round == 1
         assert (v.details["used"], v.details["fetched"], v.details["rejected"]) == (4, 4, {})
@@ -75,35 +80,40 @@ def test_one_round_step_by_step(sample_csv: Path, tmp_path: Path) -> None:
             votes[0].details["model_hash"],
             votes[0].details["scores"],
         )
-        assert_timings(v, "fetch", "aggregate", "encode", "publish", "chain")
+    assert_timings(steps[0], "fetch", "aggregate", "encode", "publish", "train", "chain")
     assert fed.round(1).winner != bytes(32)  # 3 of 4 votes is the 2/3 quorum
     assert not fed.can_finalize(1) and p0.step().kind == "idle"  # p3 revealed and may still vote
     late = p3.step()  # a vote after the quorum still counts
-    assert late.kind == "voted" and late.details["model_hash"] == votes[0].details["model_hash"]
-    assert fed.round(1).votes == 4 and fed.can_finalize(1)
+    assert late.kind == "committed" and [e.details["model_hash"] for e in f.sink(3) if e.kind == "voted"] == [
+        votes[0].details["model_hash"]
+    ]
+    assert fed.round(1).votes == 4 and fed.can_finalize(1) and fed.round(2).phase == Phase.REVEAL
 
-    assert f.sink(0) == []
-    finalized = p0.step()
-    assert (finalized.kind, finalized.round) == ("finalized", 1)
-    assert_timings(finalized, "chain")
+    # the first round 2 reveal carries round 1's proposal and finalizes it: no transaction of its own
+    finalizing = p0.step()
+    assert (finalizing.kind, finalizing.round) == ("revealed", 2)
     info = fed.round(1)
     assert info.phase == Phase.FINALIZED and fed.current_round() == 2
     assert info.model_hash.hex() == votes[0].details["model_hash"]
     assert info.model_cid == votes[0].details["model_cid"]
-    # the finalizer adopted the model at once, and said so to its sink
-    assert [(e.kind, e.round, e.details["model_hash"]) for e in f.sink(0)] == [("adopted", 1, info.model_hash.hex())]
+    # the audit trail: four votes in round 2's commits, the winner logged in full when it was finalized
+    trail = read_audit(fed, f.block).rounds[1]
+    assert [p["votes"] for p in trail.proposals] == [4] and trail.proposals[0]["proposal"] == trail.winner
+    assert trail.status == "finalized" and len(trail.votes) == 4
+    # the next step adopts the model (it computed the same one before)
+    assert p0.step().kind == "idle"
+    assert [(e.kind, e.round) for e in f.sink(0) if e.kind == "adopted"] == [("adopted", 1)]
     assert p0.loaded_round == 1 and model_hash(p0.params) == info.model_hash
     assert p0.state.model_round == 1 and p0.state.model_cid == info.model_cid
-
-    # another peer's next step is in round 2: it adopts round 1's model, then commits
-    nxt = p1.step()
-    assert (nxt.kind, nxt.round) == ("committed", 2)
-    assert kinds(f.sink(1)) == ["adopted"] and f.sink(1)[0].round == 1
-    assert model_hash(p1.params) == info.model_hash
     # the round's reward (10 tokens) is shared in proportion to the scores, in join order
     scores = votes[0].details["scores"]
     assert fed.members() == [p.address for p in f.peers]
     assert [fed.rewards(p.address)["credited"] for p in f.peers] == [10 * TOKEN_UNIT * s // sum(scores) for s in scores]
+    assert kinds(f.step_all([p1, p2, p3])) == ["revealed"] * 3
+    assert fed.round(2).phase == Phase.VOTE and fed.current_round() == 3
+    assert p1.step().kind == "committed"  # round 3, voting on round 2 ...
+    # ... whose outcome its log scans read from round 1's block on: all three are kept
+    assert sorted(p1.state.round_blocks, key=int) == ["1", "2", "3"]
 
 
 def test_malformed_updates_are_reported_to_each_voter_and_left_out(sample_csv: Path, tmp_path: Path) -> None:
@@ -116,10 +126,10 @@ def test_malformed_updates_are_reported_to_each_voter_and_left_out(sample_csv: P
     bad.make_update = out_of_range
     assert kinds(f.step_all()) == ["committed"] * 3
     assert kinds(f.step_all()) == ["revealed"] * 3
-    votes = f.step_all()
-    assert kinds(votes) == ["voted"] * 3
+    assert kinds(f.step_all()) == ["committed"] * 3  # round 2, each with its vote on round 1
+    votes = [next(e for e in f.sink(i) if e.kind == "voted") for i in range(3)]
     for i, v in enumerate(votes):
-        assert (v.details["used"], v.details["fetched"]) == (2, 3)
+        assert v.round == 1 and (v.details["used"], v.details["fetched"]) == (2, 3)
         assert list(v.details["rejected"]) == [bad.address]
         reason = v.details["rejected"][bad.address]
         assert reason.startswith("malformed: ") and "beyond" in reason
@@ -127,9 +137,9 @@ def test_malformed_updates_are_reported_to_each_voter_and_left_out(sample_csv: P
         assert [(e.round, e.details["member"], e.details["reason"]) for e in rejected] == [(1, bad.address, reason)]
         assert v.details["scores"][0] == 0 and all(s > 0 for s in v.details["scores"][1:])
     assert fed.round(1).winner != bytes(32)
-    assert p1.step().kind == "finalized"
+    assert p1.step().kind == "revealed"  # its round 2 reveal finalizes round 1
     assert fed.round(1).phase == Phase.FINALIZED
-    assert kinds(f.sink(1)) == ["rejected", "adopted"]
+    assert kinds(f.sink(1)) == ["rejected", "voted"]
     assert fed.rewards(bad.address)["credited"] == 0 and fed.rewards(p2.address)["credited"] > 0
 
 
@@ -149,21 +159,20 @@ def test_pending_timeouts_are_applied_by_the_next_step(sample_csv: Path, tmp_pat
 
     assert kinds(f.step_all([p0, p1])) == ["revealed", "revealed"]
     assert fed.round(1).phase == Phase.VOTE
-    votes = f.step_all([p0, p1])
-    assert kinds(votes) == ["voted", "voted"]
+    assert kinds(f.step_all([p0, p1])) == ["committed", "committed"]  # round 2, voting on round 1
+    votes = [next(e for e in f.sink(i) if e.kind == "voted") for i in (0, 1)]
     assert [(v.details["used"], v.details["fetched"]) for v in votes] == [(2, 2), (2, 2)]
     assert p2.step().kind == "finalized"  # any member may finalize a decided round
     assert fed.round(1).phase == Phase.FINALIZED and fed.round(1).reveals == 2
     assert all(fed.rewards(p.address)["slashed"] == 0 for p in f.peers)  # not committing costs nothing
 
-    # round 2: nobody commits; once the window passes, the round fails (too few commits)
-    assert fed.current_round() == 2
+    # round 2 (opened on round 1's vote): p2 and p3 let its commit window pass
+    assert fed.current_round() == 2 and fed.round(2).commits == 2
     chain.advance_time(WINDOW + 1)
-    assert fed.phase(2) == Phase.FAILED
-    failed = p3.step()
-    assert (failed.kind, failed.round, failed.details) == ("advanced", 2, {"window": "commit"})
-    assert fed.round(2).phase == Phase.FAILED and fed.current_round() == 3
-    assert p3.step().kind == "committed" and fed.status(3, p3.address) == MemberStatus.COMMITTED
+    assert fed.phase(2) == Phase.REVEAL
+    advanced = p3.step()
+    assert (advanced.kind, advanced.round, advanced.details) == ("advanced", 2, {"window": "commit"})
+    assert p3.step().kind == "idle" and fed.status(2, p3.address) == MemberStatus.NONE  # too late to commit
 
 
 def test_a_restart_reveals_from_the_state_file_and_never_commits_twice(sample_csv: Path, tmp_path: Path) -> None:
@@ -182,13 +191,13 @@ def test_a_restart_reveals_from_the_state_file_and_never_commits_twice(sample_cs
     assert revealed.details["hash"] == committed.details["hash"]  # the update kept on disk, published now
     assert content_hash((f.store.root / revealed.details["cid"]).read_bytes()).hex() == committed.details["hash"]
     steps = [committed, revealed]
-    while fed.current_round() == 1:
+    while fed.round(1).phase != Phase.FINALIZED:
         events = f.step_all()
         steps.append(events[0])
         assert any(events), [e.kind for e in events]
-    assert fed.round(1).phase == Phase.FINALIZED and fed.round(1).reveals == 3
+    assert fed.round(1).reveals == 3
     assert kinds(steps, 1).count("committed") == 1
-    assert "voted" in kinds(steps, 1)
+    assert "voted" in kinds(f.sink(0), 1)
     assert fed.rewards(again.address)["slashed"] == 0 and fed.rewards(again.address)["credited"] > 0
 
 
@@ -211,9 +220,11 @@ def test_a_lost_state_file_never_commits_twice_and_the_round_goes_on(sample_csv:
     advanced = amnesic.step()
     assert (advanced.kind, advanced.details) == ("advanced", {"window": "reveal"})
     assert fed.round(1).phase == Phase.VOTE
-    assert kinds(f.step_all()) == ["idle", "voted", "voted"]  # 2 of 2 revealers: quorum
-    finalized = amnesic.step()
-    assert (finalized.kind, finalized.round) == ("finalized", 1)
+    # round 2 opened on round 1's vote: everyone commits, the two revealers with their votes
+    assert kinds(f.step_all()) == ["committed"] * 3
+    assert "voted" not in kinds(f.sink(0))
+    finalizing = amnesic.step()  # its round 2 reveal carries round 1's proposal
+    assert (finalizing.kind, finalizing.round) == ("revealed", 2)
     info = fed.round(1)
     assert (info.phase, info.commits, info.reveals, info.votes) == (Phase.FINALIZED, 3, 2, 2)
     # the committed non-revealer is slashed and paid nothing
@@ -221,16 +232,13 @@ def test_a_lost_state_file_never_commits_twice_and_the_round_goes_on(sample_csv:
     assert fed.rewards(amnesic.address) == {"credited": 0, "claimed": 0, "slashed": SLASH}
     assert fed.member(amnesic.address).stake == STAKE - SLASH
     assert all(fed.rewards(p.address)["credited"] > 0 for p in f.peers[1:])
-    assert "committed" not in kinds(f.sink(0))
-    assert kinds(f.sink(0)) == ["adopted"]
 
-    # round 2: it tops its stake up from its token balance, then takes part again
-    topped = amnesic.step()
-    assert (topped.kind, topped.round, topped.details) == ("topped-up", 2, {"amount": SLASH})
-    assert fed.member(amnesic.address).stake == STAKE
-    assert amnesic.step().kind == "committed"
+    # round 2 goes on with it; for round 3 it tops its stake up from its token balance, then commits
     play_round(fed, f.peers, 2, chain)
     assert fed.round(2).phase == Phase.FINALIZED and fed.round(2).reveals == 3
+    assert fed.member(amnesic.address).stake == STAKE
+    assert fed.status(3, amnesic.address) in (MemberStatus.COMMITTED, MemberStatus.REVEALED)
+    assert "adopted" in kinds(f.sink(0))
 
 
 def test_a_peer_restarted_in_the_vote_phase_of_round_two_votes_for_the_same_model(
@@ -240,10 +248,9 @@ def test_a_peer_restarted_in_the_vote_phase_of_round_two_votes_for_the_same_mode
     play_round(f.fed, f.peers, 1, f.chain)
     f.step_until(lambda: f.fed.phase(2) == Phase.VOTE)  # everyone commits and reveals round 2
     assert f.fed.round(2).reveals == 3
-    restarted = f.restart(0)
-    assert restarted.state.model_round == 1
-    votes = f.step_all()
-    assert kinds(votes) == ["voted"] * 3
+    f.restart(0)
+    assert kinds(f.step_all()) == ["committed"] * 3  # round 3, voting on round 2
+    votes = [[e for e in f.sink(i) if e.kind == "voted" and e.round == 2][-1] for i in range(3)]
     assert votes[1].details["model_hash"] == votes[2].details["model_hash"]  # the two peers that kept running
     # fails today: the restarted peer aggregates from the initial model, so its vote splits the quorum
     assert votes[0].details["model_hash"] == votes[1].details["model_hash"]
@@ -256,8 +263,8 @@ def test_a_vote_is_for_the_model_every_voter_computes(sample_csv: Path, tmp_path
     assert kinds(f.step_all()) == ["committed"] * 3
     reveals = f.step_all()
     assert kinds(reveals) == ["revealed"] * 3
-    vote = f.peers[2].step()
-    assert vote.kind == "voted"
+    assert f.peers[2].step().kind == "committed"  # round 2's commit carries the vote on round 1
+    (vote,) = [e for e in f.sink(2) if e.kind == "voted"]
     by_address = sorted(zip((p.address.lower() for p in f.peers), reveals, strict=True))  # canonical order
     updates = [decode((f.store.root / e.details["cid"]).read_bytes(), f.nspec.layout) for _, e in by_address]
     agg = f.nspec.aggregate(updates)

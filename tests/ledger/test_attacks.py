@@ -88,8 +88,10 @@ def test_a_decided_round_nobody_finalizes_closes_after_its_window(joined: Harnes
     joined.chain.advance_time(2 * WINDOW)  # the vote window, then the finalize window, pass
     assert joined.fed.phase(r) == Phase.FAILED and not joined.fed.can_finalize(r)
     joined.fed.advance(joined.members[0])
-    assert joined.fed.round(r).phase == Phase.FAILED and joined.round == r + 1
-    assert read_audit(joined.fed, joined.deployment.block).rounds[r].fail_reason == "not-finalized"
+    # Round r+1 opened on r's vote, trained on a model that never came: it fails with r.
+    assert joined.fed.round(r).phase == Phase.FAILED and joined.round == r + 2
+    trail = read_audit(joined.fed, joined.deployment.block).rounds
+    assert trail[r].fail_reason == "not-finalized" and trail[r + 1].fail_reason == "previous-failed"
     for m in joined.members:  # nobody is stuck: every revealer may leave
         joined.fed.leave(m)
 

@@ -58,7 +58,9 @@ HONEST = 5  # members[:5] are honest; members[5:], two of seven, are the attacki
 MODELS = (b"\x0a" * 32, b"\x0b" * 32)
 WINDOW = 300  # the commit and reveal windows, and a long wait
 VOTE_WINDOW = 2 * WINDOW  # the vote window, and the finalize window after it: one long wait never skips it
-LAST_DEADLINE = 2 * WINDOW + 2 * VOTE_WINDOW  # commit + reveal + vote + finalize windows after a round opens
+# A round's last deadline after it opens: its commit and reveal windows, or (a round opened on the vote of the
+# one before) the end of that round's vote and finalize windows, whichever is later; then its own two.
+LAST_DEADLINE = max(2 * WINDOW, 2 * VOTE_WINDOW) + 2 * VOTE_WINDOW
 BPS = 10_000
 CLOSED = (Phase.FINALIZED, Phase.FAILED)
 # (cid, well formed): oversized, malformed, and well-formed garbage with nothing behind it
@@ -121,6 +123,7 @@ class RoundLog:
     slashed: set[str] = field(default_factory=set)
     credited: set[str] = field(default_factory=set)
     close: Log | None = None
+    voting: bool = False  # it entered its vote (and the next round opened)
 
     def members(self, kind: str) -> set[str]:
         return {m for m, _ in self.acts[kind]}
@@ -158,6 +161,16 @@ class Run:
     def _phase(self, r: int) -> Phase:
         return Phase(self._view("phaseOf", r)) if r else Phase.NONE
 
+    def _voting(self, r: int) -> int:
+        """The round in its vote while round `r` is open (r - 1), or 0."""
+        return r - 1 if r > 1 and self.h.fed.round(r - 1).phase == Phase.VOTE else 0
+
+    def _honest(self, r: int) -> Proposal:
+        """What honest members vote for in round `r`."""
+        p = Proposal(MODELS[0], CID, [10] * self.h.fed.round(r).member_count)
+        self.proposals[proposal_id(p.model_hash, p.model_cid, p.scores)] = p
+        return p
+
     def _listed(self, m: LocalAccount) -> bool:
         return m.address in self.h.fed.members()
 
@@ -179,9 +192,7 @@ class Run:
 
     def _finalize(self, m: LocalAccount, r: int) -> bool:
         """Finalize on the leading proposal (known: the test cast every vote; no log scan)."""
-        winner = self.h.fed.round(r).winner if r else bytes(32)
-        p = self.proposals.get(winner, Proposal(MODELS[0], CID, []))
-        return _ok(self.h.fed.finalize, m, max(r, 1), p)
+        return _ok(self.h.fed.finalize, m, max(r, 1), self._winner(r) if r else Proposal(MODELS[0], CID, []))
 
     def _advance(self, who: LocalAccount) -> None:
         """Anyone may advance; it applies every pending timeout, so after it no round is past its last deadline."""
@@ -190,7 +201,9 @@ class Run:
         r, now = h.round, h.chain.now()
         if r:
             info = h.fed.round(r)
-            assert info.phase not in CLOSED and now < info.opened_at + LAST_DEADLINE
+            assert now < info.opened_at + LAST_DEADLINE
+            # a round closed on its own waits for the one before to end its vote; then the next opens
+            assert info.phase not in CLOSED or self._voting(r) == r - 1
         pending = h.fed.founders_pending() if before == 0 and r == 1 else 0
         if pending:  # round 1 opened early: a majority of the founders are in, and min_peers members
             assert h.fed.active_founders() * 2 > FOUNDERS and self._view("activeMembers") >= self.min_peers
@@ -198,24 +211,38 @@ class Run:
     # -- the honest members ------------------------------------------------------------------
 
     def step(self, m: LocalAccount, r: int, phase: Phase) -> bool:
-        """Honest member `m`'s next step in open round `r`, now in `phase`, if it has one; whether it acted."""
+        """Honest member `m`'s next step in open round `r`, now in `phase`, if it has one; whether it acted.
+        A revealer of the round in its vote (r - 1) votes inside its round r commit, or alone if it cannot
+        commit; its round r reveal carries round r - 1's proposal when that round can be finalized."""
         h = self.h
         if r == 0:
             return not self._listed(m) and self._join(m)
-        status = h.fed.status(r, m.address)
+        status, v = h.fed.status(r, m.address), self._voting(r)
+        if v and h.fed.status(v, m.address) == MemberStatus.REVEALED and self._phase(v) == Phase.VOTE:
+            p = self._honest(v)
+            if phase == Phase.COMMIT and status == MemberStatus.NONE:
+                self._top_up(m)
+                if _ok(h.commit, m, r, None, proposal_id(p.model_hash, p.model_cid, p.scores)):
+                    return True
+            return self._vote(m, v, MODELS[0], CID) is None
         if phase == Phase.COMMIT and status == MemberStatus.NONE:
             self._top_up(m)
             return _ok(h.commit, m, r)
         if phase == Phase.REVEAL and status == MemberStatus.COMMITTED:
-            return _ok(h.reveal, m, r)
-        return phase == Phase.VOTE and status == MemberStatus.REVEALED and self._vote(m, r, MODELS[0], CID) is None
+            return _ok(h.reveal, m, r, self._winner(v) if v and self._view("canFinalize", v) else None)
+        return False
+
+    def _winner(self, r: int) -> Proposal:
+        winner = self.h.fed.round(r).winner
+        return self.proposals.get(winner, Proposal(MODELS[0], CID, []))
 
     def settle(self, m: LocalAccount, r: int) -> None:
-        """What is left when no honest member has a step in open round `r`: finalize, close it, or wait."""
-        phase = self._phase(r)
-        if phase == Phase.VOTE and self._view("canFinalize", r):
-            assert self._finalize(m, r) or not self._view("canFinalize", r)  # or its window closed meanwhile
-        elif phase in (Phase.NONE, *CLOSED):
+        """What is left when no honest member has a step in open round `r`: finalize the round before,
+        close one, or wait."""
+        phase, v = self._phase(r), self._voting(r)
+        if v and self._view("canFinalize", v):
+            assert self._finalize(m, v) or not self._view("canFinalize", v)  # or its window closed meanwhile
+        elif phase in (Phase.NONE, *CLOSED) and not (v and self._phase(v) == Phase.VOTE):
             self._advance(m)
         else:
             self.h.chain.advance_time(WINDOW)  # nothing to do but wait for the next deadline
@@ -251,13 +278,13 @@ class Run:
                 assert err == "InvalidCid" or self._phase(r) != Phase.REVEAL, err
             else:
                 assert err is None or self._phase(r) != Phase.REVEAL, err
-        elif phase == Phase.VOTE:
-            err = self._vote(a, r, MODELS[0], cid)
+        elif (v := self._voting(r)) and self._phase(v) == Phase.VOTE:
+            err = self._vote(a, v, MODELS[0], cid)
             if err == "VoteWindowClosed":  # past the vote deadline: in the finalize window of a winner
-                assert self._view("canFinalize", r)
+                assert self._view("canFinalize", v)
             elif not well_formed:
                 assert err is not None
-                assert err == "InvalidCid" or self._phase(r) != Phase.VOTE, err
+                assert err == "InvalidCid" or self._phase(v) != Phase.VOTE, err
             elif err is None:
                 self.stats["garbage vote"] += 1
         else:
@@ -340,8 +367,16 @@ class Run:
         attackers = [self.attackers[(i + k) % len(self.attackers)] for k in range(len(self.attackers))]
         attacker = attackers[0]
         if action == "odd-cid" and r:
-            statuses = (MemberStatus.COMMITTED, MemberStatus.REVEALED)
-            attacker = next((a for a in attackers if h.fed.status(r, a.address) in statuses), attacker)
+            v = self._voting(r)
+            attacker = next(
+                (
+                    a
+                    for a in attackers
+                    if h.fed.status(r, a.address) == MemberStatus.COMMITTED
+                    or (v and h.fed.status(v, a.address) == MemberStatus.REVEALED)
+                ),
+                attacker,
+            )
         elif action == "rejoin":
             attacker = next((a for a in attackers if not h.fed.member(a.address).active), attacker)
         elif action == "leave" and r:
@@ -360,9 +395,9 @@ class Run:
             content = h.secrets.get((r, m.address), (os.urandom(32), b""))[0]
             assert not _ok(h.fed.reveal, m, r, content, CID, os.urandom(32))
         elif action in ("vote", "split-vote"):
-            self._vote(voter, r, MODELS[action == "split-vote"], CID)
+            self._vote(voter, max(r - 1, 0), MODELS[action == "split-vote"], CID)
         elif action == "finalize":
-            self._finalize(m, r)
+            self._finalize(m, max(r - 1, 0))
         elif action in ("short-wait", "sleep"):
             h.chain.advance_time(30 if action == "short-wait" else WINDOW)
         elif action == "long-wait":
@@ -373,7 +408,7 @@ class Run:
         elif action == "outsider":
             o = self.outsider
             assert not _ok(h.fed.commit, o, max(r, 1), os.urandom(32))
-            assert not _ok(h.fed.reveal, o, max(r, 1), b"\x01" * 32, CID, b"\x02" * 32)
+            assert not _ok(h.fed.reveal, o, max(r, 1), b"\x01" * 32, CID, b"\x02" * 32, None)
             assert self._vote(o, r, MODELS[0], CID) is not None
             assert not _ok(h.fed.approve_member, o, o.address)
         elif action == "odd-cid":
@@ -407,6 +442,8 @@ class Run:
         assert acc.staked + acc.pool + acc.unclaimed + acc.claimed == self.total
         for k in range(1, r):
             info = h.fed.round(k)
+            if k == r - 1 and info.phase == Phase.VOTE:  # the round before may still be in its vote
+                continue
             assert info.phase in CLOSED
             assert self.closed.setdefault(k, info) == info
         # the minority's candidate: never admitted, never a majority of approvals
@@ -453,10 +490,12 @@ class Run:
             a, who = lg.args, str(lg.args.get("member", ""))
             rec = rounds.get(cur)
             first = k == 0 or logs[k - 1].tx != lg.tx  # the transaction's first event
-            late = rec is not None and rec.close is None and lg.time >= rec.opened + LAST_DEADLINE
-            if first and late and any(x.name not in NO_SYNC for x in txs[lg.tx]):
-                closes = [x for x in txs[lg.tx] if x.name in ("RoundFinalized", "RoundFailed")]
-                assert closes and closes[0].args["round"] == cur, f"round {cur} outlived its last deadline"
+            if first and any(x.name not in NO_SYNC for x in txs[lg.tx]):
+                closes = {x.args["round"] for x in txs[lg.tx] if x.name in ("RoundFinalized", "RoundFailed")}
+                for n, open_ in rounds.items():
+                    if open_.close is None and lg.time >= open_.opened + LAST_DEADLINE:
+                        assert n in closes, f"round {n} outlived its last deadline"
+            round_rec = rounds.get(int(a["round"])) if "round" in a else None
             if lg.name == "MemberAdmitted":
                 c = str(a["candidate"])
                 if a["approvals"] == 0:
@@ -487,8 +526,12 @@ class Run:
                 approvers.clear()
             elif lg.name == "StakeAdded":
                 stake[who] = int(a["stake"])
+            elif lg.name == "PhaseChanged":
+                assert round_rec is not None and round_rec.close is None
+                if Phase(a["phase"]) == Phase.VOTE:
+                    round_rec.voting = True
             elif lg.name == "RoundOpened":
-                assert a["round"] == cur + 1 and (rec is None or rec.close is not None)
+                assert a["round"] == cur + 1 and (rec is None or rec.close is not None or rec.voting)
                 cur = int(a["round"])
                 rounds[cur] = RoundLog(lg.time, int(a["memberCount"]))
                 assert a["memberCount"] == len(listed) and a["eligible"] == len(active)
@@ -497,31 +540,35 @@ class Run:
                     assert members * 2 > FOUNDERS and (joined == FOUNDERS or len(active) >= self.min_peers)
             elif lg.name in ("Committed", "Revealed", "Voted"):
                 r = int(a["round"])
-                assert rec is not None and r == cur and rec.close is None and who in active
-                assert who not in rec.members(lg.name), f"{who}: {lg.name} twice in round {r}"
+                # commits and reveals go to the open round, votes to the one in its vote before it
+                assert r == (cur - 1 if lg.name == "Voted" else cur) and who in active
+                assert round_rec is not None and round_rec.close is None
+                assert who not in round_rec.members(lg.name), f"{who}: {lg.name} twice in round {r}"
                 if lg.name == "Committed":
                     assert joined_in[who] < r and stake[who] >= self.stake, "an ineligible member committed"
                 else:
-                    assert who in rec.members("Committed" if lg.name == "Revealed" else "Revealed")
-                rec.acts[lg.name].append((who, lg.time))
+                    assert who in round_rec.members("Committed" if lg.name == "Revealed" else "Revealed")
+                    assert lg.name == "Revealed" or round_rec.voting
+                round_rec.acts[lg.name].append((who, lg.time))
                 if lg.name == "Revealed":
                     assert _well_formed(str(a["cid"]))
                 if lg.name == "Voted":
-                    rec.ballots[who] = bytes(a["proposal"])
+                    round_rec.ballots[who] = bytes(a["proposal"])
             elif lg.name == "Proposed":
-                assert rec is not None
-                rec.cids[bytes(a["proposal"])] = str(a["modelCid"])
+                assert round_rec is not None
+                round_rec.cids[bytes(a["proposal"])] = str(a["modelCid"])
                 assert _well_formed(str(a["modelCid"]))
             elif lg.name == "Slashed":
-                assert rec is not None and a["round"] == cur and who in active  # committed: it could not leave
+                # committed or revealed in the round: it could not leave before the round closed
+                assert round_rec is not None and who in active
                 stake[who] -= int(a["amount"])
-                rec.slashed.add(who)
+                round_rec.slashed.add(who)
             elif lg.name == "RewardCredited":
-                assert rec is not None
-                rec.credited.add(who)
+                assert round_rec is not None
+                round_rec.credited.add(who)
             elif lg.name in ("RoundFinalized", "RoundFailed"):
-                assert rec is not None and a["round"] == cur
-                rec.close = lg
+                assert round_rec is not None and round_rec.close is None
+                round_rec.close = lg
         assert active == {m.address for m in h.members if h.fed.member(m.address).active}
         return rounds
 
@@ -534,6 +581,10 @@ class Run:
             assert not rec.slashed and not rec.credited
             return
         failed_in = Phase(close.args["phase"]) if close.name == "RoundFailed" else Phase.VOTE
+        if close.name == "RoundFailed" and close.args["reason"] == FailReason.PREVIOUS_FAILED:
+            assert not rec.slashed and not rec.credited and not rec.acts["Voted"]  # nobody pays for it
+            self.stats["failed with the round before"] += 1
+            return
         if failed_in == Phase.VOTE:
             assert rec.slashed == (commits - reveals) | (reveals - votes)  # abstainers pay
             if (reveals - votes) & {a.address for a in self.attackers}:
@@ -546,8 +597,9 @@ class Run:
         # every act in its window; vote_at: when the vote began (kept once the round closed)
         vote_at = self.h.fed.round(r).phase_at
         assert all(t < rec.opened + WINDOW for _, t in rec.acts["Committed"])
-        assert all(t < rec.opened + 2 * WINDOW for _, t in rec.acts["Revealed"])
-        assert all(t < vote_at + VOTE_WINDOW <= rec.opened + 2 * WINDOW + VOTE_WINDOW for _, t in rec.acts["Voted"])
+        # a reveal window ends at its deadline, or (waiting for the round before) when the vote begins
+        assert all(t < rec.opened + 2 * WINDOW or (rec.voting and t <= vote_at) for _, t in rec.acts["Revealed"])
+        assert all(vote_at <= t < vote_at + VOTE_WINDOW for _, t in rec.acts["Voted"])
         # the winner rule: a quorum of the revealers, or at the deadline (>= 2/3 voted) one of the votes cast
         backing = Counter(rec.ballots.values())
         leader = max(backing.values(), default=0)
@@ -573,7 +625,14 @@ class Run:
             self.check_round(r, rec)
         acc = self.h.fed.accounting()
         assert acc.slashed == sum(self.h.fed.rewards(m.address)["slashed"] for m in self.h.members)
-        for name in ("finalized", "abstainer slashed", "garbage vote", "left", "rejoined"):
+        for name in (
+            "finalized",
+            "failed with the round before",
+            "abstainer slashed",
+            "garbage vote",
+            "left",
+            "rejoined",
+        ):
             event(_count(self.stats, name))
         event(f"candidate approvals (most): {self.stats['candidate approvals']}")
 

@@ -191,9 +191,10 @@ def test_a_split_vote_fails_the_round_once_everyone_voted(joined: Harness) -> No
     for m in joined.members:
         joined.reveal(m)
     for m, model in ((a, b"\1"), (b, b"\1"), (c, b"\2"), (d, b"\2")):
-        joined.fed.vote(m, r, model * 32, CID, joined.scores())
+        joined.fed.vote(m, r, model * 32, CID, joined.scores(round_id=r))
     assert joined.fed.round(r).phase == Phase.FAILED
-    assert joined.round == r + 1
+    assert joined.fed.round(r + 1).phase == Phase.FAILED  # opened on r's vote: it fails with r
+    assert joined.round == r + 2
     assert all(joined.fed.rewards(m.address)["credited"] == 0 for m in joined.members)
 
 
@@ -242,7 +243,8 @@ def _logged(h: Harness, receipt: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_one_transaction_applies_every_timeout_due_in_order(joined: Harness) -> None:
-    """Each phase whose window passed is entered as of the previous deadline, then the round fails."""
+    """Each phase whose window passed is entered as of the previous deadline, then the round fails;
+    a vote begins when it is entered (the next round opens with it)."""
     a, b, c, d = joined.members
     fed, window = joined.fed, 100
     # Commit -> Reveal -> Failed: both windows pass and nobody reveals
@@ -259,24 +261,30 @@ def test_one_transaction_applies_every_timeout_due_in_order(joined: Harness) -> 
     assert info.phase == Phase.FAILED and info.phase_at == info.opened_at + window  # Reveal began at the deadline
     for m in (a, b):
         fed.add_stake(m, fed.rewards(m.address)["slashed"])
-    # Reveal -> Vote -> Failed: d never reveals, nobody votes, both windows pass
+    # Reveal -> Vote: d never reveals; the vote begins when the reveal window's end is applied,
+    # and the next round opens with it. Vote -> Failed: nobody votes in the vote window.
     r = joined.round
     for m in joined.members:
         joined.commit(m)
     for m in (a, b, c):
         joined.reveal(m)
-    revealing_since = fed.round(r).phase_at
-    joined.chain.advance_time(2 * window + 50)
-    assert fed.phase(r) == Phase.FAILED and fed.round(r).phase == Phase.REVEAL
+    joined.chain.advance_time(window + 50)
+    assert fed.phase(r) == Phase.VOTE and fed.round(r).phase == Phase.REVEAL
+    logged = _logged(joined, fed.advance(a))
+    assert [name for name, _ in logged] == ["PhaseChanged", "RoundOpened"]
+    assert logged[0][1] == {"round": r, "phase": Phase.VOTE}
+    voting_since = fed.round(r).phase_at
+    joined.chain.advance_time(window + 50)
+    assert fed.phase(r) == Phase.FAILED
     logged = _logged(joined, fed.advance(a))
     # d never revealed; a, b and c revealed and never voted: withholding a vote costs the same
-    assert [name for name, _ in logged] == ["PhaseChanged", *["Slashed"] * 4, "RoundFailed", "RoundOpened"]
-    assert logged[0][1] == {"round": r, "phase": Phase.VOTE}
-    assert [args["member"] for _, args in logged[1:5]] == [a.address, b.address, c.address, d.address]
-    assert logged[5][1] == {"round": r, "phase": Phase.VOTE, "reason": FailReason.NO_QUORUM}
+    assert [name for name, _ in logged] == [*["Slashed"] * 4, "RoundFailed", "RoundFailed", "RoundOpened"]
+    assert [args["member"] for _, args in logged[0:4]] == [a.address, b.address, c.address, d.address]
+    assert logged[4][1] == {"round": r, "phase": Phase.VOTE, "reason": FailReason.NO_QUORUM}
+    assert logged[5][1] == {"round": r + 1, "phase": Phase.COMMIT, "reason": FailReason.PREVIOUS_FAILED}
     info = fed.round(r)
-    assert info.phase == Phase.FAILED and info.phase_at == revealing_since + window
-    assert fed.phase(r) == Phase.FAILED and joined.round == r + 1
+    assert info.phase == Phase.FAILED and info.phase_at == voting_since
+    assert fed.phase(r) == Phase.FAILED and joined.round == r + 2
 
 
 def test_a_committer_that_never_reveals_is_slashed_exactly_once(joined: Harness) -> None:
