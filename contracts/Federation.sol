@@ -26,9 +26,15 @@ contract Federation is IFederation, ReentrancyGuard {
     uint256 private constant _MIN_CID = 46; // a CIDv0 (Qm..., base58 sha2-256)
     uint256 private constant _MAX_CID = 100; // a base32 CIDv1 with a sha2-256 digest has 59
 
-    uint256 private constant _REVEALED = 1;
-    uint256 private constant _VOTED = 2;
-    uint256 private constant _SLASHED = 3;
+    // A member's state in a round (the values of `MemberStatus`), and its word (see `_word`).
+    uint256 private constant _COMMITTED = 1;
+    uint256 private constant _REVEALED = 2;
+    uint256 private constant _VOTED = 3;
+    uint256 private constant _SLASHED = 4;
+    uint256 private constant _ROUND_BITS = (1 << 40) - 1;
+    uint256 private constant _STATE_SHIFT = 40;
+    uint256 private constant _PREV_SHIFT = 43;
+    uint256 private constant _COMMITMENT_SHIFT = 48;
     uint256 private constant _BPS = 10_000;
 
     /// @inheritdoc IFederation
@@ -62,11 +68,14 @@ contract Federation is IFederation, ReentrancyGuard {
     ///      leading proposal while votes come in, and the winner once `decided`; `leaderTag`,
     ///      its first 8 bytes, lets a vote for the leader skip reading `winner` (a cold slot).
     ///      `chained`: the round opened when the one before entered its vote, trains on that
-    ///      round's model, and so fails if that round fails.
+    ///      round's model, and so fails if that round fails. `prevVoting`: the round before is still in
+    ///      its vote (set when a chained round opens, cleared when the round before closes), so a
+    ///      commit or reveal need not read the round before's word to know. Times fit 32 bits (2106).
     struct Round {
         Phase phase;
         bool decided;
         bool chained;
+        bool prevVoting;
         uint16 memberCount;
         uint16 eligible;
         uint16 commits;
@@ -74,7 +83,7 @@ contract Federation is IFederation, ReentrancyGuard {
         uint16 votes;
         uint16 leaderVotes;
         uint32 openedAt;
-        uint40 phaseAt;
+        uint32 phaseAt;
         bytes8 leaderTag;
         bytes32 winner;
     }
@@ -121,7 +130,13 @@ contract Federation is IFederation, ReentrancyGuard {
     /// @inheritdoc IFederation
     uint256 public lastFinalized;
     mapping(uint256 => Round) private _rounds;
-    mapping(uint256 => mapping(address => bytes32)) private _standing;
+    /// @dev One word per member, reused round after round (a fresh word per member and round cost
+    ///      22k gas a commit): the last round it committed to (bits 0-39), its state in that round
+    ///      (40-42), its state in the round before as it was then or settled since (43-45), and its
+    ///      commitment's top 208 bits (48-255; finding two contents with one commitment still takes
+    ///      ~2^104 hashes). A round settles before its successor's successor opens, so the last two
+    ///      rounds are all a settlement or a status needs.
+    mapping(address => uint256) private _word;
     mapping(uint256 => mapping(bytes32 => Proposal)) private _proposals;
     mapping(uint256 => Model) private _models;
 
@@ -264,11 +279,11 @@ contract Federation is IFederation, ReentrancyGuard {
         if (!m.active) revert NotMember(msg.sender);
         uint256 r = currentRound;
         Round storage R = _rounds[r];
-        if (r != 0 && _standing[r][msg.sender] != 0) revert LeaveWhileCommitted(r, msg.sender);
+        if (r != 0 && _stateIn(r, _word[msg.sender]) != 0) revert LeaveWhileCommitted(r, msg.sender);
         // Nor while it owes the round in its vote a reveal or a vote: its settlement would find no stake.
         if (r > 1 && _rounds[r - 1].phase == Phase.Vote) {
-            uint256 s = uint256(_standing[r - 1][msg.sender]);
-            if (s != 0 && s != _VOTED && s != _SLASHED) revert LeaveWhileCommitted(r - 1, msg.sender);
+            uint256 s = _stateIn(r - 1, _word[msg.sender]);
+            if (s == _COMMITTED || s == _REVEALED) revert LeaveWhileCommitted(r - 1, msg.sender);
         }
         uint256 stake = m.stake;
         m.stake = 0;
@@ -311,21 +326,25 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     function commit(uint256 round, bytes32 commitment, bytes32 vote_) external {
-        _syncCurrent();
+        _syncAt(round);
         if (vote_ != 0) {
             // The vote first: it may decide (or fail) the round before, and with it this one.
             if (round < 2) revert NotCurrentRound(round - 1, currentRound);
             Round storage V = _votingRound(round - 1);
-            _count(round - 1, V, _proposals[round - 1][vote_], vote_);
+            _count(round - 1, V, vote_);
             if (_rounds[round].phase == Phase.Failed) return; // this vote failed the round before, and so this one
         }
         Round storage R = _openIn(round, Phase.Commit);
         Member storage m = _members[msg.sender];
         if (!m.active) revert NotMember(msg.sender);
         if (m.joinedRound >= round || m.stake < _stake) revert NotEligible(round, msg.sender);
-        if (uint256(commitment) <= _SLASHED) revert InvalidCommitment(commitment);
-        if (_standing[round][msg.sender] != 0) revert AlreadyCommitted(round, msg.sender);
-        _standing[round][msg.sender] = commitment;
+        uint256 c = uint256(commitment) >> _COMMITMENT_SHIFT;
+        if (c == 0) revert InvalidCommitment(commitment);
+        uint256 w = _word[msg.sender]; // after the vote, which marked it
+        if (w & _ROUND_BITS == round) revert AlreadyCommitted(round, msg.sender);
+        // Its state in the round before is kept (a settlement to come, or a status, reads it there).
+        uint256 prev = w & _ROUND_BITS == round - 1 ? (w >> _STATE_SHIFT) & 7 : 0;
+        _word[msg.sender] = round | _COMMITTED << _STATE_SHIFT | prev << _PREV_SHIFT | c << _COMMITMENT_SHIFT;
         uint16 commits = ++R.commits;
         emit Committed(round, msg.sender, commitment);
         if (commits == R.eligible && commits >= _minPeers) _enterReveal(round, R, block.timestamp);
@@ -335,16 +354,17 @@ contract Federation is IFederation, ReentrancyGuard {
     function reveal(uint256 round, bytes32 contentHash, string calldata cid, bytes32 salt, Body calldata previous)
         external
     {
-        _syncCurrent();
+        _syncAt(round);
         if (previous.modelHash != 0 && round > 1) _finalizeIfDue(round - 1, previous);
         Round storage R = _openIn(round, Phase.Reveal);
         _checkCid(round, cid);
-        bytes32 s = _standing[round][msg.sender];
-        if (s == 0) revert NotCommitted(round, msg.sender);
-        if (uint256(s) <= _SLASHED) revert AlreadyRevealed(round, msg.sender);
+        uint256 w = _word[msg.sender];
+        uint256 state = _stateIn(round, w);
+        if (state == 0) revert NotCommitted(round, msg.sender);
+        if (state != _COMMITTED) revert AlreadyRevealed(round, msg.sender);
         bytes32 expected = keccak256(abi.encode(block.chainid, address(this), round, msg.sender, contentHash, salt));
-        if (s != expected) revert CommitmentMismatch(round, msg.sender);
-        _standing[round][msg.sender] = bytes32(_REVEALED);
+        if (uint256(expected) >> _COMMITMENT_SHIFT != w >> _COMMITMENT_SHIFT) revert CommitmentMismatch(round, msg.sender);
+        _word[msg.sender] = _withState(round, w, _REVEALED);
         uint16 reveals = ++R.reveals;
         emit Revealed(round, msg.sender, contentHash, cid);
         if (reveals == R.commits && !_waits(round)) _enterVote(round, R);
@@ -358,18 +378,16 @@ contract Federation is IFederation, ReentrancyGuard {
         if (scores.length != R.memberCount) revert ScoresLengthMismatch(round, R.memberCount, scores.length);
         _checkCid(round, modelCid);
         bytes32 pid = _proposalId(modelHash, modelCid, scores);
-        Proposal storage P = _proposals[round][pid];
-        if (P.votes == 0) emit Proposed(round, pid, modelHash, modelCid, scores);
-        _count(round, R, P, pid);
+        if (_votesFor(round, R, pid) == 0) emit Proposed(round, pid, modelHash, modelCid, scores);
+        _count(round, R, pid);
     }
 
     /// @inheritdoc IFederation
     function voteFor(uint256 round, bytes32 proposal) external {
         _syncCurrent();
         Round storage R = _votingRound(round);
-        Proposal storage P = _proposals[round][proposal];
-        if (P.votes == 0) revert UnknownProposal(round, proposal);
-        _count(round, R, P, proposal);
+        if (_votesFor(round, R, proposal) == 0) revert UnknownProposal(round, proposal);
+        _count(round, R, proposal);
     }
 
     /// @inheritdoc IFederation
@@ -468,17 +486,12 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     function _statusOf(uint256 round, address member) private view returns (MemberStatus) {
-        uint256 s = uint256(_standing[round][member]);
-        if (s == 0) return MemberStatus.None;
-        if (s == _REVEALED) return MemberStatus.Revealed;
-        if (s == _VOTED) return MemberStatus.Voted;
-        if (s == _SLASHED) return MemberStatus.Slashed;
-        return MemberStatus.Committed;
+        return MemberStatus(_stateIn(round, _word[member]));
     }
 
     /// @inheritdoc IFederation
     function proposalOf(uint256 round, bytes32 proposal) external view returns (uint256 votes) {
-        return _proposals[round][proposal].votes;
+        return _votesFor(round, _rounds[round], proposal);
     }
 
     /// @inheritdoc IFederation
@@ -514,6 +527,19 @@ contract Federation is IFederation, ReentrancyGuard {
         if (r == 0) return;
         if (r > 1 && _rounds[r - 1].phase == Phase.Vote) _sync(r - 1);
         _sync(currentRound);
+    }
+
+    /// @dev `_syncCurrent` for a commit or reveal in `round`: the timeouts due in `round - 1` (in its
+    ///      vote, or still the open round) and in `round`, without reading `currentRound` (a cold
+    ///      word every commit and reveal paid). If the round before `round - 1` has a timeout due too,
+    ///      the call finds `round` not open yet and reverts; `advance` applies it.
+    function _syncAt(uint256 round) private {
+        Round storage R = _rounds[round];
+        if (round > 1 && (R.phase == Phase.None || R.prevVoting)) {
+            Phase p = _rounds[round - 1].phase;
+            if (p != Phase.None && p < Phase.Finalized) _sync(round - 1);
+        }
+        _sync(round);
     }
 
     /// @dev Applies the timeouts due in round `r` (see `_afterTimeouts`): enters each phase the
@@ -566,7 +592,7 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @dev Whether round `r` must wait for the round before it, still in its vote, to close.
     function _waits(uint256 r) private view returns (bool) {
-        return r > 1 && _rounds[r - 1].phase == Phase.Vote;
+        return _rounds[r].prevVoting;
     }
 
     /// @dev Whether round `R` (in its vote) can be finalized now: its winner decided and every
@@ -602,7 +628,7 @@ contract Federation is IFederation, ReentrancyGuard {
     {
         bytes32 pid = _rounds[r].winner;
         emit Proposed(r, pid, modelHash, modelCid, scores);
-        emit RoundFinalized(r, pid, modelHash, modelCid, _proposals[r][pid].votes, paid);
+        emit RoundFinalized(r, pid, modelHash, modelCid, _rounds[r].leaderVotes, paid);
     }
 
     /// @dev Whether round `R` has a proposal to finalize: one that reached quorum of the
@@ -637,28 +663,47 @@ contract Federation is IFederation, ReentrancyGuard {
         }
     }
 
-    /// @dev Counts the caller's vote for `pid`; the first proposal to reach quorum wins.
-    function _count(uint256 round, Round storage R, Proposal storage P, bytes32 pid) private {
-        uint256 s = uint256(_standing[round][msg.sender]);
+    /// @dev Counts the caller's vote for `pid`; the first proposal to reach quorum wins. The leading
+    ///      proposal's count lives in the round's word (`leaderVotes`), so a vote for the leader (every
+    ///      honest vote, as a rule) writes no proposal slot; another proposal's count lives in its slot,
+    ///      and one that overtakes the leader moves the old leader's count into the old leader's slot.
+    function _count(uint256 round, Round storage R, bytes32 pid) private {
+        uint256 w = _word[msg.sender];
+        uint256 s = _stateIn(round, w);
         if (s == _VOTED) revert AlreadyVoted(round, msg.sender);
         if (s != _REVEALED) revert NotRevealed(round, msg.sender);
-        _standing[round][msg.sender] = bytes32(_VOTED);
-        uint32 votes = ++P.votes;
+        _word[msg.sender] = _withState(round, w, _VOTED); // before any settlement this vote may cause
         uint16 total = ++R.votes;
+        uint16 leading = R.leaderVotes;
+        uint256 votes;
+        // A proposal whose id shares the leader's first 8 bytes is the leader: finding another id
+        // with the same 64-bit prefix takes ~2^64 hashes of chosen votes (and finalize checks the
+        // full id, `winner`).
+        if (leading == 0 || R.leaderTag == bytes8(pid)) {
+            // Safe: a proposal's votes never exceed the round's revealers (<= MAX_MEMBERS).
+            votes = ++R.leaderVotes;
+            if (leading == 0) (R.leaderTag, R.winner) = (bytes8(pid), pid);
+        } else {
+            Proposal storage P = _proposals[round][pid];
+            votes = ++P.votes;
+            if (votes > leading) {
+                _proposals[round][R.winner].votes = leading;
+                (R.leaderTag, R.winner, R.leaderVotes) = (bytes8(pid), pid, uint16(votes));
+            }
+        }
         emit Voted(round, msg.sender, pid, votes);
         if (R.decided) return;
-        if (votes > R.leaderVotes) {
-            // Safe: a proposal's votes never exceed the round's revealers (<= MAX_MEMBERS).
-            R.leaderVotes = uint16(votes);
-            // A proposal whose id shares the leader's first 8 bytes is the leader: finding
-            // another id with the same 64-bit prefix takes ~2^64 hashes of chosen votes.
-            if (R.leaderTag != bytes8(pid)) (R.leaderTag, R.winner) = (bytes8(pid), pid);
-        }
-        if (uint256(votes) * _BPS >= uint256(_quorumBps) * R.reveals) {
-            R.decided = true;
+        if (votes * _BPS >= uint256(_quorumBps) * R.reveals) {
+            R.decided = true; // only the leader can reach the quorum
         } else if (total == R.reveals) {
             _fail(round, R, Phase.Vote, FailReason.NoQuorum);
         }
+    }
+
+    /// @dev Votes for proposal `pid` of round `round` (the leader's are in the round's word).
+    function _votesFor(uint256 round, Round storage R, bytes32 pid) private view returns (uint256) {
+        if (R.leaderVotes != 0 && R.leaderTag == bytes8(pid)) return R.leaderVotes;
+        return _proposals[round][pid].votes;
     }
 
     /// @dev Whether the founders still members are a majority of all founders: until round 1
@@ -671,9 +716,9 @@ contract Federation is IFederation, ReentrancyGuard {
         currentRound = r;
         Round storage R = _rounds[r];
         R.phase = Phase.Commit;
-        R.chained = chained;
+        (R.chained, R.prevVoting) = (chained, chained);
         R.openedAt = uint32(block.timestamp);
-        R.phaseAt = uint40(block.timestamp);
+        R.phaseAt = uint32(block.timestamp);
         // Safe: at most MAX_MEMBERS (256) are ever listed, so both fit 16 bits.
         R.memberCount = uint16(_memberList.length);
         R.eligible = uint16(activeMembers);
@@ -682,14 +727,14 @@ contract Federation is IFederation, ReentrancyGuard {
 
     function _enterReveal(uint256 r, Round storage R, uint256 at) private {
         R.phase = Phase.Reveal;
-        R.phaseAt = uint40(at);
+        R.phaseAt = uint32(at);
         emit PhaseChanged(r, Phase.Reveal);
     }
 
     /// @dev Round `r` enters its vote now, and round r+1 opens on its (pending) model.
     function _enterVote(uint256 r, Round storage R) private {
         R.phase = Phase.Vote;
-        R.phaseAt = uint40(block.timestamp);
+        R.phaseAt = uint32(block.timestamp);
         emit PhaseChanged(r, Phase.Vote);
         _open(r + 1, true);
     }
@@ -710,6 +755,7 @@ contract Federation is IFederation, ReentrancyGuard {
     ///      otherwise goes on; if it failed, the next one opens.
     function _closed(uint256 r, bool failed) private {
         Round storage N = _rounds[r + 1];
+        N.prevVoting = false;
         Phase p = N.phase;
         if (failed && (p == Phase.Commit || p == Phase.Reveal)) {
             N.phase = Phase.Failed; // nobody is slashed: the round never had a chance
@@ -723,6 +769,20 @@ contract Federation is IFederation, ReentrancyGuard {
         }
     }
 
+    /// @dev A member's state in round `r` from its word `w` (0: none, or too long ago to tell).
+    function _stateIn(uint256 r, uint256 w) private pure returns (uint256) {
+        uint256 wr = w & _ROUND_BITS;
+        if (wr == r) return (w >> _STATE_SHIFT) & 7;
+        if (wr == r + 1) return (w >> _PREV_SHIFT) & 7;
+        return 0;
+    }
+
+    /// @dev Word `w` with the member's state in round `r` (its last round or the one before) set to `state`.
+    function _withState(uint256 r, uint256 w, uint256 state) private pure returns (uint256) {
+        uint256 shift = w & _ROUND_BITS == r ? _STATE_SHIFT : _PREV_SHIFT;
+        return (w & ~(7 << shift)) | state << shift;
+    }
+
     /// @dev Slashes round `r`'s committed non-revealers and, once the round reached its vote
     ///      (`voted`), its revealers who did not vote; if `pay`, credits the round's reward to
     ///      its voters in proportion to `scores`. Returns the amount credited.
@@ -734,11 +794,11 @@ contract Federation is IFederation, ReentrancyGuard {
         uint256 totalScore;
         for (uint256 i; i < n; ++i) {
             address a = _memberList[i];
-            uint256 s = uint256(_standing[r][a]);
+            uint256 s = _stateIn(r, _word[a]);
             if (s == _VOTED) {
                 voters[i] = true;
                 if (pay) totalScore += scores[i];
-            } else if (s > _SLASHED || (voted && s == _REVEALED)) {
+            } else if (s == _COMMITTED || (voted && s == _REVEALED)) {
                 _slash(r, a);
             }
         }
@@ -757,7 +817,7 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     function _slash(uint256 r, address a) private {
-        _standing[r][a] = bytes32(_SLASHED);
+        _word[a] = _withState(r, _word[a], _SLASHED);
         Member storage m = _members[a];
         uint256 amount = uint256(m.stake) * _slashBps / _BPS;
         m.stake -= uint128(amount);

@@ -129,7 +129,7 @@ interface IFederation {
     error NotCurrentRound(uint256 round, uint256 current);
     /// @notice Round `round` is in phase `actual`; the call needs phase `expected`.
     error RoundNotInPhase(uint256 round, Phase expected, Phase actual);
-    /// @notice A commitment must be a keccak256 digest, not zero or a reserved marker.
+    /// @notice A commitment must be a keccak256 digest: its top 208 bits (what the contract keeps) not all zero.
     error InvalidCommitment(bytes32 commitment);
     /// @notice `member` has already committed in round `round`.
     error AlreadyCommitted(uint256 round, address member);
@@ -333,7 +333,8 @@ interface IFederation {
     /// @notice The phase `round` is in once every pending timeout applies.
     function phaseOf(uint256 round) external view returns (Phase p);
 
-    /// @notice `member`'s state in `round`: 0 none, 1 committed, 2 revealed, 3 voted, 4 slashed.
+    /// @notice `member`'s state in `round`: 0 none, 1 committed, 2 revealed, 3 voted, 4 slashed. Known for
+    ///         the member's last two rounds (its word is reused); older states are in the events.
     function statusOf(uint256 round, address member) external view returns (MemberStatus);
 
     /// @notice What a peer reads before each step, in one call: the open round, its phase once
