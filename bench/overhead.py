@@ -35,7 +35,6 @@ from bench.results_file import stamp, table, write
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
-from ledger.types import Phase
 from node.core.codec import IntArray
 from node.events import StepEvent
 from node.horizontal.peer import Peer
@@ -120,14 +119,11 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
         opened: dict[int, float] = {}
         done = threading.Event()
 
-        def closed(r: int) -> bool:
-            return fed.round(r).phase in (Phase.FINALIZED, Phase.FAILED)
-
         def watch() -> None:
             while not done.is_set():
                 r = fed.current_round()
                 opened.setdefault(r, time.perf_counter())
-                if closed(rounds):
+                if fed.round(rounds).phase.closed:
                     opened.setdefault(rounds + 1, time.perf_counter())
                     return
                 time.sleep(0.01)
@@ -135,7 +131,7 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
         def drive(peer: Peer, clock: dict[str, float]) -> None:
             peer.last_round = rounds
             while not done.is_set():
-                if closed(rounds):
+                if fed.round(rounds).phase.closed:
                     t = time.perf_counter()
                     peer.adopt_latest()
                     clock["adopt"] += time.perf_counter() - t

@@ -18,6 +18,11 @@ class Phase(IntEnum):
     FINALIZED = 4
     FAILED = 5
 
+    @property
+    def closed(self) -> bool:
+        """Finalized or failed: a closed round never changes again."""
+        return self in (Phase.FINALIZED, Phase.FAILED)
+
 
 class FailReason(IntEnum):
     """Why a round failed (mirrors IFederation.FailReason)."""

@@ -27,7 +27,6 @@ from ledger.deploy import Deployment, open_federation
 from ledger.errors import ChainUnreachable, ContractRevert, DeploymentError
 from ledger.keystore import load_keystore, read_password
 from ledger.spec import load_spec
-from ledger.types import Phase
 from node.errors import NodeError
 from node.events import StepEvent
 from node.horizontal.config import PeerConfig
@@ -40,7 +39,6 @@ from node.store import StoreError, open_store
 __all__ = ["Daemon", "PermanentError", "open_company", "open_peer"]
 
 _TRANSIENT = (ChainUnreachable, StoreError)
-_CLOSED = (Phase.FINALIZED, Phase.FAILED)
 
 # Reverts no retry can change: the account is not (or no longer) a member of the federation.
 _PERMANENT_REVERTS = frozenset({"NotMember", "NotAdmitted"})
@@ -113,7 +111,7 @@ class Daemon:
         while not self.stop.is_set():
             try:
                 done = peer.step()
-                if until_round is not None and not done and fed.round(until_round).phase in _CLOSED:
+                if until_round is not None and not done and fed.round(until_round).phase.closed:
                     peer.adopt_latest()
                     self._say(f"round {until_round} closed; model {model_hash(peer.params).hex()[:16]}; exiting")
                     return 0

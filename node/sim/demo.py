@@ -338,7 +338,7 @@ def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
 def play_round(fed: FederationClient, peers: list[Peer], r: int, chain: Chain) -> None:
     """Step every peer until round `r` closes; if a full pass does nothing, let the windows pass."""
     idle = 0
-    while fed.round(r).phase not in (Phase.FINALIZED, Phase.FAILED):
+    while not fed.round(r).phase.closed:
         acted = False
         for p in peers:
             if p.step():

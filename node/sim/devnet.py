@@ -164,7 +164,7 @@ def _follow(
             raise NodeError(f"the dev-net did not finish {total} rounds in time (logs in {root})")
         r = len(rows) + 1
         info = fed.round(r)
-        if info.phase not in (Phase.FINALIZED, Phase.FAILED):  # round r+1 opens on r's vote: wait for its end
+        if not info.phase.closed:  # round r+1 opens on r's vote: wait for its end
             if all(p.poll() is not None for p in procs):
                 raise NodeError(f"every peer exited before round {r} closed (logs in {root})")
             time.sleep(0.5)

@@ -16,7 +16,7 @@ from tests.e2e.embedded_peers import WINDOW, Federation, embedded_federation, ki
 
 
 def closed(f: Federation, r: int) -> bool:
-    return f.fed.round(r).phase in (Phase.FINALIZED, Phase.FAILED)
+    return f.fed.round(r).phase.closed
 
 
 def test_a_garbage_cid_voted_first_does_not_finalize_or_stall_anyone(sample_csv: Path, tmp_path: Path) -> None:
