@@ -268,3 +268,23 @@ def test_no_more_votes_after_the_deadline(joined: Harness) -> None:
         joined.fed.vote(joined.members[3], r, b"\x66" * 32, CID, joined.scores())
     joined.fed.finalize(joined.members[0], r)
     assert joined.fed.status(r, joined.members[3].address) == MemberStatus.SLASHED
+
+
+def test_a_forged_proposal_in_a_reveal_neither_finalizes_nor_blocks_the_reveal(joined: Harness) -> None:
+    """A member reveals in round r+1 with a body that is not round r's winner: the reveal goes through,
+    round r stays in its vote, and the next reveal carrying the winner finalizes it."""
+    attacker, *honest = joined.members
+    r = _reveal_all(joined, joined.members)  # round r+1 opened on round r's vote
+    scores = joined.scores(round_id=r)
+    winner = Proposal(b"\x44" * 32, CID, scores)
+    for m in joined.members:
+        joined.commit(m, r + 1, None, proposal_id(winner.model_hash, winner.model_cid, winner.scores))
+    assert joined.fed.can_finalize(r) and joined.fed.round(r + 1).phase == Phase.REVEAL
+    joined.reveal(attacker, r + 1, Proposal(b"\x55" * 32, CID, scores))  # another model: ignored
+    joined.reveal(honest[1], r + 1, Proposal(winner.model_hash, "b" + "q" * 58, scores))  # another CID: ignored
+    assert joined.fed.status(r + 1, honest[1].address) == MemberStatus.REVEALED
+    assert joined.fed.status(r + 1, attacker.address) == MemberStatus.REVEALED
+    assert joined.fed.round(r).phase == Phase.VOTE
+    joined.reveal(honest[0], r + 1, winner)
+    info = joined.fed.round(r)
+    assert info.phase == Phase.FINALIZED and info.model_hash == winner.model_hash and info.model_cid == CID
