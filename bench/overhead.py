@@ -119,19 +119,28 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
         opened: dict[int, float] = {}
         done = threading.Event()
 
+        closed = threading.Event()  # the last round has closed
+
         def watch() -> None:
+            """Note when each round opens: read the chain again only when a block is added (the round
+            moves with blocks only), so the clock costs the peers next to nothing."""
+            seen = -1
             while not done.is_set():
-                r = fed.current_round()
-                opened.setdefault(r, time.perf_counter())
-                if fed.round(rounds).phase.closed:
-                    opened.setdefault(rounds + 1, time.perf_counter())
-                    return
+                block = chain.block_number()
+                if block != seen:
+                    seen = block
+                    r = fed.current_round()
+                    opened.setdefault(r, time.perf_counter())
+                    if fed.round(rounds).phase.closed:
+                        opened.setdefault(rounds + 1, time.perf_counter())
+                        closed.set()
+                        return
                 time.sleep(0.01)
 
         def drive(peer: Peer, clock: dict[str, float]) -> None:
             peer.last_round = rounds
             while not done.is_set():
-                if fed.round(rounds).phase.closed:
+                if closed.is_set():
                     t = time.perf_counter()
                     peer.adopt_latest()
                     clock["adopt"] += time.perf_counter() - t
@@ -139,8 +148,8 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
                 t = time.perf_counter()
                 action = peer.step()
                 clock[_kind(action) if action else "idle_step"] += time.perf_counter() - t
-                if not action:
-                    time.sleep(poll)
+                if not action:  # as the daemon waits: for the next block, or `poll` seconds
+                    peer.fed.chain.wait_for_block(poll)
 
         threads = [threading.Thread(target=watch)]
         threads += [threading.Thread(target=drive, args=pc) for pc in zip(peers, clocks, strict=True)]
@@ -174,7 +183,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peers", type=int, nargs="+", default=[5])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--poll", type=float, default=0.05, help="seconds a peer waits after a step with nothing to do")
+    parser.add_argument(
+        "--poll", type=float, default=1.0, help="the longest a peer waits for a block after a step with nothing to do"
+    )
     args = parser.parse_args()
     runs = []
     for n in args.peers:

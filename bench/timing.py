@@ -45,7 +45,9 @@ def blocks_label(b: float | None) -> str:
     return "automine" if not b else f"{b:g} s blocks"
 
 
-def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int, meta: dict[str, str]) -> list[str]:
+def report(
+    fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int, meta: dict[str, str], poll: float
+) -> list[str]:
     fl = {r["peers"]: r for r in flower}
     lines = [
         "# Time per round: fedchain (dev-net) vs Flower",
@@ -62,7 +64,8 @@ def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int,
         "the vote on the round before, a reveal whose first finalizes it: two blocks a round); Flower's is one "
         "fit request and reply per client. Contribution scores by peer evaluation (the default for new specs): "
         "each peer also evaluates the previous round's updates on its rows, and fetches that round's contents "
-        "for the replay check.",
+        "for the replay check. An idle peer waits for the next block (a block filter), or at most "
+        f"{poll:g} s, as the daemon does.",
         "",
     ]
     rows = []
@@ -85,8 +88,8 @@ def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int,
     lines += [
         "",
         "Where one fedchain peer's time goes per round (seconds, mean over peers; `waiting` is the rest of the "
-        "round: polling the chain while the others train, commit and reveal), and Flower's split between client "
-        "training and the rest (gRPC round trips, FedAvg):",
+        "round: waiting for the next block while the others train, commit and reveal), and Flower's split "
+        "between client training and the rest (gRPC round trips, FedAvg):",
         "",
     ]
     rows = []
@@ -108,7 +111,8 @@ def report(fed: list[dict[str, Any]], flower: list[dict[str, Any]], rounds: int,
         "",
         "`chain` is the peer's own transactions (commit with its vote, reveal, and the last round's vote and "
         "finalize; with automine each waits for its block); `evaluate` rates the previous round's updates; "
-        "`fetch` reads the Revealed events and pulls and checks every update from IPFS; `aggregate` is the rule "
+        "`fetch` reads the Revealed events and pulls and checks every update from IPFS (most of it while the "
+        "others still reveal); `aggregate` is the rule "
         "plus contribution scores; `adopt` pulls the finalized model.",
         "",
     ]
@@ -119,7 +123,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peers", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--poll", type=float, default=0.05, help="seconds a peer waits after a step with nothing to do")
+    parser.add_argument(
+        "--poll", type=float, default=1.0, help="the longest a peer waits for a block after a step with nothing to do"
+    )
     args = parser.parse_args()
     fed, flower = [], []
     for n in args.peers:
@@ -129,7 +135,8 @@ def main() -> int:
             fed.append(run(n, args.rounds, block_time, args.poll, train=True))
             sys.stdout.write(f"{n} peers, fedchain {blocks_label(block_time)}: {fed[-1]['round_seconds']}\n")
     meta = stamp("torch", "web3", "ipfshttpclient", "flwr", tools=True)
-    write("timing", report(fed, flower, args.rounds, meta), {"meta": meta, "fedchain": fed, "flower": flower})
+    lines = report(fed, flower, args.rounds, meta, args.poll)
+    write("timing", lines, {"meta": meta, "poll": args.poll, "fedchain": fed, "flower": flower})
     return 0
 
 

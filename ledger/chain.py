@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import bisect
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,12 +23,17 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
+from hexbytes import HexBytes
 from web3 import Web3
+from web3._utils.error_formatters_utils import raise_contract_logic_error_on_revert
+from web3.exceptions import Web3RPCError
 from web3.providers import HTTPProvider
 from web3.providers.eth_tester import EthereumTesterProvider
-from web3.types import LogReceipt, RPCEndpoint, RPCResponse, Wei
+from web3.types import BlockIdentifier, LogReceipt, RPCEndpoint, RPCResponse, Wei
 
+from .abi import checksum
 from .errors import ChainUnreachable, WrongChain
+from .transport import HttpTransport
 
 __all__ = ["Chain", "connect", "embedded_chain", "network_errors"]
 
@@ -80,6 +87,7 @@ class Chain:
     _logs: dict[str, _LogCache] = field(default_factory=dict, repr=False)
     _pinned: int | None = field(default=None, repr=False)
     _views: tuple[Any, dict[Any, Any]] = field(default=(None, {}), repr=False)
+    _blocks: _BlockWatch | None = field(default=None, repr=False)
 
     @property
     def requests(self) -> Counter[str]:
@@ -117,6 +125,30 @@ class Chain:
             cache[key] = read(number)
         return cache[key]
 
+    def wait_for_block(self, timeout: float, stop: threading.Event | None = None, every: float = 0.05) -> bool:
+        """Wait until a block is added (True), or `timeout` passes or `stop` is set (False).
+
+        Over JSON-RPC through a block filter (`eth_newBlockFilter`, then `eth_getFilterChanges`
+        every `every` seconds: a small answer, no state read), or by the block number where
+        the node offers no filters. The first call only installs the filter, and a block added
+        between two calls is reported by the second: nothing is missed while the caller works.
+        The embedded chain adds blocks only for this process's own transactions: it waits.
+        """
+        stop = stop or threading.Event()
+        if self.tester is not None:
+            stop.wait(timeout)
+            return False
+        deadline = time.monotonic() + timeout
+        while True:
+            with network_errors(self.url or "the chain"):
+                if self._blocks is None:
+                    self._blocks = _BlockWatch(self)
+                elif self._blocks.added():
+                    return True
+            left = deadline - time.monotonic()
+            if left <= 0 or stop.wait(min(every, left)):
+                return False
+
     @contextmanager
     def pinned(self) -> Iterator[None]:
         """Read every view inside at one block (asked for once), and move it on past a transaction sent inside."""
@@ -150,13 +182,39 @@ class Chain:
         if cache is None or latest + 1 < cache.next or from_block < cache.start:
             cache = self._logs[address] = _LogCache(start=from_block, next=from_block)
         if cache.next <= latest:
-            new = self.w3.eth.get_logs(
-                {"address": Web3.to_checksum_address(address), "fromBlock": cache.next, "toBlock": latest}
-            )
+            new = self._get_logs(address, cache.next, latest)
             cache.logs.extend(new)
             cache.blocks.extend(int(lg["blockNumber"]) for lg in new)
             cache.next = latest + 1
         return cache.logs[bisect.bisect_left(cache.blocks, from_block) :]
+
+    def _get_logs(self, address: str, first: int, last: int) -> list[LogReceipt]:
+        """`address`'s logs in blocks `first`..`last`. Over JSON-RPC read straight from the provider and
+        formatted here (web3's result formatters checksum every log's address with a keccak)."""
+        if self.tester is not None:
+            return list(
+                self.w3.eth.get_logs(
+                    {"address": Web3.to_checksum_address(address), "fromBlock": first, "toBlock": last}
+                )
+            )
+        raw = self._rpc("eth_getLogs", [{"address": address, "fromBlock": hex(first), "toBlock": hex(last)}])
+        return [
+            cast(
+                LogReceipt,
+                {
+                    "address": checksum(lg["address"]),
+                    "topics": [HexBytes(t) for t in lg["topics"]],
+                    "data": HexBytes(lg["data"]),
+                    "blockNumber": int(lg["blockNumber"], 16),
+                    "blockHash": HexBytes(lg["blockHash"]),
+                    "transactionHash": HexBytes(lg["transactionHash"]),
+                    "transactionIndex": int(lg["transactionIndex"], 16),
+                    "logIndex": int(lg["logIndex"], 16),
+                    "removed": bool(lg.get("removed", False)),
+                },
+            )
+            for lg in raw
+        ]
 
     @cached_property
     def chain_id(self) -> int:
@@ -171,7 +229,32 @@ class Chain:
     def block_number(self) -> int:
         """The latest block's number."""
         with network_errors(self.url or "the chain"):
-            return int(self.w3.eth.block_number)
+            if self.tester is not None:
+                return int(self.w3.eth.block_number)
+            return int(self._rpc("eth_blockNumber", []), 16)
+
+    def call(self, to: str, data: bytes, block: int | str) -> bytes:
+        """`eth_call` of `data` on `to` at `block`; a revert raises web3's `ContractLogicError`.
+
+        Over JSON-RPC the request goes to the provider as it is: web3's request and result
+        formatters (which checksum `to` with a keccak and walk the result) cost three times
+        the call itself, and views are most of a peer's calls.
+        """
+        if self.tester is not None:
+            return bytes(self.w3.eth.call({"to": to, "data": data}, cast(BlockIdentifier, block)))
+        at = block if isinstance(block, str) else hex(block)
+        result = self._rpc("eth_call", [{"to": to, "data": "0x" + data.hex()}, at])
+        return bytes.fromhex(result.removeprefix("0x"))
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC request straight to the provider: its result, or the revert / RPC error raised."""
+        response = self.w3.provider.make_request(cast(RPCEndpoint, method), params)
+        error = response.get("error")
+        if error is not None:
+            if method == "eth_call":
+                raise_contract_logic_error_on_revert(response)
+            raise Web3RPCError(str(error), rpc_response=response)
+        return response["result"]
 
     def gas_used_in_block(self, number: int) -> int:
         """The gas block `number`'s transactions used (one transaction's, on a chain that mines one per block)."""
@@ -209,16 +292,46 @@ class Chain:
         self.w3.eth.wait_for_transaction_receipt(tx_hash)
 
 
+class _BlockWatch:
+    """Whether a block was added since the last look: a block filter, or the block number where the
+    node offers no filters."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.filter: str | None = None
+        self.number = chain.block_number()
+        try:
+            self.filter = str(chain._rpc("eth_newBlockFilter", []))
+        except Web3RPCError:  # not offered (or not allowed): compare block numbers
+            self.filter = None
+
+    def added(self) -> bool:
+        if self.filter is None:
+            number = self.chain.block_number()
+            added, self.number = number > self.number, number
+            return added
+        try:
+            return bool(self.chain._rpc("eth_getFilterChanges", [self.filter]))
+        except Web3RPCError:  # the node dropped the filter (restarted, or idle too long): a new one
+            self.filter = str(self.chain._rpc("eth_newBlockFilter", []))
+            return True  # blocks may have been added meanwhile: look
+
+
 class _HTTPProvider(HTTPProvider):
-    """web3's HTTP provider, counting the requests it makes (by method)."""
+    """web3's HTTP provider on kept-alive `http.client` connections (`HttpTransport`), counting the
+    requests it makes (by method)."""
 
     def __init__(self, url: str, timeout: float) -> None:
         super().__init__(url, request_kwargs={"timeout": timeout})
         self.requests: Counter[str] = Counter()
+        self._transport = HttpTransport(url, timeout)
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         self.requests[method] += 1
         return super().make_request(method, params)
+
+    def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        return self._transport.post(request_data)
 
 
 class _TesterProvider(EthereumTesterProvider):

@@ -12,23 +12,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
+from web3._utils.transactions import fill_transaction_defaults
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import BadFunctionCallOutput, ContractLogicError, ContractPanicError, TransactionNotFound
-from web3.types import EventData, TxReceipt
+from web3.exceptions import ContractLogicError, ContractPanicError, TransactionNotFound
+from web3.types import TxParams, TxReceipt
 
+from .abi import events as abi_events
+from .abi import functions
 from .chain import Chain, network_errors
 from .contracts import artifact, decode_revert
 from .errors import ChainUnreachable, ContractRevert, DeploymentError, revert_class
 from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, Reveal, RoundInfo, StepView
 
-__all__ = ["FederationClient", "TokenClient", "commitment", "network_errors", "proposal_id", "revert_error", "send"]
+__all__ = [
+    "Call",
+    "FederationClient",
+    "TokenClient",
+    "commitment",
+    "network_errors",
+    "proposal_id",
+    "revert_error",
+    "send",
+]
 
 _GAS_HEADROOM = 600_000
 _T = TypeVar("_T")
@@ -74,7 +87,23 @@ def revert_error(exc: ContractLogicError) -> ContractRevert:
     return ContractRevert(f"the contract reverted: {exc.message or exc}")
 
 
-def send(chain: Chain, fn: ContractFunction, signer: LocalAccount, gas: int | None = None) -> TxReceipt:
+@dataclass(frozen=True)
+class Call:
+    """A contract call as it goes on the wire: the contract's address and the calldata."""
+
+    to: str
+    data: bytes
+
+    @classmethod
+    def of(cls, fn: ContractFunction) -> Call:
+        """A web3 contract function with its arguments, encoded."""
+        return cls(str(fn.address), bytes(HexBytes(fn._encode_transaction_data())))
+
+    def params(self, sender: str) -> TxParams:
+        return {"from": sender, "to": self.to, "data": self.data}
+
+
+def send(chain: Chain, fn: ContractFunction | Call, signer: LocalAccount, gas: int | None = None) -> TxReceipt:
     """Sign and send a contract call; returns its receipt or raises the named revert.
 
     With `gas` (a limit known to cover the call), nothing is estimated: on a JSON-RPC
@@ -83,27 +112,23 @@ def send(chain: Chain, fn: ContractFunction, signer: LocalAccount, gas: int | No
     is and only a reverted one is replayed to name its error. Without `gas`, the gas
     is estimated (which also names a revert) and given headroom.
     """
+    call = fn if isinstance(fn, Call) else Call.of(fn)
     with network_errors(chain.url or "the chain"):
-        return _send(chain, fn, signer, gas)
+        return _send(chain, call, signer, gas)
 
 
-def _send(chain: Chain, fn: ContractFunction, signer: LocalAccount, gas: int | None) -> TxReceipt:
+def _send(chain: Chain, call: Call, signer: LocalAccount, gas: int | None) -> TxReceipt:
     w3 = chain.w3
+    params = call.params(signer.address)
     try:
         if gas is None:
-            gas = _gas_limit(chain, fn.estimate_gas({"from": signer.address}))
+            gas = _gas_limit(chain, w3.eth.estimate_gas(params))
         elif chain.kind == "rpc":
-            fn.call({"from": signer.address})
+            w3.eth.call(params)
     except ContractLogicError as exc:
         raise revert_error(exc) from exc
-    tx = fn.build_transaction(
-        {
-            "from": signer.address,
-            "nonce": w3.eth.get_transaction_count(signer.address, "pending"),
-            "gas": gas,
-            "chainId": chain.chain_id,
-        }
-    )
+    nonce = w3.eth.get_transaction_count(signer.address, "pending")
+    tx = fill_transaction_defaults(w3, {**params, "nonce": nonce, "gas": gas, "chainId": chain.chain_id})
     signed = signer.sign_transaction(tx)  # type: ignore[arg-type]
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = _receipt(chain, tx_hash)
@@ -111,7 +136,7 @@ def _send(chain: Chain, fn: ContractFunction, signer: LocalAccount, gas: int | N
     if receipt["status"] != 1:
         # The state moved between estimate and inclusion; replay to name the error.
         try:
-            fn.call({"from": signer.address})
+            w3.eth.call(params)
         except ContractLogicError as exc:
             raise revert_error(exc) from exc
         raise ContractRevert(f"transaction {tx_hash.hex()} reverted")
@@ -143,22 +168,31 @@ class _ContractClient:
         self.chain = chain
         self.contract: Contract = chain.w3.eth.contract(address=to_checksum_address(address), abi=abi)
         self.address: str = self.contract.address
+        self._functions = functions(abi)
+        self._events = abi_events(abi)
+
+    def _call(self, name: str, *args: Any) -> Call:
+        return Call(self.address, self._functions[name].encode(args))
 
     def _view(self, name: str, *args: Any) -> Any:
-        fn = getattr(self.contract.functions, name)(*args)
-        with network_errors(self.chain.url or "the chain"):
-            try:
-                return self.chain.view((self.address, name, args), lambda block: fn.call(block_identifier=block))
-            except BadFunctionCallOutput as exc:  # empty output: is the contract still there?
+        fn = self._functions[name]
+
+        def read(block: int | str) -> Any:
+            data = self.chain.call(self.address, fn.encode(args), block)
+            if not data and fn.outputs:  # empty output: is the contract still there?
                 if self.chain.w3.eth.get_code(self.contract.address):
-                    raise
+                    raise ContractRevert(f"{name} returned nothing")
                 raise DeploymentError(
                     f"no contract at {self.address} on chain {self.chain.chain_id} any more: "
                     "the chain was restarted without its state (or the endpoint now serves another chain)"
-                ) from exc
+                )
+            return fn.decode(data)
+
+        with network_errors(self.chain.url or "the chain"):
+            return self.chain.view((self.address, name, args), read)
 
     def _send(self, signer: LocalAccount, name: str, *args: Any) -> TxReceipt:
-        return send(self.chain, getattr(self.contract.functions, name)(*args), signer, self._gas)
+        return send(self.chain, self._call(name, *args), signer, self._gas)
 
     @property
     def _gas(self) -> int | None:
@@ -268,14 +302,24 @@ class FederationClient(_ContractClient):
         p = proposal or self.winning_proposal(round_id, from_block)
         return self._send(signer, "finalize", round_id, p.model_hash, p.model_cid, list(p.scores))
 
-    def events(self, name: str, from_block: int = 0) -> list[EventData]:
-        """Every `name` event logged at or after `from_block`, decoded, in log order (read through
-        the chain's incremental log cache: only blocks not read before are asked for)."""
-        event = getattr(self.contract.events, name)()
-        topic = bytes.fromhex(event.topic.removeprefix("0x"))
+    def events(self, name: str, from_block: int = 0) -> list[dict[str, Any]]:
+        """Every `name` event logged at or after `from_block`, in log order: its `args`, `blockNumber`,
+        `transactionHash` and `logIndex` (read through the chain's incremental log cache: only blocks
+        not read before are asked for)."""
+        event = self._events[name]
         with network_errors(self.chain.url or "the chain"):
             logs = self.chain.logs(self.address, from_block)
-        return [event.process_log(lg) for lg in logs if lg["topics"] and bytes(lg["topics"][0]) == topic]
+        return [
+            {
+                "event": name,
+                "args": event.decode(lg),
+                "blockNumber": int(lg["blockNumber"]),
+                "transactionHash": lg["transactionHash"],
+                "logIndex": int(lg["logIndex"]),
+            }
+            for lg in logs
+            if lg["topics"] and bytes(lg["topics"][0]) == event.topic
+        ]
 
     def winning_proposal(self, round_id: int, from_block: int = 0) -> Proposal:
         """Round `round_id`'s quorum proposal, from its Proposed event (logged at or after `from_block`)."""

@@ -108,7 +108,12 @@ def add_peer_commands(sub: Any) -> None:
     )
     state_dir_arg(p)
     p.add_argument("--state", type=Path, help="state directory (default: .fedchain-NAME beside the config)")
-    p.add_argument("--poll", type=positive_float, default=1.0, help="seconds between looks at the chain when idle")
+    p.add_argument(
+        "--poll",
+        type=positive_float,
+        default=1.0,
+        help="the longest wait in seconds between looks at the chain when idle (a new block sooner)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing config")
     p.set_defaults(func=cmd_node_init)
     p = node.add_parser("run", help="run the peer daemon until SIGINT/SIGTERM")

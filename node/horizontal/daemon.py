@@ -145,7 +145,10 @@ class Daemon:
             if now != waiting:
                 self._say(now)
                 waiting = now
-            self.stop.wait(self.cfg.poll_seconds)
+            try:  # look again at the next block, or after poll_seconds (a window can close without one)
+                fed.chain.wait_for_block(self.cfg.poll_seconds, self.stop)
+            except ChainUnreachable:  # the next step says so, and backs off
+                self.stop.wait(self.cfg.poll_seconds)
         peer.state.save()
         self._say("stopped")
         return 0

@@ -17,7 +17,7 @@ from node.horizontal.spec import EVALUATION, NodeSpec
 from node.store import Store, StoreError, fetch_verified
 from node.store.verified import ContentMismatch
 
-__all__ = ["Cache", "FetchedUpdate", "collect_updates", "evaluated_in", "fetch_update", "model_before"]
+__all__ = ["Cache", "FetchedUpdate", "collect_updates", "evaluated_in", "fetch_update", "model_before", "prefetch"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,32 @@ def collect_updates(
         return f
 
     return [screened(f) for f in fetched]
+
+
+def prefetch(
+    fed: FederationClient,
+    store: Store,
+    nspec: NodeSpec,
+    round_id: int,
+    from_block: int,
+    cache: Cache,
+    tried: set[tuple[int, str, bytes]],
+    workers: int = 8,
+) -> int:
+    """Fetch and check what round `round_id` (in its reveal phase) has revealed so far into `cache`, so
+    `collect_updates` finds it there when the round closes; how many contents were fetched.
+
+    Each content is tried once here (`tried` remembers it): one that cannot be had is left to
+    `collect_updates`, not waited on at every block.
+    """
+    for key in [k for k in tried if k[0] < round_id]:
+        tried.discard(key)
+    revealed = [(rv.member, rv.content_hash, rv.cid) for rv in fed.reveals([round_id], from_block)]
+    new = [t for t in revealed if (round_id, t[0], t[1]) not in tried]
+    if new:
+        tried.update((round_id, t[0], t[1]) for t in new)
+        _fetch_all(store, nspec, round_id, new, evaluated_in(fed, nspec, round_id), workers, cache)
+    return len(new)
 
 
 def model_before(fed: FederationClient, store: Store, nspec: NodeSpec, r: int) -> tuple[int, dict[str, IntArray]]:

@@ -26,7 +26,7 @@ from node.core.codec import MAX_ABS, IntArray, UpdateRejected, content_hash, enc
 from node.core.valuation import abstentions
 from node.errors import NodeError
 from node.events import EventKind, EventSink, StepEvent, Timings
-from node.horizontal.exchange import Cache, FetchedUpdate, collect_updates, evaluated_in, model_before
+from node.horizontal.exchange import Cache, FetchedUpdate, collect_updates, evaluated_in, model_before, prefetch
 from node.horizontal.outcome import Outcome, round_outcome
 from node.horizontal.spec import EVALUATION, NodeSpec, model_hash
 from node.horizontal.state import PeerState
@@ -71,6 +71,7 @@ class Peer:
         self.make_update: UpdateMaker = make_update or Peer.trained_update
         self.make_evaluation: EvaluationMaker = make_evaluation or (lambda _peer, _r, honest: honest)
         self._cache: Cache = {}  # contents fetched in the last rounds, by (member, content hash)
+        self._tried: set[tuple[int, str, bytes]] = set()  # contents prefetched (or tried) in the reveal phase
         self._results: dict[int, tuple[list[FetchedUpdate], Outcome]] = {}  # round -> what this peer computed
         self._proposals: dict[int, Proposal] = {}  # round -> what this peer votes for
         self.last_round: int | None = None  # commit to no round after it (the last one's vote then goes alone)
@@ -177,6 +178,9 @@ class Peer:
                 return self._commit(r, None)
             if phase == Phase.REVEAL and status == MemberStatus.COMMITTED and str(r) in self.state.commits:
                 return self._reveal(r, self._proposals.get(r - 1) if view.prev_finalizable else None)
+            if phase == Phase.REVEAL:  # waiting for the others' reveals: fetch those already in
+                with self._timed("fetch"):
+                    prefetch(self.fed, self.store, self.nspec, r, self._scan_from(r), self._cache, self._tried)
         except ContractRevert as exc:
             if exc.error_name in _RACES:
                 return StepEvent("idle", r)

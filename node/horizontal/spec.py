@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ class NodeSpec:
     def layout(self) -> Layout:
         return layout(self.model)
 
-    @property
+    @cached_property
     def max_update_bytes(self) -> int:
         return len(encode(initial_params(self.model)))
 
@@ -62,7 +63,15 @@ class NodeSpec:
 
     def content_bytes(self, evaluated: int) -> int:
         """The exact size of a member's round content (`content_layout(evaluated)`, encoded)."""
-        return len(encode({k: np.zeros(shape, dtype=np.int64) for k, shape in self.content_layout(evaluated).items()}))
+        sizes = self._content_bytes
+        if evaluated not in sizes:
+            layout_ = self.content_layout(evaluated)
+            sizes[evaluated] = len(encode({k: np.zeros(shape, dtype=np.int64) for k, shape in layout_.items()}))
+        return sizes[evaluated]
+
+    @cached_property
+    def _content_bytes(self) -> dict[int, int]:
+        return {}
 
     def flatten(self, params: Mapping[str, IntArray]) -> IntArray:
         """All parameters as one vector, in the model's order."""

@@ -11,6 +11,7 @@ generator seeded by the spec, which gives the same numbers on every platform.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -85,7 +86,13 @@ def build(spec: ModelSpec) -> torch.nn.Module:
 
 def layout(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape, in the model's order."""
-    return {name: tuple(t.shape) for name, t in build(spec).state_dict().items()}
+    return dict(_layout(spec))
+
+
+@functools.cache
+def _layout(spec: ModelSpec) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """`layout`, built once per model spec (building a torch module costs more than the rest of a lookup)."""
+    return tuple((name, tuple(t.shape)) for name, t in build(spec).state_dict().items())
 
 
 def initial_params(spec: ModelSpec) -> dict[str, IntArray]:

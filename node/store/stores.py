@@ -120,7 +120,7 @@ class KuboStore:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # 0.8.0a2 warns about Kubo newer than it knows
                 # Client() rather than connect(): connect() refuses daemons newer than 0.8.
-                self._client = ipfshttpclient.Client(api, timeout=timeout)
+                self._client = ipfshttpclient.Client(api, timeout=timeout, session=True)
         except Exception as exc:
             raise StoreError(f"cannot use the IPFS API at {api}: {exc}") from exc
         self._errors: tuple[type[BaseException], ...] = (ipfshttpclient.exceptions.Error, OSError)

@@ -16,7 +16,7 @@ from node.horizontal.peer import Peer
 from node.horizontal.spec import model_hash
 from node.horizontal.state import PeerState
 from node.sim.demo import play_round
-from node.store import raw_cid
+from node.store import Store, raw_cid
 from tests.e2e.embedded_peers import WINDOW, embedded_federation, kinds
 
 STAKE = 100 * TOKEN_UNIT  # the spec's default stake
@@ -273,3 +273,40 @@ def test_a_vote_is_for_the_model_every_voter_computes(sample_csv: Path, tmp_path
     stored = (f.store.root / vote.details["model_cid"]).read_bytes()
     assert stored == encode(expected)
     assert vote.details["model_hash"] == content_hash(stored).hex()
+
+
+class CountingStore:
+    """A store that remembers every CID it was asked for."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.gets: list[str] = []
+
+    def put(self, data: bytes) -> str:
+        return self.inner.put(data)
+
+    def get(self, cid: str, max_size: int) -> bytes:
+        self.gets.append(cid)
+        return self.inner.get(cid, max_size)
+
+
+def test_a_peer_fetches_each_update_while_the_others_reveal_and_once(sample_csv: Path, tmp_path: Path) -> None:
+    f = embedded_federation(sample_csv, tmp_path, 3)
+    fed, (p0, p1, p2) = f.fed, f.peers
+    counting = CountingStore(f.store)
+    p0.store = counting
+    assert kinds(f.step_all()) == ["committed"] * 3
+    r0, r1 = p0.step(), p1.step()
+    assert [r0.kind, r1.kind] == ["revealed", "revealed"]
+    cid1 = r1.details["cid"]
+    assert counting.gets == []
+    assert p0.step().kind == "idle"  # in the reveal phase with nothing to send: it fetches what is revealed
+    assert cid1 in counting.gets and len(counting.gets) == 2  # its own and p1's
+    assert p0.step().kind == "idle" and len(counting.gets) == 2  # nothing new revealed: nothing fetched
+    r2 = p2.step()
+    assert r2.kind == "revealed"
+    cid2 = r2.details["cid"]
+    assert fed.round(1).phase == Phase.VOTE
+    assert p0.step().kind == "committed"  # aggregates round 1 from what it prefetched, and fetches the rest
+    assert sorted(counting.gets) == sorted({*counting.gets}) and cid2 in counting.gets  # each content once
+    assert len(counting.gets) == 3
