@@ -23,10 +23,10 @@ from web3._utils.transactions import fill_transaction_defaults
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, ContractPanicError, TransactionNotFound
-from web3.types import TxParams, TxReceipt
+from web3.types import LogReceipt, TxParams, TxReceipt
 
+from .abi import Event, functions
 from .abi import events as abi_events
-from .abi import functions
 from .chain import Chain, network_errors
 from .contracts import artifact, decode_revert
 from .errors import ChainUnreachable, ContractRevert, DeploymentError, revert_class
@@ -170,6 +170,7 @@ class _ContractClient:
         self.address: str = self.contract.address
         self._functions = functions(abi)
         self._events = abi_events(abi)
+        self._decoded_logs: dict[tuple[bytes, int], dict[str, Any]] = {}
 
     def _call(self, name: str, *args: Any) -> Call:
         return Call(self.address, self._functions[name].encode(args))
@@ -309,17 +310,21 @@ class FederationClient(_ContractClient):
         event = self._events[name]
         with network_errors(self.chain.url or "the chain"):
             logs = self.chain.logs(self.address, from_block)
-        return [
-            {
-                "event": name,
-                "args": event.decode(lg),
-                "blockNumber": int(lg["blockNumber"]),
-                "transactionHash": lg["transactionHash"],
-                "logIndex": int(lg["logIndex"]),
+        return [self._decoded(event, lg) for lg in logs if lg["topics"] and bytes(lg["topics"][0]) == event.topic]
+
+    def _decoded(self, event: Event, log: LogReceipt) -> dict[str, Any]:
+        """`log` decoded as `event`, once (a peer reads a round's reveals at every step of its reveal phase)."""
+        key = (bytes(log["blockHash"]), int(log["logIndex"]))
+        found = self._decoded_logs.get(key)
+        if found is None:
+            found = self._decoded_logs[key] = {
+                "event": event.name,
+                "args": event.decode(log),
+                "blockNumber": int(log["blockNumber"]),
+                "transactionHash": log["transactionHash"],
+                "logIndex": int(log["logIndex"]),
             }
-            for lg in logs
-            if lg["topics"] and bytes(lg["topics"][0]) == event.topic
-        ]
+        return found
 
     def winning_proposal(self, round_id: int, from_block: int = 0) -> Proposal:
         """Round `round_id`'s quorum proposal, from its Proposed event (logged at or after `from_block`)."""
