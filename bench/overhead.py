@@ -3,7 +3,7 @@
 Starts anvil and three Kubo nodes in a private swarm, deploys a federation of
 N peers (the bundled Bank Marketing data split at random), and runs each peer
 in its own thread with its own RPC connection and IPFS client, stepping as the
-daemon does (`Peer.step`, then a short poll). Every peer trains once before
+daemon does (`Peer.step`, then a wait for the next block). Every peer trains once before
 the clock starts and then submits that update (made unique per round), so a
 round's wall time is pure coordination: adopt the last model, encode, publish
 to IPFS, commit, reveal, fetch and verify every update, aggregate, score,
@@ -12,7 +12,7 @@ publish the model, vote, finalize. The training time it saves is measured too.
 Anvil runs with automine (a block per transaction), 0.25 s blocks and 1 s
 blocks. Writes bench/results/overhead.md and overhead.json.
 
-    .venv/bin/python -m bench.overhead [--peers 5] [--rounds 5] [--poll 0.05]
+    .venv/bin/python -m bench.overhead [--peers 5 10] [--rounds 5] [--poll 1.0]
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--peers", type=int, nargs="+", default=[5])
+    parser.add_argument("--peers", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--poll", type=float, default=1.0, help="the longest a peer waits for a block after a step with nothing to do"
@@ -203,7 +203,8 @@ def main() -> int:
         "Produced by `make bench` (`python -m bench.overhead`).",
         "",
         f"Each peer is a thread with its own JSON-RPC connection and Kubo client (3 Kubo nodes in a private "
-        f"swarm), polling every {args.poll} s when it has nothing to do. Peers submit an update trained once "
+        f"swarm), waiting for the next block (a block filter), or at most {args.poll:g} s, when it has nothing to do, "
+        "as the daemon does. Peers submit an update trained once "
         f"beforehand, so the round time below is everything but local training. {args.rounds} rounds per row.",
         "",
     ]
@@ -239,7 +240,8 @@ def main() -> int:
     )
     lines += [
         "",
-        "`idle_step` is time in steps that found nothing to do (reading the chain while waiting for others); "
+        "`idle_step` is time in steps that found nothing to do (reading the chain at a new block while waiting for "
+        "others, and fetching what others revealed); "
         "`ipfs_put`/`ipfs_get` are parts of the commit, vote and adopt steps.",
         "",
     ]
