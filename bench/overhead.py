@@ -61,10 +61,10 @@ class TimedStore:
         finally:
             self.clock["ipfs_put"] += time.perf_counter() - t
 
-    def get(self, cid: str, max_size: int) -> bytes:
+    def get(self, cid: str, max_size: int, timeout: float | None = None) -> bytes:
         t = time.perf_counter()
         try:
-            return self.inner.get(cid, max_size)
+            return self.inner.get(cid, max_size, timeout)
         finally:
             self.clock["ipfs_get"] += time.perf_counter() - t
 

@@ -17,12 +17,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode, encode
+from eth_abi import decode
+from eth_abi.codec import ABICodec
 from eth_abi.grammar import ABIType, BasicType, TupleType, parse
 from eth_utils import keccak, to_checksum_address
 from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types, get_abi_output_types
+from web3._utils.abi import build_strict_registry
 
 __all__ = ["Event", "Function", "checksum", "events", "functions"]
+
+# As web3 encodes arguments: a bytes32 given fewer bytes, or a value out of its type's range, is refused.
+_STRICT = ABICodec(build_strict_registry())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -70,7 +75,7 @@ class Function:
         if len(args) != len(self.inputs):
             raise TypeError(f"{self.name} takes {len(self.inputs)} arguments, got {len(args)}")
         values = [_to_abi(parse(t), a) for t, a in zip(self.inputs, args, strict=True)]
-        return self.selector + encode(list(self.inputs), values)
+        return self.selector + _STRICT.encode(list(self.inputs), values)
 
     def decode(self, data: bytes) -> Any:
         """The call's result: its one value, or a tuple of them."""

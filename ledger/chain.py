@@ -33,7 +33,7 @@ from web3.types import BlockIdentifier, LogReceipt, RPCEndpoint, RPCResponse, We
 
 from .abi import checksum
 from .errors import ChainUnreachable, WrongChain
-from .transport import HttpTransport
+from .transport import HttpTransport, proxied
 
 __all__ = ["Chain", "connect", "embedded_chain", "network_errors"]
 
@@ -63,7 +63,10 @@ def network_errors(what: str = "the chain") -> Iterator[None]:
     try:
         yield
     except _NETWORK_ERRORS as exc:
-        raise ChainUnreachable(f"{what} did not answer: {type(exc).__name__}") from exc
+        reason = str(exc).splitlines()[0][:120] if str(exc) and isinstance(exc, ConnectionError) else ""
+        raise ChainUnreachable(
+            f"{what} did not answer: {type(exc).__name__}" + (f" ({reason})" if reason else "")
+        ) from exc
 
 
 @dataclass
@@ -140,11 +143,16 @@ class Chain:
             return False
         deadline = time.monotonic() + timeout
         while True:
-            with network_errors(self.url or "the chain"):
-                if self._blocks is None:
-                    self._blocks = _BlockWatch(self)
-                elif self._blocks.added():
-                    return True
+            try:
+                with network_errors(self.url or "the chain"):
+                    if self._blocks is None:
+                        self._blocks = _BlockWatch(self)
+                    elif self._blocks.added():
+                        return True
+            except Web3RPCError:  # the node refused (rate limit, a method turned off): just wait
+                self._blocks = None
+                stop.wait(max(0.0, deadline - time.monotonic()))
+                return False
             left = deadline - time.monotonic()
             if left <= 0 or stop.wait(min(every, left)):
                 return False
@@ -294,27 +302,27 @@ class Chain:
 
 class _BlockWatch:
     """Whether a block was added since the last look: a block filter, or the block number where the
-    node offers no filters."""
+    node offers none or stops answering one (a node restarted, or load-balanced over several: no
+    filter is made again, so a failing filter never turns waiting into stepping without a pause)."""
 
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
-        self.filter: str | None = None
         self.number = chain.block_number()
+        self.filter: str | None = None
         try:
             self.filter = str(chain._rpc("eth_newBlockFilter", []))
         except Web3RPCError:  # not offered (or not allowed): compare block numbers
             self.filter = None
 
     def added(self) -> bool:
-        if self.filter is None:
-            number = self.chain.block_number()
-            added, self.number = number > self.number, number
-            return added
-        try:
-            return bool(self.chain._rpc("eth_getFilterChanges", [self.filter]))
-        except Web3RPCError:  # the node dropped the filter (restarted, or idle too long): a new one
-            self.filter = str(self.chain._rpc("eth_newBlockFilter", []))
-            return True  # blocks may have been added meanwhile: look
+        if self.filter is not None:
+            try:
+                return bool(self.chain._rpc("eth_getFilterChanges", [self.filter]))
+            except Web3RPCError:  # the node forgot the filter: block numbers from now on
+                self.filter = None
+        number = self.chain.block_number()
+        added, self.number = number != self.number, number
+        return added
 
 
 class _HTTPProvider(HTTPProvider):
@@ -324,13 +332,15 @@ class _HTTPProvider(HTTPProvider):
     def __init__(self, url: str, timeout: float) -> None:
         super().__init__(url, request_kwargs={"timeout": timeout})
         self.requests: Counter[str] = Counter()
-        self._transport = HttpTransport(url, timeout)
+        self._transport = None if proxied(url) else HttpTransport(url, timeout)
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         self.requests[method] += 1
         return super().make_request(method, params)
 
     def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        if self._transport is None:  # behind a proxy: requests knows how
+            return super()._make_request(method, request_data)
         return self._transport.post(request_data)
 
 

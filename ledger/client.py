@@ -317,6 +317,8 @@ class FederationClient(_ContractClient):
         key = (bytes(log["blockHash"]), int(log["logIndex"]))
         found = self._decoded_logs.get(key)
         if found is None:
+            if len(self._decoded_logs) >= 100_000:  # a long-running daemon: start over rather than grow
+                self._decoded_logs.clear()
             found = self._decoded_logs[key] = {
                 "event": event.name,
                 "args": event.decode(log),

@@ -41,19 +41,26 @@ class FetchedUpdate:
 
 
 Revealed = tuple[str, bytes, str]  # member, content hash, CID
+PREFETCH_TIMEOUT = 3.0  # seconds a prefetch waits for one content (the round's close waits the store's own)
 # (round, member, content hash) -> what it gave. The round is in the key: a content's layout (the length
 # of its evaluation) depends on its round, so the same bytes revealed in two rounds are checked twice.
 Cache = dict[tuple[int, str, bytes], FetchedUpdate]
 
 
 def fetch_update(
-    store: Store, nspec: NodeSpec, member: str, expected: bytes, cid: str, evaluated: int = 0
+    store: Store,
+    nspec: NodeSpec,
+    member: str,
+    expected: bytes,
+    cid: str,
+    evaluated: int = 0,
+    timeout: float | None = None,
 ) -> FetchedUpdate:
     """Fetch and check one member's content (its update and, if scoring by evaluation, its vector
     evaluating `evaluated` members); a failure becomes a rejection, never an exception."""
     layout = nspec.content_layout(evaluated)
     try:
-        content = fetch_verified(store, cid, expected, layout, nspec.content_bytes(evaluated))
+        content = fetch_verified(store, cid, expected, layout, nspec.content_bytes(evaluated), timeout)
     except StoreError as exc:
         return FetchedUpdate(member, expected, cid, None, f"unavailable: {exc}")
     except ContentMismatch as exc:
@@ -79,13 +86,14 @@ def _fetch_all(
     evaluated: int,
     workers: int,
     cache: Cache | None,
+    timeout: float | None = None,
 ) -> list[FetchedUpdate]:
     """Round `round_id`'s revealed contents, from `cache` when it holds them; what is fetched goes into it
     (outages aside), and rounds before the previous one leave it."""
     known: Cache = {} if cache is None else cache
     missing = [t for t in revealed if (round_id, t[0], t[1]) not in known]
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
-        fetched = list(pool.map(lambda t: fetch_update(store, nspec, t[0], t[1], t[2], evaluated), missing))
+        fetched = list(pool.map(lambda t: fetch_update(store, nspec, t[0], t[1], t[2], evaluated, timeout), missing))
     fresh = {(round_id, t[0], t[1]): f for t, f in zip(missing, fetched, strict=True)}
     out = [fresh.get((round_id, m, h)) or known[(round_id, m, h)] for m, h, _ in revealed]
     if cache is not None:
@@ -150,8 +158,9 @@ def prefetch(
     """Fetch and check what round `round_id` (in its reveal phase) has revealed so far into `cache`, so
     `collect_updates` finds it there when the round closes; how many contents were fetched.
 
-    Each content is tried once here (`tried` remembers it): one that cannot be had is left to
-    `collect_updates`, not waited on at every block.
+    Each content is tried once here (`tried` remembers it), for at most PREFETCH_TIMEOUT
+    seconds: one that cannot be had is left to `collect_updates`, so a member revealing what
+    it does not serve costs a waiting peer at most that much more.
     """
     for key in [k for k in tried if k[0] < round_id]:
         tried.discard(key)
@@ -159,7 +168,8 @@ def prefetch(
     new = [t for t in revealed if (round_id, t[0], t[1]) not in tried]
     if new:
         tried.update((round_id, t[0], t[1]) for t in new)
-        _fetch_all(store, nspec, round_id, new, evaluated_in(fed, nspec, round_id), workers, cache)
+        evaluated = evaluated_in(fed, nspec, round_id)
+        _fetch_all(store, nspec, round_id, new, evaluated, workers, cache, PREFETCH_TIMEOUT)
     return len(new)
 
 

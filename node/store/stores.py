@@ -40,8 +40,9 @@ class Store(Protocol):
         """Store (and pin) non-empty `data`; returns its CID."""
         ...
 
-    def get(self, cid: str, max_size: int) -> bytes:
-        """The bytes behind `cid`, at most `max_size` of them (else StoreError)."""
+    def get(self, cid: str, max_size: int, timeout: float | None = None) -> bytes:
+        """The bytes behind `cid`, at most `max_size` of them (else StoreError); `timeout` seconds at most
+        where fetching can wait on the network (None: the store's own)."""
         ...
 
 
@@ -78,7 +79,7 @@ class EmbeddedStore:
             write_atomic(path, data, fsync=False)  # content-addressed: a torn write is caught by its hash
         return cid
 
-    def get(self, cid: str, max_size: int) -> bytes:
+    def get(self, cid: str, max_size: int, timeout: float | None = None) -> bytes:
         _check_cid(cid)
         path = self.root / cid
         try:
@@ -115,7 +116,7 @@ class KuboStore:
             category=FutureWarning,
             module="urllib3.poolmanager",
         )
-        self.api = api
+        self.api, self.timeout = api, timeout
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # 0.8.0a2 warns about Kubo newer than it knows
@@ -141,12 +142,12 @@ class KuboStore:
             raise StoreError(f"IPFS add failed at {self.api}: {exc}") from exc
         return str(added["Hash"])
 
-    def get(self, cid: str, max_size: int) -> bytes:
+    def get(self, cid: str, max_size: int, timeout: float | None = None) -> bytes:
         _check_cid(cid)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                data = bytes(self._client.cat(cid, length=max_size + 1))
+                data = bytes(self._client.cat(cid, length=max_size + 1, timeout=timeout or self.timeout))
         except self._errors as exc:
             raise StoreError(f"IPFS cat {cid} failed at {self.api}: {exc}") from exc
         if len(data) > max_size:

@@ -18,14 +18,16 @@ class ContentMismatch(UpdateRejected):
     """Fetched bytes that do not hash to what the chain holds."""
 
 
-def fetch_verified(store: Store, cid: str, expected_hash: bytes, layout: Layout, max_size: int) -> dict[str, IntArray]:
+def fetch_verified(
+    store: Store, cid: str, expected_hash: bytes, layout: Layout, max_size: int, timeout: float | None = None
+) -> dict[str, IntArray]:
     """The parameters stored at `cid`, if they hash to `expected_hash` and decode against `layout`.
 
     Raises `StoreError` if the store cannot deliver at most `max_size` bytes, and
     `ContentMismatch` if the bytes do not hash to `expected_hash`, `UpdateRejected` if
     they are malformed or not in the canonical encoding (one update, one hash).
     """
-    data = store.get(cid, max_size)
+    data = store.get(cid, max_size) if timeout is None else store.get(cid, max_size, timeout=timeout)
     if content_hash(data) != expected_hash:
         raise ContentMismatch("content does not match its on-chain hash")
     return decode(data, layout, canonical=True)

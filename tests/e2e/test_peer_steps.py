@@ -285,9 +285,9 @@ class CountingStore:
     def put(self, data: bytes) -> str:
         return self.inner.put(data)
 
-    def get(self, cid: str, max_size: int) -> bytes:
+    def get(self, cid: str, max_size: int, timeout: float | None = None) -> bytes:
         self.gets.append(cid)
-        return self.inner.get(cid, max_size)
+        return self.inner.get(cid, max_size, timeout)
 
 
 def test_a_peer_fetches_each_update_while_the_others_reveal_and_once(sample_csv: Path, tmp_path: Path) -> None:
