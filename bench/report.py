@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PLOTS = RESULTS / "plots"
 OUT = ROOT / "BENCHMARKS.md"
 TWO_CP_MID = sum(TWO_CP) // 2
-NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed", "rewards")
+NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed", "rewards", "psi")
 
 
 def load(stem: str) -> dict[str, Any]:
@@ -306,6 +306,23 @@ def _speed_lines(speed: dict[str, Any]) -> list[str]:
     ]
 
 
+def _psi_lines(psi: dict[str, Any]) -> list[str]:
+    return table(
+        ["ids per party", "intersection", "CPU s", "ids / s / core", f"target ({psi['target']:,})", "peak MB"],
+        [
+            [
+                f"{r['ids_per_party']:,}",
+                f"{r['intersection']:,}",
+                f"{r['cpu_seconds']:.1f}",
+                f"{r['ids_per_second_per_core']:,}",
+                "met" if r["ids_per_second_per_core"] >= psi["target"] else "NOT met",
+                str(r["peak_rss_mb"]),
+            ]
+            for r in psi["runs"]
+        ],
+    )
+
+
 def main() -> int:
     docs = {stem: load(stem) for stem in NEEDED}
     acc, timing, gas, scale = docs["accuracy"], docs["timing"], docs["gas"], docs["scale"]
@@ -412,6 +429,12 @@ def main() -> int:
         _stamp(docs["rewards"]) + " Details: [bench/results/rewards.md](bench/results/rewards.md).",
         "",
         *_value_lines(docs["rewards"]),
+        "",
+        "## Private set intersection (vertical federation's row alignment)",
+        "",
+        _stamp(docs["psi"]) + " Details: [bench/results/psi.md](bench/results/psi.md).",
+        "",
+        *_psi_lines(docs["psi"]),
         "",
     ]
     OUT.write_text("\n".join(lines))

@@ -1,0 +1,230 @@
+"""ECDH private set intersection over the prime-order subgroup of edwards25519 (libsodium, via PyNaCl).
+
+Two parties, A with ids X and B with ids Y, each hold a fresh secret scalar for
+the task (a, b). Each id is hashed to the group, domain-separated by the task
+(`task_tag`): H(x) = from_uniform(SHA-512(DOMAIN | tag | x)[:32]), a point in
+the prime-order subgroup (Elligator 2, cofactor cleared, by libsodium).
+
+1. A sends a*H(x) for every x, sorted by value (not in its row order); B sends
+   b*H(y) likewise.
+2. Each multiplies what it received by its own secret and sends it back in the
+   order received: A gets ab*H(x) for its own x, B gets ab*H(y) for its own y.
+3. Each computes ab*H(.) of the other's ids itself (its secret times the
+   other's step-1 points) and matches: an own id is shared exactly when its
+   ab-value is among the other's.
+
+Each side learns the intersection and the other's set size; under the
+decisional Diffie-Hellman assumption the points of an id it does not hold
+look random to it. Every point received is checked to be a canonical
+encoding of a point in the prime-order subgroup (`crypto_core_ed25519_is_valid_point`)
+before it is used, a list is refused if it repeats a point (ids are unique on
+both sides, so a repeat is an attack or a bug), and a message is refused if it
+is longer than the sender's announced set. No curve arithmetic is written
+here: hashing to the group, scalar multiplication and point validation are
+libsodium's.
+
+After the intersection the task owner hands out random sample ids
+(`Alignment`): the rows are indexed by those, never by the match keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import struct
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from nacl.bindings import (
+    crypto_core_ed25519_from_uniform,
+    crypto_core_ed25519_is_valid_point,
+    crypto_core_ed25519_scalar_reduce,
+    crypto_scalarmult_ed25519_noclamp,
+)
+
+from node.errors import NodeError
+
+__all__ = [
+    "DOMAIN",
+    "Alignment",
+    "PsiError",
+    "align_in_memory",
+    "PsiParty",
+    "decode_points",
+    "encode_points",
+    "hash_to_group",
+    "task_tag",
+]
+
+DOMAIN = b"fedchain/psi/v1/edwards25519/elligator2"
+POINT = 32
+SAMPLE_ID = 16
+_MAGIC = b"FCPSI1\x00\x00"  # 8 bytes, then the count (uint32, big-endian), then the points
+_HEADER = struct.Struct(">8sI")
+
+
+class PsiError(NodeError):
+    """A PSI input or message that cannot be used (one line, says what and how much)."""
+
+
+def task_tag(chain_id: int, contract: str, task_id: int) -> bytes:
+    """What separates one task's hash-to-group from every other task's: chain, contract and task."""
+    return hashlib.sha256(b"%d|%s|%d" % (chain_id, contract.lower().encode(), task_id)).digest()
+
+
+def hash_to_group(tag: bytes, key: str) -> bytes:
+    """`key` as a point of the prime-order group, for task `tag` (never sent: only its multiples are)."""
+    digest = hashlib.sha512(DOMAIN + b"|" + tag + b"|" + key.encode()).digest()
+    return bytes(crypto_core_ed25519_from_uniform(digest[:32]))
+
+
+def _fresh_scalar() -> bytes:
+    """A uniform nonzero scalar mod the group order, from 64 random bytes (reduced by libsodium)."""
+    while True:
+        s = bytes(crypto_core_ed25519_scalar_reduce(secrets.token_bytes(64)))
+        if any(s):
+            return s
+
+
+def encode_points(points: Sequence[bytes]) -> bytes:
+    """A list of points as sent between parties: magic, count, then 32 bytes each."""
+    return _HEADER.pack(_MAGIC, len(points)) + b"".join(points)
+
+
+def decode_points(data: bytes, expected: int, what: str) -> list[bytes]:
+    """The `expected` points in `data` (a peer's message: untrusted), each checked, none repeated."""
+    if len(data) < _HEADER.size:
+        raise PsiError(f"{what}: {len(data)} bytes, not a PSI message")
+    magic, count = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise PsiError(f"{what}: not a PSI message (bad magic)")
+    if count != expected:
+        raise PsiError(f"{what}: {count} points, expected {expected}")
+    if len(data) != _HEADER.size + POINT * count:
+        raise PsiError(f"{what}: {len(data)} bytes for {count} points")
+    points = [data[_HEADER.size + POINT * i : _HEADER.size + POINT * (i + 1)] for i in range(count)]
+    for i, p in enumerate(points):
+        if not crypto_core_ed25519_is_valid_point(p):
+            raise PsiError(f"{what}: point {i} is not in the prime-order group")
+    if len(set(points)) != count:
+        raise PsiError(f"{what}: {count - len(set(points))} repeated points")
+    return points
+
+
+@dataclass
+class PsiParty:
+    """One side of a two-party PSI: its ids (one per row, unique), the task's tag, a fresh secret."""
+
+    ids: Sequence[str]
+    tag: bytes
+    _secret: bytes = field(default_factory=_fresh_scalar, repr=False)
+    _order: list[int] = field(default_factory=list, repr=False)  # the rows in the order sent
+
+    def __post_init__(self) -> None:
+        if not self.ids:
+            raise PsiError("no ids to intersect")
+        repeated = sorted(k for k, n in Counter(self.ids).items() if n > 1)
+        if repeated:
+            raise PsiError(f"{len(repeated)} ids appear more than once (e.g. {repeated[0]!r}); ids must be unique")
+
+    def _times_secret(self, point: bytes) -> bytes:
+        return bytes(crypto_scalarmult_ed25519_noclamp(self._secret, point))
+
+    def blinded(self) -> bytes:
+        """Step 1: every id hashed to the group, times this party's secret, sorted by value."""
+        points = [self._times_secret(hash_to_group(self.tag, k)) for k in self.ids]
+        self._order = sorted(range(len(points)), key=points.__getitem__)
+        return encode_points([points[i] for i in self._order])
+
+    def reblind(self, theirs: bytes, their_count: int) -> tuple[bytes, list[bytes]]:
+        """Step 2: the other's step-1 points times this party's secret, in the order received (to send
+        back), and the same as a list (the other's ids' double-blinded values, for matching)."""
+        points = [self._times_secret(p) for p in decode_points(theirs, their_count, "the other party's set")]
+        return encode_points(points), points
+
+    def intersect(self, mine_back: bytes, theirs_double: Sequence[bytes]) -> dict[int, bytes]:
+        """Step 3: this party's rows in the intersection, each with its double-blinded value (the key
+        both parties share for the row), from its own points sent back re-blinded by the other."""
+        if not self._order:
+            raise PsiError("blinded() must be sent before intersecting")
+        back = decode_points(mine_back, len(self._order), "our set, re-blinded by the other party")
+        shared = set(theirs_double)
+        return {self._order[i]: p for i, p in enumerate(back) if p in shared}
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The aligned rows: sample id -> row, for one party. Sample ids are random (chosen by the task
+    owner), in the order the owner lists them; they index the training batches, never a match key."""
+
+    rows: dict[bytes, int]
+
+    @staticmethod
+    def choose(owner_rows: Sequence[int]) -> list[bytes]:
+        """The owner's random sample ids, one per aligned row, in a random order."""
+        ids = [secrets.token_bytes(SAMPLE_ID) for _ in owner_rows]
+        if len(set(ids)) != len(ids):  # 128 random bits: never in practice, but never silently
+            raise PsiError("sample ids collided; run the alignment again")
+        return ids
+
+    @staticmethod
+    def message(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
+        """What the owner sends a party: (double-blinded value, sample id) per aligned row, sorted by
+        value (the party holds the same value for its own row)."""
+        ordered = sorted(pairs)
+        return encode_points([v for v, _ in ordered]) + b"".join(s for _, s in ordered)
+
+    @classmethod
+    def receive(cls, data: bytes, count: int, mine: dict[int, bytes]) -> Alignment:
+        """A party's aligned rows from the owner's message, checked against its own intersection."""
+        points_len = _HEADER.size + POINT * count
+        values = decode_points(data[:points_len], count, "the alignment")
+        tail = data[points_len:]
+        if len(tail) != SAMPLE_ID * count:
+            raise PsiError(f"the alignment: {len(tail)} bytes of sample ids for {count} rows")
+        sample_ids = [tail[SAMPLE_ID * i : SAMPLE_ID * (i + 1)] for i in range(count)]
+        if len(set(sample_ids)) != count:
+            raise PsiError("the alignment repeats a sample id")
+        row_of = {v: row for row, v in mine.items()}
+        unknown = sum(v not in row_of for v in values)
+        if unknown:
+            raise PsiError(f"the alignment names {unknown} rows outside our intersection with the owner")
+        return cls({s: row_of[v] for v, s in zip(values, sample_ids, strict=True)})
+
+
+def align_in_memory(
+    owner_ids: Sequence[str], parties: Mapping[str, Sequence[str]], tag: bytes, minimum: int = 1
+) -> tuple[dict[str, Alignment], dict[str, list[bytes]]]:
+    """A task's PSI and alignment with every message passed in this process (the demo, tests,
+    benchmarks; the daemons pass the same bytes through IPFS): each party's `Alignment` (the owner's
+    under "owner") and every message each party received, in order.
+
+    The owner runs a two-party PSI with each feature party, with a fresh secret for each pair; the
+    aligned rows are the owner's rows in every intersection; a party learns which of its rows are
+    aligned and their sample ids, nothing about the owner's or the other parties' other customers.
+    """
+    received: dict[str, list[bytes]] = {"owner": [], **{name: [] for name in parties}}
+    pairwise: dict[str, dict[int, bytes]] = {}  # party -> the owner's rows shared with it -> their pair value
+    theirs: dict[str, tuple[PsiParty, dict[int, bytes]]] = {}  # party -> its side, its shared rows
+    for name, ids in parties.items():
+        owner, party = PsiParty(owner_ids, tag), PsiParty(ids, tag)
+        from_owner, from_party = owner.blinded(), party.blinded()
+        received[name].append(from_owner)
+        received["owner"].append(from_party)
+        to_owner, owner_double = party.reblind(from_owner, len(owner_ids))
+        to_party, party_double = owner.reblind(from_party, len(ids))
+        received["owner"].append(to_owner)
+        received[name].append(to_party)
+        pairwise[name] = owner.intersect(to_owner, party_double)
+        theirs[name] = (party, party.intersect(to_party, owner_double))
+    rows = sorted(set.intersection(*(set(v) for v in pairwise.values())) if pairwise else set())
+    if len(rows) < minimum:
+        raise PsiError(f"the parties share {len(rows)} customers, below the task's minimum of {minimum}")
+    sample_ids = Alignment.choose(rows)
+    out = {"owner": Alignment(dict(zip(sample_ids, rows, strict=True)))}
+    for name, (_party, shared) in theirs.items():
+        message = Alignment.message([(pairwise[name][r], s) for r, s in zip(rows, sample_ids, strict=True)])
+        received[name].append(message)
+        out[name] = Alignment.receive(message, len(rows), shared)
+    return out, received
