@@ -154,9 +154,9 @@ def prefetch(
     cache: Cache,
     tried: set[tuple[int, str, bytes]],
     workers: int = 8,
-) -> int:
+) -> None:
     """Fetch and check what round `round_id` (in its reveal phase) has revealed so far into `cache`, so
-    `collect_updates` finds it there when the round closes; how many contents were fetched.
+    `collect_updates` finds it there when the round closes.
 
     Each content is tried once here (`tried` remembers it), for at most PREFETCH_TIMEOUT
     seconds: one that cannot be had is left to `collect_updates`, so a member revealing what
@@ -170,7 +170,6 @@ def prefetch(
         tried.update((round_id, t[0], t[1]) for t in new)
         evaluated = evaluated_in(fed, nspec, round_id)
         _fetch_all(store, nspec, round_id, new, evaluated, workers, cache, PREFETCH_TIMEOUT)
-    return len(new)
 
 
 def model_before(fed: FederationClient, store: Store, nspec: NodeSpec, r: int) -> tuple[int, dict[str, IntArray]]:
