@@ -34,6 +34,7 @@ from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, Reveal
 
 __all__ = [
     "Call",
+    "ContractClient",
     "FederationClient",
     "TokenClient",
     "commitment",
@@ -161,7 +162,7 @@ def _receipt(chain: Chain, tx_hash: HexBytes, timeout: float = 120.0) -> TxRecei
             pause = min(0.5, pause * 2)
 
 
-class _ContractClient:
+class ContractClient:
     """A deployed contract: views and transactions, with network failures mapped at one call."""
 
     def __init__(self, chain: Chain, address: str, abi: list[dict[str, Any]]) -> None:
@@ -195,13 +196,38 @@ class _ContractClient:
     def _send(self, signer: LocalAccount, name: str, *args: Any) -> TxReceipt:
         return send(self.chain, self._call(name, *args), signer, self._gas)
 
+    def events(self, name: str, from_block: int = 0) -> list[dict[str, Any]]:
+        """Every `name` event logged at or after `from_block`, in log order: its `args`, `blockNumber`,
+        `transactionHash` and `logIndex` (read through the chain's incremental log cache: only blocks
+        not read before are asked for)."""
+        event = self._events[name]
+        with network_errors(self.chain.url or "the chain"):
+            logs = self.chain.logs(self.address, from_block)
+        return [self._decoded(event, lg) for lg in logs if lg["topics"] and bytes(lg["topics"][0]) == event.topic]
+
+    def _decoded(self, event: Event, log: LogReceipt) -> dict[str, Any]:
+        """`log` decoded as `event`, once (a peer reads a round's reveals at every step of its reveal phase)."""
+        key = (bytes(log["blockHash"]), int(log["logIndex"]))
+        found = self._decoded_logs.get(key)
+        if found is None:
+            if len(self._decoded_logs) >= 100_000:  # a long-running daemon: start over rather than grow
+                self._decoded_logs.clear()
+            found = self._decoded_logs[key] = {
+                "event": event.name,
+                "args": event.decode(log),
+                "blockNumber": int(log["blockNumber"]),
+                "transactionHash": log["transactionHash"],
+                "logIndex": int(log["logIndex"]),
+            }
+        return found
+
     @property
     def _gas(self) -> int | None:
         """A gas limit that covers every call of this contract (None: estimate each)."""
         return None
 
 
-class TokenClient(_ContractClient):
+class TokenClient(ContractClient):
     """The ERC-20 reward token."""
 
     def __init__(self, chain: Chain, address: str) -> None:
@@ -220,7 +246,7 @@ class TokenClient(_ContractClient):
         return self._send(signer, "transfer", to, amount)
 
 
-class FederationClient(_ContractClient):
+class FederationClient(ContractClient):
     """Every call of the Federation contract, typed."""
 
     def __init__(self, chain: Chain, address: str, abi: list[dict[str, Any]] | None = None) -> None:
@@ -302,31 +328,6 @@ class FederationClient(_ContractClient):
         """Finalize on the winning proposal (read from its Proposed event, from `from_block` on, unless given)."""
         p = proposal or self.winning_proposal(round_id, from_block)
         return self._send(signer, "finalize", round_id, p.model_hash, p.model_cid, list(p.scores))
-
-    def events(self, name: str, from_block: int = 0) -> list[dict[str, Any]]:
-        """Every `name` event logged at or after `from_block`, in log order: its `args`, `blockNumber`,
-        `transactionHash` and `logIndex` (read through the chain's incremental log cache: only blocks
-        not read before are asked for)."""
-        event = self._events[name]
-        with network_errors(self.chain.url or "the chain"):
-            logs = self.chain.logs(self.address, from_block)
-        return [self._decoded(event, lg) for lg in logs if lg["topics"] and bytes(lg["topics"][0]) == event.topic]
-
-    def _decoded(self, event: Event, log: LogReceipt) -> dict[str, Any]:
-        """`log` decoded as `event`, once (a peer reads a round's reveals at every step of its reveal phase)."""
-        key = (bytes(log["blockHash"]), int(log["logIndex"]))
-        found = self._decoded_logs.get(key)
-        if found is None:
-            if len(self._decoded_logs) >= 100_000:  # a long-running daemon: start over rather than grow
-                self._decoded_logs.clear()
-            found = self._decoded_logs[key] = {
-                "event": event.name,
-                "args": event.decode(log),
-                "blockNumber": int(log["blockNumber"]),
-                "transactionHash": log["transactionHash"],
-                "logIndex": int(log["logIndex"]),
-            }
-        return found
 
     def winning_proposal(self, round_id: int, from_block: int = 0) -> Proposal:
         """Round `round_id`'s quorum proposal, from its Proposed event (logged at or after `from_block`)."""

@@ -23,7 +23,7 @@ __all__ = ["ARTIFACTS_DIR", "CONTRACTS", "CONTRACTS_DIR", "compile_sources", "st
 
 CONTRACTS_DIR = REPO_ROOT / "contracts"
 OZ_DIR = REPO_ROOT / "scripts" / "toolchain" / "node_modules"
-CONTRACTS = ("Federation", "RewardToken")
+CONTRACTS = ("Federation", "RewardToken", "VerticalTask")
 EVM_VERSION = "cancun"
 SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 200},

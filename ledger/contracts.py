@@ -52,7 +52,7 @@ def artifact(name: str) -> dict[str, Any]:
 @cache
 def _error_table() -> dict[bytes, tuple[str, list[tuple[str, str]], str]]:
     table: dict[bytes, tuple[str, list[tuple[str, str]], str]] = {}
-    for name in ("Federation", "RewardToken"):
+    for name in ("Federation", "RewardToken", "VerticalTask"):
         art = artifact(name)
         notices = art.get("userdoc", {}).get("errors", {})
         for item in art["abi"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,77 @@ from node.sim.attacks import FREE_RIDES, POISONS
 __all__ = ["add_demo_command"]
 
 
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        if not args.json:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    return say
+
+
+def _party(text: str) -> tuple[str, tuple[str, ...]]:
+    """NAME=col1,col2,... as given to --party."""
+    name, sep, columns = text.partition("=")
+    cols = tuple(c.strip() for c in columns.split(",") if c.strip())
+    if not sep or not name.strip() or not cols:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=col1,col2,...")
+    return name.strip(), cols
+
+
+def _silent(text: str) -> tuple[str, int]:
+    """NAME:EPOCH as given to --silent."""
+    name, sep, epoch = text.rpartition(":")
+    if not sep or not name or not epoch.isdigit() or int(epoch) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:EPOCH (the first epoch it misses, from 1)")
+    return name, int(epoch)
+
+
+_HORIZONTAL_ONLY = ("split_by", "peers", "dirichlet", "poisoners", "free_riders", "liars")
+
+
+def cmd_vertical(args: argparse.Namespace) -> int:
+    from node.sim.vertical import BANK_PARTIES, VerticalConfig, run_vertical_demo
+
+    used = [f"--{k.replace('_', '-')}" for k in _HORIZONTAL_ONLY if getattr(args, k)]
+    if used:
+        raise NodeError(f"{', '.join(used)}: horizontal options, not for --vertical")
+    if args.devnet:
+        raise NodeError("--vertical runs on the embedded default only for now (no --devnet yet)")
+    default = args.data is None
+    if not default and (args.target is None or args.positive is None or len(args.party) < 2):
+        raise NodeError("with --data, give --target COLUMN, --positive VALUE and --party NAME=cols at least twice")
+    parties = tuple(args.party) if args.party else BANK_PARTIES
+    names = {n for n, _ in parties}
+    for name, _ in args.silent:
+        if name not in names or name == parties[0][0]:
+            raise NodeError(f"--silent {name}: not a feature party (the parties: {', '.join(sorted(names))})")
+    cfg = VerticalConfig(
+        data=args.data or DEFAULT_DATA,
+        target=args.target or "y",
+        positive=args.positive or "yes",
+        parties=parties,
+        id_column=args.id,
+        overlap=args.overlap,
+        rounds=args.rounds,
+        model=args.model,
+        seed=args.seed,
+        silent=dict(args.silent),
+    )
+    doc = run_vertical_demo(cfg, out=_say(args))
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from node.sim.companies import DemoConfig
 
+    if args.vertical:
+        return cmd_vertical(args)
+    used = [f"--{k}" for k in ("party", "id", "silent") if getattr(args, k)]
+    if used or (args.overlap is not None and args.overlap != 0.8):
+        raise NodeError(f"{', '.join(used) or '--overlap'}: vertical options, give --vertical too")
     default = args.data is None
     cfg = DemoConfig(
         data=args.data or DEFAULT_DATA,
@@ -49,11 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not default and (args.target is None or args.positive is None):
         raise NodeError("with --data, give --target COLUMN and --positive VALUE")
 
-    def say(line: str) -> None:
-        if not args.json:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
+    say = _say(args)
     if args.devnet:
         from node.sim.devnet import run_devnet_demo
 
@@ -98,5 +163,35 @@ def add_demo_command(sub: Any) -> None:
     )
     p.add_argument("--liars", type=at_least(0), default=0, help="companies that collude in their evaluations")
     p.add_argument("--devnet", action="store_true", help="anvil + Kubo nodes, one peer process each")
+    v = p.add_argument_group("cross-domain (vertical) federation")
+    v.add_argument(
+        "--vertical",
+        action="store_true",
+        help="parties hold different columns of the same customers (default data: a campaign owner, "
+        "a demographics party and a finance party)",
+    )
+    v.add_argument(
+        "--party",
+        type=_party,
+        action="append",
+        default=[],
+        metavar="NAME=COLS",
+        help="a party and its columns (comma separated); the first is the task owner, which holds the labels",
+    )
+    v.add_argument("--id", help="the column that identifies a customer (default: a random id per row)")
+    v.add_argument(
+        "--overlap",
+        type=positive_float,
+        default=0.8,
+        help="the share of the customers each party holds, at random (default 0.8)",
+    )
+    v.add_argument(
+        "--silent",
+        type=_silent,
+        action="append",
+        default=[],
+        metavar="NAME:EPOCH",
+        help="a feature party that stops answering from that epoch (it is timed out and slashed)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
     p.set_defaults(func=cmd_demo)

@@ -25,7 +25,7 @@ import csv
 import gzip
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,16 @@ import numpy.typing as npt
 
 from node.errors import NodeError
 
-__all__ = ["DataError", "Dataset", "Schema", "infer_schema", "load_csv", "read_rows"]
+__all__ = [
+    "DataError",
+    "Dataset",
+    "Schema",
+    "encode_features",
+    "encode_labels",
+    "infer_schema",
+    "load_csv",
+    "read_rows",
+]
 
 _TRUE = {"1", "true", "yes", "y", "t"}
 
@@ -159,6 +168,29 @@ def load_csv(path: Path, schema: Schema) -> Dataset:
     missing_cols = [c for c in needed if c not in col]
     if missing_cols:
         raise DataError(f"{path}: missing column(s) {missing_cols}; the file has {header}")
+    x, missing, unknown = encode_features(path, col, rows, schema)
+    y = encode_labels(path, [r[col[schema.target]] for r in rows], schema.target, schema.positive)
+    return Dataset(x, y, dict(missing), dict(unknown), str(path))
+
+
+def encode_labels(path: Path, cells: Sequence[str], target: str, positive: str) -> npt.NDArray[np.float32]:
+    """The 0/1 labels of the `target` column's `cells`; an empty label or a single class raises DataError."""
+    for i, cell in enumerate(cells):
+        if _missing(cell.strip()):
+            raise DataError(f"{path}, row {i + 2}, column {target!r}: the label is empty")
+    y = np.array([_label(c, positive) for c in cells], dtype=np.float32)
+    if y.min() == y.max():
+        _check_positive(path, target, positive, cells)
+        seen = sorted({c.strip() for c in cells})[:5]
+        raise DataError(f"{path}, column {target!r}: only one class (positive = {positive!r}; values seen: {seen})")
+    return y
+
+
+def encode_features(
+    path: Path, col: Mapping[str, int], rows: Sequence[Sequence[str]], schema: Schema
+) -> tuple[npt.NDArray[np.float32], Counter[str], Counter[str]]:
+    """The feature matrix of `rows` (cells by `col`umn index) under `schema`, with the missing and
+    unknown-category counts per column; a bad cell raises DataError naming `path`, row and column."""
     x = np.zeros((len(rows), schema.n_features), dtype=np.float32)
     missing: Counter[str] = Counter()
     unknown: Counter[str] = Counter()
@@ -188,18 +220,7 @@ def load_csv(path: Path, schema: Schema) -> Dataset:
                 unknown[name] += 1
             x[i, offset + index.get(cell, len(vocab))] = 1.0
         offset += len(vocab) + 1
-    ti = col[schema.target]
-    for i, r in enumerate(rows):
-        if _missing(r[ti].strip()):
-            raise DataError(f"{path}, row {i + 2}, column {schema.target!r}: the label is empty")
-    y = np.array([_label(r[ti], schema.positive) for r in rows], dtype=np.float32)
-    if y.min() == y.max():
-        _check_positive(path, schema.target, schema.positive, [r[ti] for r in rows])
-        seen = sorted({r[ti].strip() for r in rows})[:5]
-        raise DataError(
-            f"{path}, column {schema.target!r}: only one class (positive = {schema.positive!r}; values seen: {seen})"
-        )
-    return Dataset(x, y, dict(missing), dict(unknown), str(path))
+    return x, missing, unknown
 
 
 def _check_positive(path: Path, target: str, positive: str, labels: Iterable[str]) -> None:

@@ -28,6 +28,7 @@ class PartyData:
     ids: list[str]
     columns: list[str]
     rows: list[list[str]]
+    source: Path = Path("<memory>")  # the file the rows came from, for error messages
 
     def aligned(self, rows: Sequence[int]) -> list[list[str]]:
         """The cells of `rows` (aligned row indices, in the order training will use)."""
@@ -58,7 +59,7 @@ def load_party(path: Path, name: str, id_column: str, columns: Sequence[str] | N
             f"e.g. {example!r} {repeated[example]} times): a party needs one row per customer"
         )
     index = [header.index(c) for c in wanted]
-    return PartyData(name, ids, wanted, [[r[i] for i in index] for r in body])
+    return PartyData(name, ids, wanted, [[r[i] for i in index] for r in body], path)
 
 
 def check_disjoint(parties: Mapping[str, Sequence[str]]) -> None:

@@ -15,13 +15,14 @@ the prime-order subgroup (Elligator 2, cofactor cleared, by libsodium).
 
 Each side learns the intersection and the other's set size; under the
 decisional Diffie-Hellman assumption the points of an id it does not hold
-look random to it. Every point received is checked to be a canonical
-encoding of a point in the prime-order subgroup (`crypto_core_ed25519_is_valid_point`)
-before it is used, a list is refused if it repeats a point (ids are unique on
-both sides, so a repeat is an attack or a bug), and a message is refused if it
-is longer than the sender's announced set. No curve arithmetic is written
-here: hashing to the group, scalar multiplication and point validation are
-libsodium's.
+look random to it. Every point received that is multiplied by a secret must be
+a canonical encoding of a point in the prime-order subgroup (libsodium's scalar
+multiplication refuses any other); points that are only compared with a
+party's own are not checked (one outside the group matches nothing). A list is
+refused if it repeats a point (ids are unique on both sides, so a repeat is an
+attack or a bug), and a message is refused if it is longer than the sender's
+announced set. No curve arithmetic is written here: hashing to the group,
+scalar multiplication and point validation are libsodium's.
 
 After the intersection the task owner hands out random sample ids
 (`Alignment`): the rows are indexed by those, never by the match keys.
@@ -30,12 +31,16 @@ After the intersection the task owner hands out random sample ids
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import struct
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import nacl.exceptions
 from nacl.bindings import (
     crypto_core_ed25519_from_uniform,
     crypto_core_ed25519_is_valid_point,
@@ -62,6 +67,9 @@ POINT = 32
 SAMPLE_ID = 16
 _MAGIC = b"FCPSI1\x00\x00"  # 8 bytes, then the count (uint32, big-endian), then the points
 _HEADER = struct.Struct(">8sI")
+
+_T = TypeVar("_T")
+Deliver = Callable[[str, str, str, bytes], bytes]  # (sender, recipient, kind, data) -> the bytes received
 
 
 class PsiError(NodeError):
@@ -92,8 +100,11 @@ def encode_points(points: Sequence[bytes]) -> bytes:
     return _HEADER.pack(_MAGIC, len(points)) + b"".join(points)
 
 
-def decode_points(data: bytes, expected: int, what: str) -> list[bytes]:
-    """The `expected` points in `data` (a peer's message: untrusted), each checked, none repeated."""
+def decode_points(data: bytes, expected: int, what: str, validate: bool = True) -> list[bytes]:
+    """The `expected` points in `data` (a peer's message: untrusted), none repeated, each checked to be
+    in the prime-order group unless `validate` is False: for points that are only compared with this
+    party's own (a point that is not one of them matches nothing), or that go straight into libsodium's
+    scalar multiplication, which makes the same check itself (`PsiParty.reblind`)."""
     if len(data) < _HEADER.size:
         raise PsiError(f"{what}: {len(data)} bytes, not a PSI message")
     magic, count = _HEADER.unpack_from(data)
@@ -104,11 +115,11 @@ def decode_points(data: bytes, expected: int, what: str) -> list[bytes]:
     if len(data) != _HEADER.size + POINT * count:
         raise PsiError(f"{what}: {len(data)} bytes for {count} points")
     points = [data[_HEADER.size + POINT * i : _HEADER.size + POINT * (i + 1)] for i in range(count)]
-    for i, p in enumerate(points):
-        if not crypto_core_ed25519_is_valid_point(p):
-            raise PsiError(f"{what}: point {i} is not in the prime-order group")
     if len(set(points)) != count:
         raise PsiError(f"{what}: {count - len(set(points))} repeated points")
+    for i, p in enumerate(points if validate else ()):
+        if not crypto_core_ed25519_is_valid_point(p):
+            raise PsiError(f"{what}: point {i} is not in the prime-order group")
     return points
 
 
@@ -140,7 +151,13 @@ class PsiParty:
     def reblind(self, theirs: bytes, their_count: int) -> tuple[bytes, list[bytes]]:
         """Step 2: the other's step-1 points times this party's secret, in the order received (to send
         back), and the same as a list (the other's ids' double-blinded values, for matching)."""
-        points = [self._times_secret(p) for p in decode_points(theirs, their_count, "the other party's set")]
+        what = "the other party's set"
+        points = []
+        for i, p in enumerate(decode_points(theirs, their_count, what, validate=False)):
+            try:  # libsodium refuses a point outside the prime-order group (non-canonical, small or mixed order)
+                points.append(self._times_secret(p))
+            except nacl.exceptions.RuntimeError:
+                raise PsiError(f"{what}: point {i} is not in the prime-order group") from None
         return encode_points(points), points
 
     def intersect(self, mine_back: bytes, theirs_double: Sequence[bytes]) -> dict[int, bytes]:
@@ -148,7 +165,7 @@ class PsiParty:
         both parties share for the row), from its own points sent back re-blinded by the other."""
         if not self._order:
             raise PsiError("blinded() must be sent before intersecting")
-        back = decode_points(mine_back, len(self._order), "our set, re-blinded by the other party")
+        back = decode_points(mine_back, len(self._order), "our set, re-blinded by the other party", validate=False)
         shared = set(theirs_double)
         return {self._order[i]: p for i, p in enumerate(back) if p in shared}
 
@@ -161,9 +178,14 @@ class Alignment:
     rows: dict[bytes, int]
 
     @staticmethod
-    def choose(owner_rows: Sequence[int]) -> list[bytes]:
-        """The owner's random sample ids, one per aligned row, in a random order."""
-        ids = [secrets.token_bytes(SAMPLE_ID) for _ in owner_rows]
+    def choose(owner_rows: Sequence[int], key: bytes | None = None) -> list[bytes]:
+        """The owner's random sample ids, one per aligned row: fresh random bytes, or with `key` (a secret
+        only the owner holds) HMAC-SHA256(key, row), so a rerun with the same key trains on the same
+        batches (the ids still look random to every other party)."""
+        if key is None:
+            ids = [secrets.token_bytes(SAMPLE_ID) for _ in owner_rows]
+        else:
+            ids = [hmac.new(key, b"%d" % r, hashlib.sha256).digest()[:SAMPLE_ID] for r in owner_rows]
         if len(set(ids)) != len(ids):  # 128 random bits: never in practice, but never silently
             raise PsiError("sample ids collided; run the alignment again")
         return ids
@@ -179,7 +201,7 @@ class Alignment:
     def receive(cls, data: bytes, count: int, mine: dict[int, bytes]) -> Alignment:
         """A party's aligned rows from the owner's message, checked against its own intersection."""
         points_len = _HEADER.size + POINT * count
-        values = decode_points(data[:points_len], count, "the alignment")
+        values = decode_points(data[:points_len], count, "the alignment", validate=False)
         tail = data[points_len:]
         if len(tail) != SAMPLE_ID * count:
             raise PsiError(f"the alignment: {len(tail)} bytes of sample ids for {count} rows")
@@ -193,8 +215,19 @@ class Alignment:
         return cls({s: row_of[v] for v, s in zip(values, sample_ids, strict=True)})
 
 
+def _concurrently(*steps: Callable[[], _T]) -> list[_T]:
+    """Both parties' steps at once, as on their own machines (libsodium runs without the GIL)."""
+    with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+        return [f.result() for f in [pool.submit(step) for step in steps]]
+
+
 def align_in_memory(
-    owner_ids: Sequence[str], parties: Mapping[str, Sequence[str]], tag: bytes, minimum: int = 1
+    owner_ids: Sequence[str],
+    parties: Mapping[str, Sequence[str]],
+    tag: bytes,
+    minimum: int = 1,
+    deliver: Deliver | None = None,
+    sample_key: bytes | None = None,
 ) -> tuple[dict[str, Alignment], dict[str, list[bytes]]]:
     """A task's PSI and alignment with every message passed in this process (the demo, tests,
     benchmarks; the daemons pass the same bytes through IPFS): each party's `Alignment` (the owner's
@@ -203,28 +236,38 @@ def align_in_memory(
     The owner runs a two-party PSI with each feature party, with a fresh secret for each pair; the
     aligned rows are the owner's rows in every intersection; a party learns which of its rows are
     aligned and their sample ids, nothing about the owner's or the other parties' other customers.
+    The two sides of each pair compute at once (threads). Each message goes through
+    `deliver(sender, recipient, kind, data)`, which returns the bytes the recipient got (the demo
+    stores them, logs them on chain and reads them back); `sample_key`: see `Alignment.choose`.
     """
     received: dict[str, list[bytes]] = {"owner": [], **{name: [] for name in parties}}
+
+    def send(sender: str, recipient: str, kind: str, data: bytes) -> bytes:
+        got = data if deliver is None else deliver(sender, recipient, kind, data)
+        received[recipient].append(got)
+        return got
+
     pairwise: dict[str, dict[int, bytes]] = {}  # party -> the owner's rows shared with it -> their pair value
     theirs: dict[str, tuple[PsiParty, dict[int, bytes]]] = {}  # party -> its side, its shared rows
     for name, ids in parties.items():
         owner, party = PsiParty(owner_ids, tag), PsiParty(ids, tag)
-        from_owner, from_party = owner.blinded(), party.blinded()
-        received[name].append(from_owner)
-        received["owner"].append(from_party)
-        to_owner, owner_double = party.reblind(from_owner, len(owner_ids))
-        to_party, party_double = owner.reblind(from_party, len(ids))
-        received["owner"].append(to_owner)
-        received[name].append(to_party)
+        blinded = _concurrently(owner.blinded, party.blinded)
+        from_owner = send("owner", name, "psi", blinded[0])
+        from_party = send(name, "owner", "psi", blinded[1])
+        (to_owner, owner_double), (to_party, party_double) = _concurrently(
+            lambda: party.reblind(from_owner, len(owner_ids)),  # noqa: B023 (called before the loop moves on)
+            lambda: owner.reblind(from_party, len(ids)),  # noqa: B023
+        )
+        to_owner = send(name, "owner", "psi", to_owner)
+        to_party = send("owner", name, "psi", to_party)
         pairwise[name] = owner.intersect(to_owner, party_double)
         theirs[name] = (party, party.intersect(to_party, owner_double))
     rows = sorted(set.intersection(*(set(v) for v in pairwise.values())) if pairwise else set())
     if len(rows) < minimum:
         raise PsiError(f"the parties share {len(rows)} customers, below the task's minimum of {minimum}")
-    sample_ids = Alignment.choose(rows)
+    sample_ids = Alignment.choose(rows, sample_key)
     out = {"owner": Alignment(dict(zip(sample_ids, rows, strict=True)))}
     for name, (_party, shared) in theirs.items():
         message = Alignment.message([(pairwise[name][r], s) for r, s in zip(rows, sample_ids, strict=True)])
-        received[name].append(message)
-        out[name] = Alignment.receive(message, len(rows), shared)
+        out[name] = Alignment.receive(send("owner", name, "alignment", message), len(rows), shared)
     return out, received

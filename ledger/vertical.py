@@ -1,0 +1,186 @@
+"""The VerticalTask contract: a cross-domain task's escrow, alignment, epochs and payout, typed.
+
+One contract per task (contracts/VerticalTask.sol): the task owner deploys it
+with the invited feature parties and the terms, escrows the bounty, and the
+parties stake. Every message of the private set intersection and of training is
+logged (`post`: sender, recipient, kind, sha256, CID); each member commits the
+Merkle root of its training messages once per epoch (`commit_epoch`), which is
+cheaper than one transaction a message; the owner settles with the Shapley
+shares. Stages and timeouts: docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from eth_account.signers.local import LocalAccount
+from web3.types import TxReceipt
+
+from .chain import Chain
+from .client import TokenClient, ContractClient
+from .contracts import artifact
+from .deploy import deploy_contract
+
+__all__ = ["Kind", "PartyInfo", "Stage", "TaskTerms", "VerticalTaskClient", "deploy_task"]
+
+
+class Stage(IntEnum):
+    """Where a task is (mirrors VerticalTask.Stage)."""
+
+    OPEN = 0
+    ALIGNING = 1
+    TRAINING = 2
+    VALUING = 3
+    PAID = 4
+    CANCELLED = 5
+
+
+class Kind(IntEnum):
+    """What a logged message carries (mirrors VerticalTask.Kind)."""
+
+    PSI = 0
+    ALIGNMENT = 1
+    EMBEDDING = 2
+    GRADIENT = 3
+
+
+@dataclass(frozen=True)
+class TaskTerms:
+    """What the owner fixes at deployment (token units, seconds, basis points)."""
+
+    bounty: int
+    stake: int
+    epochs: int
+    min_intersection: int
+    window: int
+    slash_bps: int
+
+
+@dataclass(frozen=True)
+class PartyInfo:
+    invited: bool
+    joined: bool
+    dropped: bool
+    confirmed: bool
+    epochs_done: int
+
+
+class VerticalTaskClient(ContractClient):
+    """Every call of one VerticalTask contract."""
+
+    def __init__(self, chain: Chain, address: str) -> None:
+        super().__init__(chain, address, artifact("VerticalTask")["abi"])
+        self._token: TokenClient | None = None
+
+    @property
+    def _gas(self) -> int:
+        """Half a block: the heaviest call (settlement) loops over at most 8 parties."""
+        return self.chain.block_gas_limit // 2
+
+    @property
+    def token(self) -> TokenClient:
+        if self._token is None:
+            self._token = TokenClient(self.chain, self._view("token"))
+        return self._token
+
+    # -- transactions ---------------------------------------------------------
+
+    def fund(self, owner: LocalAccount) -> TxReceipt:
+        """Approve the bounty on the token and escrow it."""
+        self.token.approve(owner, self.address, self.terms().bounty)
+        return self._send(owner, "fund")
+
+    def join(self, party: LocalAccount) -> TxReceipt:
+        """Approve the stake on the token and join."""
+        self.token.approve(party, self.address, self.terms().stake)
+        return self._send(party, "join")
+
+    def cancel(self, signer: LocalAccount) -> TxReceipt:
+        return self._send(signer, "cancel")
+
+    def post(self, sender: LocalAccount, to: str, kind: Kind, seq: int, digest: bytes, cid: str) -> TxReceipt:
+        return self._send(sender, "post", to, int(kind), seq, digest, cid)
+
+    def align(self, owner: LocalAccount, size: int, root: bytes) -> TxReceipt:
+        return self._send(owner, "align", size, root)
+
+    def confirm(self, party: LocalAccount, size: int) -> TxReceipt:
+        return self._send(party, "confirm", size)
+
+    def leave(self, party: LocalAccount) -> TxReceipt:
+        return self._send(party, "leave")
+
+    def commit_epoch(self, member: LocalAccount, epoch: int, root: bytes) -> TxReceipt:
+        return self._send(member, "commitEpoch", epoch, root)
+
+    def timeout(self, signer: LocalAccount, account: str) -> TxReceipt:
+        return self._send(signer, "timeout", account)
+
+    def settle(self, owner: LocalAccount, table_hash: bytes, cid: str, shares: Sequence[int]) -> TxReceipt:
+        return self._send(owner, "settle", table_hash, cid, list(shares))
+
+    def claim(self, signer: LocalAccount) -> TxReceipt:
+        return self._send(signer, "claim")
+
+    # -- views ----------------------------------------------------------------
+
+    def terms(self) -> TaskTerms:
+        return TaskTerms(
+            bounty=int(self._view("bounty")),
+            stake=int(self._view("stake")),
+            epochs=int(self._view("epochs")),
+            min_intersection=int(self._view("minIntersection")),
+            window=int(self._view("window")),
+            slash_bps=int(self._view("slashBps")),
+        )
+
+    def owner(self) -> str:
+        return str(self._view("owner"))
+
+    def spec_hash(self) -> bytes:
+        return bytes(self._view("specHash"))
+
+    def stage(self) -> Stage:
+        return Stage(int(self._view("stage")))
+
+    def epoch(self) -> int:
+        return int(self._view("epoch"))
+
+    def intersection(self) -> int:
+        return int(self._view("intersection"))
+
+    def pool(self) -> int:
+        return int(self._view("pool"))
+
+    def parties(self) -> list[str]:
+        return [str(a) for a in self._view("parties")]
+
+    def party(self, account: str) -> PartyInfo:
+        invited, joined, dropped, confirmed, epochs_done = self._view("partyInfo", account)
+        return PartyInfo(bool(invited), bool(joined), bool(dropped), bool(confirmed), int(epochs_done))
+
+    def owed(self, account: str) -> int:
+        return int(self._view("owed", account))
+
+
+def deploy_task(
+    chain: Chain, owner: LocalAccount, token: str, spec_hash: bytes, parties: Sequence[str], terms: TaskTerms
+) -> tuple[VerticalTaskClient, int]:
+    """Deploy a task contract owned by `owner`; returns its client and the deployment block."""
+    address, block = deploy_contract(
+        chain,
+        owner,
+        "VerticalTask",
+        token,
+        spec_hash,
+        list(parties),
+        terms.bounty,
+        terms.stake,
+        terms.epochs,
+        terms.min_intersection,
+        terms.window,
+        terms.slash_bps,
+    )
+    return VerticalTaskClient(chain, address), block

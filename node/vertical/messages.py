@@ -1,0 +1,85 @@
+"""What vertical parties send each other during training: float32 matrices, checked on receipt.
+
+An embedding (feature party -> owner) or a gradient (owner -> feature party) is
+a row-major float32 matrix: an 8-byte magic, rows and columns (uint32,
+big-endian), then the values little-endian. A received message is untrusted:
+its size is bounded before it is read, and its magic, its shape (the rows and
+width the receiver expects for that batch) and every value (finite) are
+checked, or it is refused with a one-line `MessageError`. Nothing is unpickled.
+
+Each member commits, once per epoch, the Merkle root of the sha256 digests of
+the messages it sent that epoch, in order (`merkle_root`): the audit trail
+binds every message without a transaction per message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from node.errors import NodeError
+
+__all__ = ["BOUND", "MessageError", "decode_matrix", "encode_matrix", "matrix_size", "merkle_root"]
+
+_MAGIC = b"FCVEC1\x00\x00"
+_HEADER = struct.Struct(">8sII")
+_LEAF = b"\x00"
+_NODE = b"\x01"
+BOUND = 1e6  # no honest embedding or gradient comes near this
+
+
+class MessageError(NodeError):
+    """A party's message that cannot be used: wrong kind, shape or size, or values that are not finite."""
+
+
+def matrix_size(rows: int, cols: int) -> int:
+    """The exact size in bytes of a `rows` x `cols` message."""
+    return _HEADER.size + 4 * rows * cols
+
+
+def encode_matrix(values: npt.NDArray[np.floating]) -> bytes:
+    """A 2-d array as a message (float32)."""
+    if values.ndim != 2:
+        raise MessageError(f"a message is a matrix, not {values.ndim}-d")
+    rows, cols = values.shape
+    return _HEADER.pack(_MAGIC, rows, cols) + np.ascontiguousarray(values, dtype="<f4").tobytes()
+
+
+def decode_matrix(data: bytes, rows: int, cols: int, what: str, bound: float = BOUND) -> npt.NDArray[np.float32]:
+    """The `rows` x `cols` matrix in `data` (from a peer: untrusted), or MessageError saying what is wrong
+    (values must be finite and at most `bound` in magnitude: a huge one would swamp the receiver's model)."""
+    if len(data) < _HEADER.size:
+        raise MessageError(f"{what}: {len(data)} bytes, not a fedchain matrix")
+    magic, got_rows, got_cols = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise MessageError(f"{what}: not a fedchain matrix (bad magic)")
+    if (got_rows, got_cols) != (rows, cols):
+        raise MessageError(f"{what}: shape {got_rows}x{got_cols}, expected {rows}x{cols}")
+    if len(data) != matrix_size(rows, cols):
+        raise MessageError(f"{what}: {len(data)} bytes for {rows}x{cols} values")
+    values = np.frombuffer(data, dtype="<f4", offset=_HEADER.size).reshape(rows, cols).astype(np.float32)
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        raise MessageError(f"{what}: {bad} values are NaN or infinite")
+    huge = int((np.abs(values) > bound).sum())
+    if huge:
+        raise MessageError(f"{what}: {huge} values exceed {bound:g} in magnitude")
+    return values
+
+
+def merkle_root(digests: Sequence[bytes]) -> bytes:
+    """The root of a binary sha256 Merkle tree over `digests` in order (leaves and inner nodes are
+    domain-separated; an odd node is carried up unchanged); 32 zero bytes for none."""
+    if not digests:
+        return bytes(32)
+    level = [hashlib.sha256(_LEAF + d).digest() for d in digests]
+    while len(level) > 1:
+        nxt = [hashlib.sha256(_NODE + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]

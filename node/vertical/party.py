@@ -1,0 +1,173 @@
+"""The two roles of a vertical task after alignment: a feature party and the task owner.
+
+Both speak only in messages (`node.vertical.messages`): a feature party turns a
+batch's sample ids into an embedding message and takes the gradient message
+back; the owner takes one embedding message per party (or None for a party that
+went silent: its embedding is then a constant, the mean of what it sent over the
+last epoch it completed) and returns one gradient message per party. Every
+message received is checked for its shape and values before it is used. Each
+role keeps the digests of the messages it sent in the current epoch, for the
+epoch's on-chain Merkle root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from node.errors import NodeError
+from node.learn.data import Schema, encode_features
+from node.learn.model import auc
+from node.vertical.data import PartyData
+from node.vertical.messages import decode_matrix, encode_matrix, merkle_root
+from node.vertical.psi import Alignment
+from node.vertical.shapley import shapley
+from node.vertical.split import Bottom, SplitSpec, Top, party_seed
+
+__all__ = ["FeatureParty", "Outbox", "OwnerParty", "encode_party"]
+
+
+def encode_party(data: PartyData, schema: Schema) -> npt.NDArray[np.float32]:
+    """The party's rows encoded with its columns' part of the task schema."""
+    col = {c: i for i, c in enumerate(data.columns)}
+    x, _, _ = encode_features(data.source, col, data.rows, schema)
+    return x
+
+
+class Outbox:
+    """The digests of the messages a member sent this epoch, in order, and the bytes they took."""
+
+    def __init__(self) -> None:
+        self.digests: list[bytes] = []
+        self.bytes = 0
+
+    def send(self, data: bytes) -> bytes:
+        self.digests.append(hashlib.sha256(data).digest())
+        self.bytes += len(data)
+        return data
+
+    def close_epoch(self) -> bytes:
+        """The epoch's Merkle root; the outbox starts over."""
+        root = merkle_root(self.digests)
+        self.digests = []
+        return root
+
+
+class FeatureParty:
+    """A party holding columns but no labels: its bottom model over its aligned rows."""
+
+    def __init__(self, name: str, x: npt.NDArray[np.float32], alignment: Alignment, spec: SplitSpec) -> None:
+        self.name = name
+        self.spec = spec
+        self._x = x
+        self._rows = alignment.rows
+        self.bottom = Bottom(x.shape[1], spec, party_seed(spec.seed, name))
+        self.outbox = Outbox()
+
+    def _batch(self, sample_ids: Sequence[bytes]) -> npt.NDArray[np.float32]:
+        try:
+            return self._x[[self._rows[s] for s in sample_ids]]
+        except KeyError:
+            raise NodeError(f"{self.name}: a batch names a row outside the alignment") from None
+
+    def forward(self, sample_ids: Sequence[bytes]) -> bytes:
+        """The embedding message of a training batch."""
+        return self.outbox.send(encode_matrix(self.bottom.forward(self._batch(sample_ids))))
+
+    def backward(self, sample_ids: Sequence[bytes], message: bytes) -> None:
+        """Take the owner's gradient message for the batch just sent, and step."""
+        grad = decode_matrix(message, len(sample_ids), self.spec.embed, f"the owner's gradient to {self.name}")
+        self.bottom.backward(grad)
+
+    def embed(self, sample_ids: Sequence[bytes]) -> bytes:
+        """The embedding message of rows to score (validation, test): no training."""
+        return self.outbox.send(encode_matrix(self.bottom.embed(self._batch(sample_ids))))
+
+
+class OwnerParty:
+    """The task owner: its columns, the labels, and the top model over the parties' embeddings."""
+
+    def __init__(
+        self,
+        x: npt.NDArray[np.float32],
+        y: npt.NDArray[np.float32],
+        alignment: Alignment,
+        parties: Sequence[str],
+        spec: SplitSpec,
+    ) -> None:
+        self.spec = spec
+        self.parties = list(parties)
+        self._x, self._y, self._rows = x, y, alignment.rows
+        self.top = Top(x.shape[1], len(self.parties), spec, party_seed(spec.seed, "owner"))
+        self.outbox = Outbox()
+        self.fallback = {p: np.zeros(spec.embed, dtype=np.float32) for p in self.parties}
+        self._sums = {p: np.zeros(spec.embed, dtype=np.float64) for p in self.parties}
+        self._counts = dict.fromkeys(self.parties, 0)
+        self.silent: set[str] = set()
+
+    def rows(self, sample_ids: Sequence[bytes]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        index = [self._rows[s] for s in sample_ids]
+        return self._x[index], self._y[index]
+
+    def _embeddings(
+        self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None], track: bool
+    ) -> list[npt.NDArray[np.float32]]:
+        out = []
+        for p in self.parties:
+            message = None if p in self.silent else messages.get(p)
+            if message is None:
+                out.append(np.tile(self.fallback[p], (len(sample_ids), 1)))
+                continue
+            e = decode_matrix(message, len(sample_ids), self.spec.embed, f"{p}'s embedding")
+            if track:
+                self._sums[p] += e.sum(axis=0, dtype=np.float64)
+                self._counts[p] += len(e)
+            out.append(e)
+        return out
+
+    def step(self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None]) -> tuple[float, dict[str, bytes]]:
+        """One training step: the loss, and a gradient message for each party that sent an embedding."""
+        x, y = self.rows(sample_ids)
+        embeddings = self._embeddings(sample_ids, messages, track=True)
+        loss, grads = self.top.step(x, embeddings, y)
+        out = {}
+        for p, g in zip(self.parties, grads, strict=True):
+            if p not in self.silent and messages.get(p) is not None:
+                out[p] = self.outbox.send(encode_matrix(g))
+        return loss, out
+
+    def close_epoch(self) -> bytes:
+        """End an epoch: each party's fallback becomes its mean embedding over the epoch; the Merkle root."""
+        for p in self.parties:
+            if self._counts[p]:
+                self.fallback[p] = (self._sums[p] / self._counts[p]).astype(np.float32)
+            self._sums[p][:] = 0
+            self._counts[p] = 0
+        return self.outbox.close_epoch()
+
+    def scores(self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None]) -> npt.NDArray[np.float64]:
+        """Scores of rows from the parties' embedding messages of the same rows (None: the fallback)."""
+        x, _ = self.rows(sample_ids)
+        return self.top.scores(x, self._embeddings(sample_ids, messages, track=False))
+
+    def auc(self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None]) -> float:
+        _, y = self.rows(sample_ids)
+        return auc(y, self.scores(sample_ids, messages))
+
+    def value(
+        self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None]
+    ) -> tuple[dict[str, float], dict[frozenset[str], float]]:
+        """Each party's Shapley value on rows `sample_ids` (the validation rows): a coalition's value is
+        the AUC with every party outside it masked by its fallback (its mean training embedding)."""
+        x, y = self.rows(sample_ids)
+        embeddings = dict(zip(self.parties, self._embeddings(sample_ids, messages, track=False), strict=True))
+        masked = {p: np.tile(self.fallback[p], (len(sample_ids), 1)) for p in self.parties}
+
+        def value(coalition: frozenset[str]) -> float:
+            inputs = [embeddings[p] if p in coalition else masked[p] for p in self.parties]
+            return auc(y, self.top.scores(x, inputs))
+
+        return shapley([p for p in self.parties if p not in self.silent], value)

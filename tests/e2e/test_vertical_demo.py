@@ -1,0 +1,127 @@
+"""`fedchain demo --vertical`: a cross-domain task end to end on the embedded chain and store.
+
+A sample of the bank data with a customer id and a column of pure noise, split
+into a campaign owner, a demographics party, a finance party and a party
+holding only the noise: the noise party earns about nothing, a party that goes
+silent is timed out and slashed and the task finishes without it, two processes
+compute the same models, and bad input gets one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from node.datasets import DEFAULT_DATA
+from node.sim.vertical import BANK_PARTIES, VerticalConfig, run_vertical_demo
+
+PARTIES = (*BANK_PARTIES, ("noise", ("noise",)))
+ROWS = 20000  # enough validation rows (about 1300) for the values to stand out of the noise
+
+
+@pytest.fixture(scope="module")
+def bank_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ROWS rows of the bank data, with a `customer` id and a `noise` column."""
+    with gzip.open(DEFAULT_DATA, "rt") as fh:
+        rows = list(csv.reader(fh))
+    rng = np.random.default_rng(7)
+    pick = rng.choice(len(rows) - 1, ROWS, replace=False) + 1
+    path = tmp_path_factory.mktemp("vertical") / "bank-sample.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["customer", *rows[0], "noise"])
+        for i, k in enumerate(pick):
+            w.writerow([f"C{i:05d}", *rows[k], f"{rng.normal():.6f}"])
+    return path
+
+
+def _cfg(path: Path, **kw: Any) -> VerticalConfig:
+    return VerticalConfig(data=path, parties=PARTIES, id_column="customer", rounds=4, overlap=0.9, **kw)
+
+
+def test_the_task_pays_by_value_and_beats_the_owner_alone(bank_sample: Path) -> None:
+    doc = run_vertical_demo(_cfg(bank_sample))
+    assert doc["mode"] == "vertical"
+    psi = doc["psi"]
+    assert 0 < psi["intersection"] <= psi["owner_rows"] < ROWS
+    parties = {p["name"]: p for p in doc["parties"]}
+    assert [p["role"] for p in doc["parties"]] == ["owner", "feature", "feature", "feature"]
+    assert sum(p["share_bps"] for p in doc["parties"][1:]) == 10_000
+    assert sum(p["reward"] for p in doc["parties"][1:]) == pytest.approx(900.0)
+    assert parties["noise"]["share_bps"] < 1_000  # pure noise earns about nothing
+    assert parties["noise"]["shapley"] < min(parties["demographics"]["shapley"], parties["finance"]["shapley"])
+    assert len(doc["coalitions"]) == 8 and len(doc["rounds"]) == 4
+    assert all(r["gas"] > 0 and r["bytes"] > 0 for r in doc["rounds"])
+    assert doc["federated_auc"] > doc["label_party_auc"]
+    assert doc["federated_auc"] >= 0.97 * doc["centralized_auc"]
+    assert not Path(doc["data"]).is_absolute()
+
+
+def test_a_silent_party_is_timed_out_slashed_and_the_task_finishes_without_it(bank_sample: Path) -> None:
+    doc = run_vertical_demo(_cfg(bank_sample, silent={"finance": 2}))
+    parties = {p["name"]: p for p in doc["parties"]}
+    assert parties["finance"]["role"] == "dropped"
+    assert parties["finance"]["share_bps"] == 0
+    assert parties["finance"]["reward"] == pytest.approx(-50.0)  # half its stake of 100 slashed
+    # the bounty and the slashed half stake go to the parties still in the task
+    assert parties["demographics"]["reward"] + parties["noise"]["reward"] == pytest.approx(950.0)
+    assert "finance" not in {p for c in doc["coalitions"] for p in c["parties"]}
+    assert len(doc["rounds"]) == 4 and doc["federated_auc"] > 0.6
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "node.cli", "demo", "--vertical", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+
+
+def _party_args() -> list[str]:
+    return [arg for name, cols in PARTIES for arg in ("--party", f"{name}={','.join(cols)}")]
+
+
+def test_two_processes_train_the_same_models(bank_sample: Path) -> None:
+    args = ["--data", str(bank_sample), "--target", "y", "--positive", "yes", "--id", "customer", "--rounds", "2"]
+    runs = [_cli(*args, *_party_args(), "--json") for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    docs = [json.loads(run.stdout) for run in runs]
+
+    def outcome(doc: dict[str, Any]) -> Any:
+        rounds = [(r["loss"], r["valid_auc"], r["bytes"]) for r in doc["rounds"]]
+        return rounds, doc["parties"], doc["coalitions"], doc["federated_auc"], doc["psi"]["intersection"]
+
+    assert outcome(docs[0]) == outcome(docs[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--party", "a"], "expected NAME=col1,col2"),
+        (["--party", "a=age", "--party", "b=age,job"], "held by both 'a' and 'b'"),
+        (["--party", "a=age", "--party", "b=nope"], "column 'nope' is not a feature"),
+        (["--party", "a=age", "--party", "b=job", "--id", "nope"], "no id column 'nope'"),
+        (["--party", "a=age", "--party", "b=job", "--silent", "c:2"], "--silent c: not a feature party"),
+        (["--party", "a=age", "--party", "b=job", "--overlap", "1.5"], "--overlap 1.5"),
+        (["--party", "a=age", "--party", "b=job", "--peers", "3"], "horizontal options"),
+        (["--party", "a=age"], "--party NAME=cols at least twice"),
+    ],
+)
+def test_bad_input_gets_one_line(bank_sample: Path, args: list[str], message: str) -> None:
+    run = _cli("--data", str(bank_sample), "--target", "y", "--positive", "yes", *args)
+    assert run.returncode != 0
+    assert message in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
