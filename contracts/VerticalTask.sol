@@ -92,11 +92,13 @@ contract VerticalTask is ReentrancyGuard {
     uint256 public pool;
     /// @notice Tokens each account may claim.
     mapping(address => uint256) public owed;
+    /// @notice Each member's X25519 public key: every message to it is sealed to this key (HPKE).
+    mapping(address => bytes32) public encryptionKey;
 
-    /// @notice The owner escrowed the bounty.
-    event Funded(uint256 amount);
-    /// @notice `party` staked and joined.
-    event Joined(address indexed party);
+    /// @notice The owner escrowed the bounty and registered its encryption key.
+    event Funded(uint256 amount, bytes32 key);
+    /// @notice `party` staked, joined and registered its encryption key.
+    event Joined(address indexed party, bytes32 key);
     /// @notice The task moved to `stage`.
     event StageChanged(Stage stage);
     /// @notice `from` sent `to` a message of `kind` (its `seq`-th of that kind), stored at `cid`, with
@@ -192,26 +194,30 @@ contract VerticalTask is ReentrancyGuard {
     // Open: escrow and stakes
     // ---------------------------------------------------------------------
 
-    /// @notice The owner escrows the bounty (approve it first).
-    function fund() external nonReentrant {
+    /// @notice The owner escrows the bounty (approve it first) and registers its X25519 public key.
+    function fund(bytes32 key) external nonReentrant {
         _onlyOwner();
         _inStage(Stage.Open);
         if (funded) revert AlreadyDone();
+        if (key == bytes32(0)) revert BadParameter("key");
         funded = true;
         pool = bounty;
-        emit Funded(bounty);
+        encryptionKey[msg.sender] = key;
+        emit Funded(bounty, key);
         token.safeTransferFrom(msg.sender, address(this), bounty);
         _maybeAlign();
     }
 
-    /// @notice An invited party stakes and joins (approve the stake first).
-    function join() external nonReentrant {
+    /// @notice An invited party stakes (approve the stake first), joins and registers its X25519 public key.
+    function join(bytes32 key) external nonReentrant {
         _inStage(Stage.Open);
         Party storage p = _party[msg.sender];
         if (!p.invited) revert NotParty(msg.sender);
         if (p.joined) revert AlreadyDone();
+        if (key == bytes32(0)) revert BadParameter("key");
         p.joined = true;
-        emit Joined(msg.sender);
+        encryptionKey[msg.sender] = key;
+        emit Joined(msg.sender, key);
         token.safeTransferFrom(msg.sender, address(this), stake);
         _maybeAlign();
     }

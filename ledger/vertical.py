@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from .chain import Chain
-from .client import TokenClient, ContractClient
+from .client import ContractClient, TokenClient
 from .contracts import artifact
 from .deploy import deploy_contract
 
@@ -87,15 +87,15 @@ class VerticalTaskClient(ContractClient):
 
     # -- transactions ---------------------------------------------------------
 
-    def fund(self, owner: LocalAccount) -> TxReceipt:
-        """Approve the bounty on the token and escrow it."""
+    def fund(self, owner: LocalAccount, key: bytes) -> TxReceipt:
+        """Approve the bounty on the token, escrow it, and register the owner's X25519 public `key`."""
         self.token.approve(owner, self.address, self.terms().bounty)
-        return self._send(owner, "fund")
+        return self._send(owner, "fund", key)
 
-    def join(self, party: LocalAccount) -> TxReceipt:
-        """Approve the stake on the token and join."""
+    def join(self, party: LocalAccount, key: bytes) -> TxReceipt:
+        """Approve the stake on the token, join, and register the party's X25519 public `key`."""
         self.token.approve(party, self.address, self.terms().stake)
-        return self._send(party, "join")
+        return self._send(party, "join", key)
 
     def cancel(self, signer: LocalAccount) -> TxReceipt:
         return self._send(signer, "cancel")
@@ -163,6 +163,10 @@ class VerticalTaskClient(ContractClient):
 
     def owed(self, account: str) -> int:
         return int(self._view("owed", account))
+
+    def encryption_key(self, account: str) -> bytes:
+        """The X25519 public key `account` registered (32 zero bytes: none)."""
+        return bytes(self._view("encryptionKey", account))
 
 
 def deploy_task(

@@ -52,9 +52,10 @@ from node.datasets import DEFAULT_DATA
 from node.errors import NodeError
 from node.learn.data import DataError, Dataset, Schema, encode_labels, infer_schema, read_rows
 from node.learn.model import ModelSpec, TrainConfig, auc, predict, train_rounds
+from node.privacy.seal import OVERHEAD, Context, SealKey, seal
 from node.store import EmbeddedStore
 from node.vertical.data import PartyData, check_disjoint
-from node.vertical.messages import merkle_root
+from node.vertical.messages import Outbox, merkle_root
 from node.vertical.party import FeatureParty, OwnerParty, encode_party
 from node.vertical.psi import align_in_memory, task_tag
 from node.vertical.shapley import shares_bps, table_bytes
@@ -146,32 +147,52 @@ def split_parties(cfg: VerticalConfig) -> tuple[list[PartyData], npt.NDArray[np.
 
 @dataclass
 class _Wire:
-    """Messages through the embedded store, each logged on chain (PSI) or counted for its epoch's root."""
+    """Every message sealed to its recipient (its key as registered on chain), stored, fetched back and
+    opened: PSI messages are each logged on chain; training messages go into the sender's epoch root."""
 
     store: EmbeddedStore
     task: VerticalTaskClient
+    chain_id: int
     accounts: Mapping[str, LocalAccount]
+    keys: Mapping[str, SealKey]
+    outboxes: dict[str, Outbox] = field(default_factory=lambda: defaultdict(Outbox))
+    seq: dict[tuple[str, str, str, int], int] = field(default_factory=lambda: defaultdict(int))
+    public: dict[str, bytes] = field(default_factory=dict)
     bytes_sent: int = 0
-    seq: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
     gas: int = 0
 
-    def carry(self, data: bytes) -> bytes:
-        """Store and fetch back (what the recipient reads)."""
-        self.bytes_sent += len(data)
-        return self.store.get(self.store.put(data), max_size=len(data))
+    def _context(self, sender: str, recipient: str, kind: str, epoch: int) -> Context:
+        key = (sender, recipient, kind, epoch)
+        n = self.seq[key]
+        self.seq[key] += 1
+        addresses = self.accounts[sender].address, self.accounts[recipient].address
+        return Context(self.chain_id, self.task.address, *addresses, kind, epoch, n)
+
+    def _seal(self, sender: str, recipient: str, data: bytes, ctx: Context) -> bytes:
+        if recipient not in self.public:
+            self.public[recipient] = self.task.encryption_key(self.accounts[recipient].address)
+        sealed = seal(data, self.public[recipient], ctx)
+        self.bytes_sent += len(sealed)
+        return sealed
+
+    def carry(self, sender: str, recipient: str, kind: str, epoch: int, data: bytes) -> bytes:
+        """A training message: sealed, into the sender's outbox (its epoch root), stored, fetched, opened."""
+        ctx = self._context(sender, recipient, kind, epoch)
+        sealed = self.outboxes[sender].add(self._seal(sender, recipient, data, ctx))
+        got = self.store.get(self.store.put(sealed), max_size=len(sealed))
+        return self.keys[recipient].open(got, ctx, max_size=len(data))
 
     def log(self, sender: str, recipient: str, kind: str, data: bytes) -> bytes:
-        """A PSI or alignment message: stored, fetched, and logged on chain with its sha256 and CID."""
-        self.bytes_sent += len(data)
-        cid = self.store.put(data)
+        """A PSI or alignment message: sealed, stored, logged on chain (sha256 and CID), fetched, opened."""
+        ctx = self._context(sender, recipient, kind, 0)
+        sealed = self._seal(sender, recipient, data, ctx)
+        cid = self.store.put(sealed)
         k = Kind.ALIGNMENT if kind == "alignment" else Kind.PSI
-        n = self.seq[(sender, k)]
-        self.seq[(sender, k)] += 1
-        receipt = self.task.post(
-            self.accounts[sender], self.accounts[recipient].address, k, n, hashlib.sha256(data).digest(), cid
-        )
+        digest = hashlib.sha256(sealed).digest()
+        receipt = self.task.post(self.accounts[sender], self.accounts[recipient].address, k, ctx.seq, digest, cid)
         self.gas += int(receipt["gasUsed"])
-        return self.store.get(cid, max_size=MAX_PSI_MESSAGE)
+        got = self.store.get(cid, max_size=MAX_PSI_MESSAGE + OVERHEAD)
+        return self.keys[recipient].open(got, ctx, max_size=MAX_PSI_MESSAGE)
 
 
 def _spec_hash(cfg: VerticalConfig, spec: SplitSpec, parts: Mapping[str, Schema]) -> bytes:
@@ -200,123 +221,209 @@ def _baseline(
     return auc(y_test, predict(mspec, params, x_test))
 
 
-def run_vertical_demo(
-    cfg: VerticalConfig, out: Callable[[str], None] | None = None, chain: Chain | None = None
-) -> dict[str, Any]:
-    """Run the whole task; returns the JSON document, printing progress through `out`."""
-    say = out or (lambda _line: None)
-    spec = cfg.split_spec()
-    parties, labels, parts = split_parties(cfg)
-    owner_data, features = parties[0], parties[1:]
-    names = [p.name for p in features]
-    xs = {p.name: encode_party(p, parts[p.name]) for p in parties}
+class _Run:
+    """One task played by every party in this process: the chain, the store, each role's state."""
 
-    chain = chain or embedded_chain()
-    accounts = {p.name: Account.create() for p in parties}
-    for a in accounts.values():
-        chain.fund(a.address, 10**21)
-    owner = accounts[owner_data.name]
-    token_address, _ = deploy_contract(chain, owner, "RewardToken", "Task", "TSK", 10**6 * TOKEN_UNIT, owner.address)
-    token = TokenClient(chain, token_address)
-    terms = TaskTerms(
-        bounty=cfg.bounty * TOKEN_UNIT,
-        stake=cfg.stake * TOKEN_UNIT,
-        epochs=cfg.rounds,
-        min_intersection=cfg.min_intersection,
-        window=WINDOW,
-        slash_bps=cfg.slash_bps,
-    )
-    for n in names:
-        token.transfer(owner, accounts[n].address, terms.stake)
-    task, _ = deploy_task(
-        chain, owner, token_address, _spec_hash(cfg, spec, parts), [accounts[n].address for n in names], terms
-    )
-    before = {n: token.balance_of(accounts[n].address) for n in names}  # stakes are paid back: not a reward
-    task.fund(owner)
-    for n in names:
-        task.join(accounts[n])
-    say(
-        f"task {task.address}: owner {owner_data.name} ({len(owner_data.ids)} customers), parties "
-        + ", ".join(f"{p.name} ({len(p.ids)})" for p in features)
-        + f"; {cfg.model}, {cfg.rounds} epochs"
-    )
-
-    with tempfile.TemporaryDirectory(prefix="fedchain-vertical-") as tmp:
-        wire = _Wire(EmbeddedStore(Path(tmp) / "store"), task, {"owner": owner, **{n: accounts[n] for n in names}})
-        started = time.perf_counter()
-        alignments, received = align_in_memory(
-            owner_data.ids,
-            {p.name: p.ids for p in features},
-            task_tag(chain.chain_id, task.address, 0),
-            minimum=cfg.min_intersection,
-            deliver=wire.log,
-            sample_key=hashlib.sha256(b"fedchain/demo/sample-ids/%d" % cfg.seed).digest(),
+    def __init__(self, cfg: VerticalConfig, chain: Chain, say: Callable[[str], None]) -> None:
+        self.cfg, self.chain, self.say = cfg, chain, say
+        self.spec = cfg.split_spec()
+        parties, self.labels, parts = split_parties(cfg)
+        self.owner_data, self.features = parties[0], parties[1:]
+        self.names = [p.name for p in self.features]
+        self.xs = {p.name: encode_party(p, parts[p.name]) for p in parties}
+        self.accounts = {"owner": Account.create(), **{n: Account.create() for n in self.names}}
+        self.keys = {who: SealKey.generate() for who in self.accounts}
+        for a in self.accounts.values():
+            chain.fund(a.address, 10**21)
+        owner = self.owner = self.accounts["owner"]
+        token_address, _ = deploy_contract(
+            chain, owner, "RewardToken", "Task", "TSK", 10**6 * TOKEN_UNIT, owner.address
         )
-        size = len(alignments["owner"].rows)
-        task.align(owner, size, merkle_root([hashlib.sha256(m).digest() for n in names for m in received[n][-1:]]))
-        for n in names:
-            task.confirm(accounts[n], len(alignments[n].rows))
-        psi = {
-            "owner_rows": len(owner_data.ids),
+        self.token = TokenClient(chain, token_address)
+        terms = TaskTerms(
+            bounty=cfg.bounty * TOKEN_UNIT,
+            stake=cfg.stake * TOKEN_UNIT,
+            epochs=cfg.rounds,
+            min_intersection=cfg.min_intersection,
+            window=WINDOW,
+            slash_bps=cfg.slash_bps,
+        )
+        for n in self.names:
+            self.token.transfer(owner, self.accounts[n].address, terms.stake)
+        self.task, _ = deploy_task(
+            chain,
+            owner,
+            token_address,
+            _spec_hash(cfg, self.spec, parts),
+            [self.accounts[n].address for n in self.names],
+            terms,
+        )
+        self.before = {n: self.token.balance_of(self.accounts[n].address) for n in self.names}  # stakes: not rewards
+        self.task.fund(owner, self.keys["owner"].public)
+        for n in self.names:
+            self.task.join(self.accounts[n], self.keys[n].public)
+
+    def align(self, wire: _Wire) -> dict[str, Any]:
+        """The PSI with every party, through the wire; the intersection posted and confirmed."""
+        started = time.perf_counter()
+        self.alignments, received = align_in_memory(
+            self.owner_data.ids,
+            {p.name: p.ids for p in self.features},
+            task_tag(self.chain.chain_id, self.task.address, 0),
+            minimum=self.cfg.min_intersection,
+            deliver=wire.log,
+            sample_key=hashlib.sha256(b"fedchain/demo/sample-ids/%d" % self.cfg.seed).digest(),
+        )
+        size = len(self.alignments["owner"].rows)
+        alignment_digests = [hashlib.sha256(received[n][-1]).digest() for n in self.names]
+        self.task.align(self.owner, size, merkle_root(alignment_digests))
+        for n in self.names:
+            self.task.confirm(self.accounts[n], len(self.alignments[n].rows))
+        return {
+            "owner_rows": len(self.owner_data.ids),
             "intersection": size,
             "seconds": round(time.perf_counter() - started, 2),
             "bytes": wire.bytes_sent,
             "gas": wire.gas,
         }
-        say(f"PSI: {size} shared customers in {psi['seconds']} s ({wire.bytes_sent / 2**20:.1f} MiB, gas {wire.gas})")
 
-        batches = Batches.of(list(alignments["owner"].rows), spec)
-        owner_role = OwnerParty(xs[owner_data.name], labels, alignments["owner"], names, spec)
-        roles = {n: FeatureParty(n, xs[n], alignments[n], spec) for n in names}
-        rounds = [
-            _epoch(e, cfg, batches, owner_role, roles, wire, task, accounts, owner, chain, say)
-            for e in range(cfg.rounds)
-        ]
-        final = {n: (None if n in owner_role.silent else wire.carry(roles[n].embed(batches.valid))) for n in names}
-        test = {n: (None if n in owner_role.silent else wire.carry(roles[n].embed(batches.test))) for n in names}
-        federated_auc = owner_role.auc(batches.test, test)
-        phi, table = owner_role.value(batches.valid, final)
-        values = [phi.get(n, 0.0) for n in names]
-        active = [n not in owner_role.silent for n in names]
-        shares = shares_bps(values, active)
-        table_doc = table_bytes([n for n in names if n not in owner_role.silent], table, phi)
-        table_cid = wire.store.put(table_doc)
-        task.settle(owner, hashlib.sha256(table_doc).digest(), table_cid, shares)
-    for n in names:
-        if task.owed(accounts[n].address):
-            task.claim(accounts[n])
-    rewards = {n: (token.balance_of(accounts[n].address) - before[n]) / TOKEN_UNIT for n in names}
+    def train(self, wire: _Wire) -> tuple[list[dict[str, Any]], dict[str, bytes | None], dict[str, bytes | None]]:
+        """Every epoch; returns the rows of the table and the last validation and test embeddings."""
+        self.batches = Batches.of(list(self.alignments["owner"].rows), self.spec)
+        self.role = OwnerParty(
+            self.xs[self.owner_data.name], self.labels, self.alignments["owner"], self.names, self.spec
+        )
+        self.roles = {n: FeatureParty(n, self.xs[n], self.alignments[n], self.spec) for n in self.names}
+        rounds, valid, test = [], {}, {}
+        for e in range(self.cfg.rounds):
+            row, valid, test = self._epoch(e, wire)
+            rounds.append(row)
+        return rounds, valid, test
 
-    test_rows = [alignments["owner"].rows[s] for s in batches.test]
-    x_owner = xs[owner_data.name]
-    alone_rows = np.setdiff1d(np.arange(len(labels)), np.array(test_rows))
-    label_party_auc = _baseline(
-        cfg.model, x_owner[alone_rows], labels[alone_rows], x_owner[test_rows], labels[test_rows], spec
+    def _embeddings(self, wire: _Wire, quiet: set[str], sample_ids: list[bytes], e: int) -> dict[str, bytes | None]:
+        return {
+            n: None if n in quiet else wire.carry(n, "owner", "embedding", e, r.embed(sample_ids))
+            for n, r in self.roles.items()
+        }
+
+    def _epoch(self, e: int, wire: _Wire) -> tuple[dict[str, Any], dict[str, bytes | None], dict[str, bytes | None]]:
+        """One epoch: every batch forward and back through the wire, the validation embeddings (and on the
+        last epoch the test ones), then each member's commitment and the timeout of a party gone silent."""
+        started, sent_before, gas = time.perf_counter(), wire.bytes_sent, 0
+        quiet = {n for n, at in self.cfg.silent.items() if at <= e + 1 and n in self.roles}
+        losses = []
+        for batch in self.batches.epoch(e):
+            messages = {
+                n: None if n in quiet else wire.carry(n, "owner", "embedding", e, r.forward(batch))
+                for n, r in self.roles.items()
+            }
+            loss, grads = self.role.step(batch, messages)
+            losses.append(loss)
+            for n, g in grads.items():
+                self.roles[n].backward(batch, wire.carry("owner", n, "gradient", e, g))
+        valid = self._embeddings(wire, quiet, self.batches.valid, e)
+        last = e + 1 == self.cfg.rounds
+        test = self._embeddings(wire, quiet, self.batches.test, e) if last else {}
+        valid_auc = self.role.auc(self.batches.valid, valid)
+        for n in self.names:
+            if n not in quiet:
+                gas += int(self.task.commit_epoch(self.accounts[n], e, wire.outboxes[n].close_epoch())["gasUsed"])
+        self.role.close_epoch()
+        fresh = sorted(quiet - self.role.silent)
+        if fresh:  # they missed the epoch: wait out the window and time them out
+            self.chain.advance_time(WINDOW + 1)
+            for n in fresh:
+                gas += int(self.task.timeout(self.owner, self.accounts[n].address)["gasUsed"])
+                self.role.silent.add(n)
+                self.say(f"  {n} went silent: timed out, its stake slashed, its embedding now a constant")
+        gas += int(self.task.commit_epoch(self.owner, e, wire.outboxes["owner"].close_epoch())["gasUsed"])
+        row = {
+            "epoch": e + 1,
+            "loss": round(float(np.mean(losses)), 6),
+            "valid_auc": round(valid_auc, 6),
+            "bytes": wire.bytes_sent - sent_before,
+            "gas": gas,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        self.say(
+            f"  epoch {row['epoch']:>3}  loss {row['loss']:.4f}  valid AUC {row['valid_auc']:.4f}  "
+            f"{row['bytes'] / 2**20:.2f} MiB  gas {gas}  {row['seconds']:.2f} s"
+        )
+        return row, valid, test
+
+    def settle(self, wire: _Wire, valid: Mapping[str, bytes | None]) -> tuple[dict[str, float], Any, list[int]]:
+        """Shapley values on the validation rows, the coalition table stored, the shares settled on chain."""
+        phi, table = self.role.value(self.batches.valid, valid)
+        active = [n not in self.role.silent for n in self.names]
+        shares = shares_bps([phi.get(n, 0.0) for n in self.names], active)
+        doc = table_bytes([n for n in self.names if n not in self.role.silent], table, phi)
+        self.task.settle(self.owner, hashlib.sha256(doc).digest(), wire.store.put(doc), shares)
+        for n in self.names:
+            if self.task.owed(self.accounts[n].address):
+                self.task.claim(self.accounts[n])
+        return phi, table, shares
+
+    def baselines(self) -> tuple[float, float]:
+        """The owner alone (its columns, all its customers outside the test rows) and every column pooled
+        (the federation's training rows), both on the federation's test rows."""
+        owner_rows = self.alignments["owner"].rows
+        test_rows = [owner_rows[s] for s in self.batches.test]
+        x_owner, y = self.xs[self.owner_data.name], self.labels
+        alone = np.setdiff1d(np.arange(len(y)), np.array(test_rows))
+        label_party = _baseline(self.cfg.model, x_owner[alone], y[alone], x_owner[test_rows], y[test_rows], self.spec)
+
+        def pooled(sample_ids: Sequence[bytes]) -> npt.NDArray[np.float32]:
+            cols = [x_owner[[owner_rows[s] for s in sample_ids]]]
+            cols += [self.xs[n][[self.alignments[n].rows[s] for s in sample_ids]] for n in self.names]
+            return np.concatenate(cols, axis=1)
+
+        train_y = y[[owner_rows[s] for s in self.batches.train]]
+        central = _baseline(
+            self.cfg.model, pooled(self.batches.train), train_y, pooled(self.batches.test), y[test_rows], self.spec
+        )
+        return label_party, central
+
+
+def run_vertical_demo(
+    cfg: VerticalConfig,
+    out: Callable[[str], None] | None = None,
+    chain: Chain | None = None,
+    store_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run the whole task; returns the JSON document, printing progress through `out`. The store lives
+    in a temporary directory unless `store_dir` is given (a test reads what an outsider could)."""
+    say = out or (lambda _line: None)
+    run = _Run(cfg, chain or embedded_chain(), say)
+    say(
+        f"task {run.task.address}: owner {run.owner_data.name} ({len(run.owner_data.ids)} customers), parties "
+        + ", ".join(f"{p.name} ({len(p.ids)})" for p in run.features)
+        + f"; {cfg.model}, {cfg.rounds} epochs; every message sealed to its recipient (HPKE)"
     )
-
-    def pooled(sample_ids: Sequence[bytes]) -> npt.NDArray[np.float32]:
-        cols = [x_owner[[alignments["owner"].rows[s] for s in sample_ids]]]
-        cols += [xs[n][[alignments[n].rows[s] for s in sample_ids]] for n in names]
-        return np.concatenate(cols, axis=1)
-
-    train_rows = [alignments["owner"].rows[s] for s in batches.train]
-    centralized_auc = _baseline(
-        cfg.model, pooled(batches.train), labels[train_rows], pooled(batches.test), labels[test_rows], spec
-    )
+    with tempfile.TemporaryDirectory(prefix="fedchain-vertical-") as tmp:
+        store = EmbeddedStore(store_dir or Path(tmp) / "store")
+        wire = _Wire(store, run.task, run.chain.chain_id, run.accounts, run.keys)
+        psi = run.align(wire)
+        mib = psi["bytes"] / 2**20
+        say(f"PSI: {psi['intersection']} shared customers in {psi['seconds']} s ({mib:.1f} MiB, gas {psi['gas']})")
+        rounds, valid, test = run.train(wire)
+        federated_auc = run.role.auc(run.batches.test, test)
+        phi, table, shares = run.settle(wire, valid)
+    rewards = {n: (run.token.balance_of(run.accounts[n].address) - run.before[n]) / TOKEN_UNIT for n in run.names}
+    label_party_auc, centralized_auc = run.baselines()
     doc: dict[str, Any] = {
         "mode": "vertical",
         "data": _portable(cfg.data),
-        "task": task.address,
+        "task": run.task.address,
         "model": cfg.model,
         "overlap": cfg.overlap,
         "psi": psi,
-        "rows": {"train": len(batches.train), "valid": len(batches.valid), "test": len(batches.test)},
+        "rows": {"train": len(run.batches.train), "valid": len(run.batches.valid), "test": len(run.batches.test)},
         "parties": [
             {
-                "name": owner_data.name,
+                "name": run.owner_data.name,
                 "role": "owner",
-                "columns": list(owner_data.columns),
-                "rows": len(owner_data.ids),
+                "columns": list(run.owner_data.columns),
+                "rows": len(run.owner_data.ids),
                 "shapley": None,
                 "share_bps": None,
                 "reward": -float(cfg.bounty),
@@ -325,14 +432,14 @@ def run_vertical_demo(
         + [
             {
                 "name": n,
-                "role": "dropped" if n in owner_role.silent else "feature",
+                "role": "dropped" if n in run.role.silent else "feature",
                 "columns": list(p.columns),
                 "rows": len(p.ids),
                 "shapley": round(phi.get(n, 0.0), 6),
-                "share_bps": s,
+                "share_bps": share,
                 "reward": round(rewards[n], 6),
             }
-            for n, p, s in zip(names, features, shares, strict=True)
+            for n, p, share in zip(run.names, run.features, shares, strict=True)
         ],
         "coalitions": [{"parties": sorted(c), "valid_auc": round(v, 6)} for c, v in table.items()],
         "rounds": rounds,
@@ -351,59 +458,6 @@ def _portable(path: Path) -> str:
         return str(path.resolve().relative_to(root))
     except ValueError:
         return path.name
-
-
-def _epoch(
-    e: int,
-    cfg: VerticalConfig,
-    batches: Batches,
-    owner: OwnerParty,
-    roles: Mapping[str, FeatureParty],
-    wire: _Wire,
-    task: VerticalTaskClient,
-    accounts: Mapping[str, LocalAccount],
-    owner_account: LocalAccount,
-    chain: Chain,
-    say: Callable[[str], None],
-) -> dict[str, Any]:
-    """One training epoch: every batch forward and back through the store, then the epoch's commitments
-    (and the timeout of any party that went silent)."""
-    started, sent_before, gas = time.perf_counter(), wire.bytes_sent, 0
-    quiet = {n for n, at in cfg.silent.items() if at <= e and n in roles}
-    losses = []
-    for batch in batches.epoch(e):
-        messages = {n: None if n in quiet else wire.carry(r.forward(batch)) for n, r in roles.items()}
-        loss, grads = owner.step(batch, messages)
-        losses.append(loss)
-        for n, g in grads.items():
-            roles[n].backward(batch, wire.carry(g))
-    valid = {n: None if n in quiet else wire.carry(r.embed(batches.valid)) for n, r in roles.items()}
-    valid_auc = owner.auc(batches.valid, valid)
-    for n, r in roles.items():
-        if n not in quiet:
-            gas += int(task.commit_epoch(accounts[n], e, r.outbox.close_epoch())["gasUsed"])
-    root = owner.close_epoch()
-    fresh = sorted(quiet - owner.silent)
-    if fresh:  # they missed the epoch: wait out the window and time them out
-        chain.advance_time(WINDOW + 1)
-        for n in fresh:
-            gas += int(task.timeout(owner_account, accounts[n].address)["gasUsed"])
-            owner.silent.add(n)
-            say(f"  {n} went silent: timed out, its stake slashed, its embedding now a constant")
-    gas += int(task.commit_epoch(owner_account, e, root)["gasUsed"])
-    row = {
-        "epoch": e + 1,
-        "loss": round(float(np.mean(losses)), 6),
-        "valid_auc": round(valid_auc, 6),
-        "bytes": wire.bytes_sent - sent_before,
-        "gas": gas,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    say(
-        f"  epoch {row['epoch']:>3}  loss {row['loss']:.4f}  valid AUC {row['valid_auc']:.4f}  "
-        f"{row['bytes'] / 2**20:.2f} MiB  gas {gas}  {row['seconds']:.2f} s"
-    )
-    return row
 
 
 def _summary(doc: Mapping[str, Any], say: Callable[[str], None]) -> None:

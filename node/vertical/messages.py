@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from node.errors import NodeError
 
-__all__ = ["BOUND", "MessageError", "decode_matrix", "encode_matrix", "matrix_size", "merkle_root"]
+__all__ = ["BOUND", "MessageError", "Outbox", "decode_matrix", "encode_matrix", "matrix_size", "merkle_root"]
 
 _MAGIC = b"FCVEC1\x00\x00"
 _HEADER = struct.Struct(">8sII")
@@ -83,3 +83,23 @@ def merkle_root(digests: Sequence[bytes]) -> bytes:
             nxt.append(level[-1])
         level = nxt
     return level[0]
+
+
+class Outbox:
+    """The digests of the messages a member sent this epoch, in order, and the bytes they took."""
+
+    def __init__(self) -> None:
+        self.digests: list[bytes] = []
+        self.bytes = 0
+
+    def add(self, data: bytes) -> bytes:
+        """Record `data` (as stored: sealed) and return it."""
+        self.digests.append(hashlib.sha256(data).digest())
+        self.bytes += len(data)
+        return data
+
+    def close_epoch(self) -> bytes:
+        """The epoch's Merkle root; the outbox starts over."""
+        root = merkle_root(self.digests)
+        self.digests = []
+        return root

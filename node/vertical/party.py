@@ -5,14 +5,12 @@ batch's sample ids into an embedding message and takes the gradient message
 back; the owner takes one embedding message per party (or None for a party that
 went silent: its embedding is then a constant, the mean of what it sent over the
 last epoch it completed) and returns one gradient message per party. Every
-message received is checked for its shape and values before it is used. Each
-role keeps the digests of the messages it sent in the current epoch, for the
-epoch's on-chain Merkle root.
+message received is checked for its shape and values before it is used.
+Sealing, storing and committing the messages is the carrier's job.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -22,12 +20,12 @@ from node.errors import NodeError
 from node.learn.data import Schema, encode_features
 from node.learn.model import auc
 from node.vertical.data import PartyData
-from node.vertical.messages import decode_matrix, encode_matrix, merkle_root
+from node.vertical.messages import decode_matrix, encode_matrix
 from node.vertical.psi import Alignment
 from node.vertical.shapley import shapley
 from node.vertical.split import Bottom, SplitSpec, Top, party_seed
 
-__all__ = ["FeatureParty", "Outbox", "OwnerParty", "encode_party"]
+__all__ = ["FeatureParty", "OwnerParty", "encode_party"]
 
 
 def encode_party(data: PartyData, schema: Schema) -> npt.NDArray[np.float32]:
@@ -35,25 +33,6 @@ def encode_party(data: PartyData, schema: Schema) -> npt.NDArray[np.float32]:
     col = {c: i for i, c in enumerate(data.columns)}
     x, _, _ = encode_features(data.source, col, data.rows, schema)
     return x
-
-
-class Outbox:
-    """The digests of the messages a member sent this epoch, in order, and the bytes they took."""
-
-    def __init__(self) -> None:
-        self.digests: list[bytes] = []
-        self.bytes = 0
-
-    def send(self, data: bytes) -> bytes:
-        self.digests.append(hashlib.sha256(data).digest())
-        self.bytes += len(data)
-        return data
-
-    def close_epoch(self) -> bytes:
-        """The epoch's Merkle root; the outbox starts over."""
-        root = merkle_root(self.digests)
-        self.digests = []
-        return root
 
 
 class FeatureParty:
@@ -65,7 +44,6 @@ class FeatureParty:
         self._x = x
         self._rows = alignment.rows
         self.bottom = Bottom(x.shape[1], spec, party_seed(spec.seed, name))
-        self.outbox = Outbox()
 
     def _batch(self, sample_ids: Sequence[bytes]) -> npt.NDArray[np.float32]:
         try:
@@ -75,7 +53,7 @@ class FeatureParty:
 
     def forward(self, sample_ids: Sequence[bytes]) -> bytes:
         """The embedding message of a training batch."""
-        return self.outbox.send(encode_matrix(self.bottom.forward(self._batch(sample_ids))))
+        return encode_matrix(self.bottom.forward(self._batch(sample_ids)))
 
     def backward(self, sample_ids: Sequence[bytes], message: bytes) -> None:
         """Take the owner's gradient message for the batch just sent, and step."""
@@ -84,7 +62,7 @@ class FeatureParty:
 
     def embed(self, sample_ids: Sequence[bytes]) -> bytes:
         """The embedding message of rows to score (validation, test): no training."""
-        return self.outbox.send(encode_matrix(self.bottom.embed(self._batch(sample_ids))))
+        return encode_matrix(self.bottom.embed(self._batch(sample_ids)))
 
 
 class OwnerParty:
@@ -102,7 +80,6 @@ class OwnerParty:
         self.parties = list(parties)
         self._x, self._y, self._rows = x, y, alignment.rows
         self.top = Top(x.shape[1], len(self.parties), spec, party_seed(spec.seed, "owner"))
-        self.outbox = Outbox()
         self.fallback = {p: np.zeros(spec.embed, dtype=np.float32) for p in self.parties}
         self._sums = {p: np.zeros(spec.embed, dtype=np.float64) for p in self.parties}
         self._counts = dict.fromkeys(self.parties, 0)
@@ -136,17 +113,16 @@ class OwnerParty:
         out = {}
         for p, g in zip(self.parties, grads, strict=True):
             if p not in self.silent and messages.get(p) is not None:
-                out[p] = self.outbox.send(encode_matrix(g))
+                out[p] = encode_matrix(g)
         return loss, out
 
-    def close_epoch(self) -> bytes:
-        """End an epoch: each party's fallback becomes its mean embedding over the epoch; the Merkle root."""
+    def close_epoch(self) -> None:
+        """End an epoch: each party's fallback becomes its mean embedding over the epoch."""
         for p in self.parties:
             if self._counts[p]:
                 self.fallback[p] = (self._sums[p] / self._counts[p]).astype(np.float32)
             self._sums[p][:] = 0
             self._counts[p] = 0
-        return self.outbox.close_epoch()
 
     def scores(self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None]) -> npt.NDArray[np.float64]:
         """Scores of rows from the parties' embedding messages of the same rows (None: the fallback)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 import os
 import subprocess
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ledger.chain import Chain, embedded_chain
+from ledger.vertical import VerticalTaskClient
 from node.datasets import DEFAULT_DATA
 from node.sim.vertical import BANK_PARTIES, VerticalConfig, run_vertical_demo
 
@@ -48,8 +51,10 @@ def _cfg(path: Path, **kw: Any) -> VerticalConfig:
     return VerticalConfig(data=path, parties=PARTIES, id_column="customer", rounds=4, overlap=0.9, **kw)
 
 
-def test_the_task_pays_by_value_and_beats_the_owner_alone(bank_sample: Path) -> None:
-    doc = run_vertical_demo(_cfg(bank_sample))
+def test_the_task_pays_by_value_and_beats_the_owner_alone(bank_sample: Path, tmp_path: Path) -> None:
+    chain = embedded_chain()
+    doc = run_vertical_demo(_cfg(bank_sample), chain=chain, store_dir=tmp_path / "store")
+    _outsider_sees_sizes_only(chain, doc["task"], tmp_path / "store")
     assert doc["mode"] == "vertical"
     psi = doc["psi"]
     assert 0 < psi["intersection"] <= psi["owner_rows"] < ROWS
@@ -64,6 +69,22 @@ def test_the_task_pays_by_value_and_beats_the_owner_alone(bank_sample: Path) -> 
     assert doc["federated_auc"] > doc["label_party_auc"]
     assert doc["federated_auc"] >= 0.97 * doc["centralized_auc"]
     assert not Path(doc["data"]).is_absolute()
+
+
+def _outsider_sees_sizes_only(chain: Chain, address: str, store: Path) -> None:
+    """Everything in the store is sealed: no plaintext message format, no id; every PSI message logged
+    on chain is there, under the digest logged."""
+    blobs = {p.name: p.read_bytes() for p in store.iterdir()}
+    sealed = [b for b in blobs.values() if not b.startswith(b"{")]  # the coalition table is public JSON
+    assert len(sealed) > 100
+    some_ids = [b"C%05d" % i for i in range(0, ROWS, 97)]
+    for blob in sealed:
+        assert b"FCVEC1" not in blob and b"FCPSI1" not in blob
+        assert not any(i in blob for i in some_ids)
+    logged = VerticalTaskClient(chain, address).events("Message")
+    assert len(logged) == 3 * 5  # per party: 2 PSI messages each way, and the alignment
+    for event in logged:
+        assert hashlib.sha256(blobs[event["args"]["cid"]]).digest() == event["args"]["digest"]
 
 
 def test_a_silent_party_is_timed_out_slashed_and_the_task_finishes_without_it(bank_sample: Path) -> None:

@@ -35,6 +35,7 @@ BadParameter = revert_class("BadParameter")
 UNIT = 10**18
 TERMS = TaskTerms(bounty=900 * UNIT, stake=100 * UNIT, epochs=2, min_intersection=10, window=60, slash_bps=5_000)
 ROOT = b"\x11" * 32
+KEY = b"\x44" * 32  # an X25519 public key
 
 
 @dataclass
@@ -56,9 +57,9 @@ class Task:
 
     def open(self) -> None:
         """Funded and joined: aligning."""
-        self.task.fund(self.owner)
+        self.task.fund(self.owner, KEY)
         for p in self.parties:
-            self.task.join(p)
+            self.task.join(p, KEY)
 
     def aligned(self, size: int = 50) -> None:
         self.open()
@@ -89,10 +90,10 @@ def t(chain: Chain) -> Task:
 
 def test_a_task_runs_from_escrow_to_payout_by_shares(t: Task) -> None:
     before = {a.address: t.balance(a) for a in (t.owner, *t.parties)}
-    t.task.fund(t.owner)
+    t.task.fund(t.owner, KEY)
     assert t.task.stage() == Stage.OPEN
     for p in t.parties:
-        t.task.join(p)
+        t.task.join(p, KEY)
     assert t.task.stage() == Stage.ALIGNING
     t.task.post(t.parties[0], t.owner.address, Kind.PSI, 0, b"\x01" * 32, "bafy-psi")
     t.task.align(t.owner, 50, ROOT)
@@ -132,7 +133,7 @@ def test_the_bounty_cannot_be_taken_back_once_training_started(t: Task) -> None:
     with pytest.raises(WrongStage):
         t.task.cancel(t.owner)
     with pytest.raises(ContractRevert):  # only the owner may fund, and only once
-        t.task.fund(t.owner)
+        t.task.fund(t.owner, KEY)
 
 
 def test_the_owner_may_cancel_before_training_and_everyone_is_refunded(t: Task) -> None:
@@ -170,7 +171,7 @@ def test_a_party_must_confirm_the_posted_intersection_or_leave_with_its_stake(t:
 
 def test_outsiders_cannot_join_post_or_commit(t: Task) -> None:
     with pytest.raises(NotParty):
-        t.task.join(t.outsider)
+        t.task.join(t.outsider, KEY)
     t.aligned()
     with pytest.raises(NotParty):
         t.task.post(t.outsider, t.owner.address, Kind.EMBEDDING, 0, ROOT, "x")
@@ -233,8 +234,8 @@ def test_an_owner_silent_in_valuation_forfeits_the_pool(t: Task) -> None:
 
 
 def test_anyone_cancels_a_task_left_open_past_its_window(t: Task) -> None:
-    t.task.fund(t.owner)
-    t.task.join(t.parties[0])
+    t.task.fund(t.owner, KEY)
+    t.task.join(t.parties[0], KEY)
     with pytest.raises(TooEarly):
         t.task.cancel(t.parties[0])
     t.chain.advance_time(TERMS.window + 1)
@@ -265,3 +266,16 @@ def test_deployment_parameters_are_checked(embedded: Chain) -> None:
     ):
         with pytest.raises(BadParameter):
             deploy_task(embedded, owner, token, ROOT, parties, terms)
+
+
+def test_every_member_registers_an_encryption_key_and_none_is_zero(t: Task) -> None:
+    with pytest.raises(BadParameter):
+        t.task.fund(t.owner, bytes(32))
+    with pytest.raises(BadParameter):
+        t.task.join(t.parties[0], bytes(32))
+    t.task.fund(t.owner, b"\x01" * 32)
+    t.task.join(t.parties[0], b"\x02" * 32)
+    assert t.task.encryption_key(t.owner.address) == b"\x01" * 32
+    assert t.task.encryption_key(t.parties[0].address) == b"\x02" * 32
+    assert t.task.encryption_key(t.parties[1].address) == bytes(32)
+    assert t.task.events("Joined")[0]["args"]["key"] == b"\x02" * 32

@@ -1,0 +1,1 @@
+"""What keeps a member's data unreadable to others: sealed messages (HPKE)."""
