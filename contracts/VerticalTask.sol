@@ -101,9 +101,11 @@ contract VerticalTask is ReentrancyGuard {
     event Joined(address indexed party, bytes32 key);
     /// @notice The task moved to `stage`.
     event StageChanged(Stage stage);
-    /// @notice `from` sent `to` a message of `kind` (its `seq`-th of that kind), stored at `cid`, with
-    ///         sha256 `digest`.
-    event Message(address indexed from, address indexed to, Kind kind, uint32 seq, bytes32 digest, string cid);
+    /// @notice `from` sent `to` a message of `kind` (its `seq`-th of that kind in `epoch`), stored at `cid`,
+    ///         with sha256 `digest` (of the sealed bytes).
+    event Message(
+        address indexed from, address indexed to, Kind kind, uint32 epoch, uint32 seq, bytes32 digest, string cid
+    );
     /// @notice The owner posted the intersection size and the hash of its alignment messages.
     event Aligned(uint32 size, bytes32 root);
     /// @notice `party` confirmed the intersection size.
@@ -238,12 +240,12 @@ contract VerticalTask is ReentrancyGuard {
     // ---------------------------------------------------------------------
 
     /// @notice Log a message sent to `to` through IPFS (PSI and alignment before training,
-    ///         embeddings and gradients during it): who sent what, when.
-    function post(address to, Kind kind, uint32 seq, bytes32 digest, string calldata cid) external {
+    ///         embeddings and gradients during it): who sent what, when; the recipient finds it here.
+    function post(address to, Kind kind, uint32 epoch_, uint32 seq, bytes32 digest, string calldata cid) external {
         if (stage != Stage.Aligning && stage != Stage.Training) revert WrongStage(stage);
         _onlyMember(msg.sender);
-        if (to != owner && !_party[to].invited) revert UnknownRecipient(to);
-        emit Message(msg.sender, to, kind, seq, digest, cid);
+        if (to == msg.sender || (to != owner && !_party[to].invited)) revert UnknownRecipient(to);
+        emit Message(msg.sender, to, kind, epoch_, seq, digest, cid);
     }
 
     /// @notice The owner posts the intersection size and the hash of its alignment messages; a

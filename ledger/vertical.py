@@ -100,8 +100,11 @@ class VerticalTaskClient(ContractClient):
     def cancel(self, signer: LocalAccount) -> TxReceipt:
         return self._send(signer, "cancel")
 
-    def post(self, sender: LocalAccount, to: str, kind: Kind, seq: int, digest: bytes, cid: str) -> TxReceipt:
-        return self._send(sender, "post", to, int(kind), seq, digest, cid)
+    def post(
+        self, sender: LocalAccount, to: str, kind: Kind, epoch: int, seq: int, digest: bytes, cid: str
+    ) -> TxReceipt:
+        """Log a message to `to`: its kind, place (epoch, seq), sha256 of the stored bytes, and CID."""
+        return self._send(sender, "post", to, int(kind), epoch, seq, digest, cid)
 
     def align(self, owner: LocalAccount, size: int, root: bytes) -> TxReceipt:
         return self._send(owner, "align", size, root)
@@ -147,6 +150,17 @@ class VerticalTaskClient(ContractClient):
 
     def epoch(self) -> int:
         return int(self._view("epoch"))
+
+    def owner_epochs(self) -> int:
+        """Epochs the owner has committed."""
+        return int(self._view("ownerEpochs"))
+
+    def stage_at(self) -> int:
+        """When the current stage (or training epoch) began: a timeout is possible a window after."""
+        return int(self._view("stageAt"))
+
+    def funded(self) -> bool:
+        return bool(self._view("funded"))
 
     def intersection(self) -> int:
         return int(self._view("intersection"))

@@ -1,12 +1,12 @@
 """The two roles of a vertical task after alignment: a feature party and the task owner.
 
-Both speak only in messages (`node.vertical.messages`): a feature party turns a
-batch's sample ids into an embedding message and takes the gradient message
-back; the owner takes one embedding message per party (or None for a party that
-went silent: its embedding is then a constant, the mean of what it sent over the
-last epoch it completed) and returns one gradient message per party. Every
-message received is checked for its shape and values before it is used.
-Sealing, storing and committing the messages is the carrier's job.
+A feature party turns a batch's sample ids into an embedding message
+(`node.vertical.messages`) and takes the gradient back; the owner takes one
+embedding per party (or None for a party that went silent or sent something
+malformed: its embedding is then a constant, the mean of what it sent over the
+last epoch it completed) and returns one gradient message per party. Decoding
+and checking what arrives (shape, values), sealing, storing and committing the
+messages is the carrier's job (`node.vertical.node`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from node.errors import NodeError
 from node.learn.data import Schema, encode_features
 from node.learn.model import auc
 from node.vertical.data import PartyData
-from node.vertical.messages import decode_matrix, encode_matrix
+from node.vertical.messages import encode_matrix
 from node.vertical.psi import Alignment
 from node.vertical.shapley import shapley
 from node.vertical.split import Bottom, SplitSpec, Top, party_seed
 
-__all__ = ["FeatureParty", "OwnerParty", "encode_party"]
+__all__ = ["Embeddings", "FeatureParty", "OwnerParty", "encode_party"]
+
+Embeddings = Mapping[str, "npt.NDArray[np.float32] | None"]  # party -> its embedding of the rows (None: none)
 
 
 def encode_party(data: PartyData, schema: Schema) -> npt.NDArray[np.float32]:
@@ -55,9 +57,8 @@ class FeatureParty:
         """The embedding message of a training batch."""
         return encode_matrix(self.bottom.forward(self._batch(sample_ids)))
 
-    def backward(self, sample_ids: Sequence[bytes], message: bytes) -> None:
-        """Take the owner's gradient message for the batch just sent, and step."""
-        grad = decode_matrix(message, len(sample_ids), self.spec.embed, f"the owner's gradient to {self.name}")
+    def backward(self, grad: npt.NDArray[np.float32]) -> None:
+        """Take the owner's gradient (checked) for the batch just sent, and step."""
         self.bottom.backward(grad)
 
     def embed(self, sample_ids: Sequence[bytes]) -> bytes:
@@ -89,30 +90,27 @@ class OwnerParty:
         index = [self._rows[s] for s in sample_ids]
         return self._x[index], self._y[index]
 
-    def _embeddings(
-        self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None], track: bool
-    ) -> list[npt.NDArray[np.float32]]:
+    def _embeddings(self, sample_ids: Sequence[bytes], got: Embeddings, track: bool) -> list[npt.NDArray[np.float32]]:
         out = []
         for p in self.parties:
-            message = None if p in self.silent else messages.get(p)
-            if message is None:
+            e = None if p in self.silent else got.get(p)
+            if e is None:
                 out.append(np.tile(self.fallback[p], (len(sample_ids), 1)))
                 continue
-            e = decode_matrix(message, len(sample_ids), self.spec.embed, f"{p}'s embedding")
             if track:
                 self._sums[p] += e.sum(axis=0, dtype=np.float64)
                 self._counts[p] += len(e)
             out.append(e)
         return out
 
-    def step(self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None]) -> tuple[float, dict[str, bytes]]:
+    def step(self, sample_ids: Sequence[bytes], got: Embeddings) -> tuple[float, dict[str, bytes]]:
         """One training step: the loss, and a gradient message for each party that sent an embedding."""
         x, y = self.rows(sample_ids)
-        embeddings = self._embeddings(sample_ids, messages, track=True)
+        embeddings = self._embeddings(sample_ids, got, track=True)
         loss, grads = self.top.step(x, embeddings, y)
         out = {}
         for p, g in zip(self.parties, grads, strict=True):
-            if p not in self.silent and messages.get(p) is not None:
+            if p not in self.silent and got.get(p) is not None:
                 out[p] = encode_matrix(g)
         return loss, out
 
@@ -124,22 +122,22 @@ class OwnerParty:
             self._sums[p][:] = 0
             self._counts[p] = 0
 
-    def scores(self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None]) -> npt.NDArray[np.float64]:
-        """Scores of rows from the parties' embedding messages of the same rows (None: the fallback)."""
+    def scores(self, sample_ids: Sequence[bytes], got: Embeddings) -> npt.NDArray[np.float64]:
+        """Scores of rows from the parties' embeddings of the same rows (None: the fallback)."""
         x, _ = self.rows(sample_ids)
-        return self.top.scores(x, self._embeddings(sample_ids, messages, track=False))
+        return self.top.scores(x, self._embeddings(sample_ids, got, track=False))
 
-    def auc(self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None]) -> float:
+    def auc(self, sample_ids: Sequence[bytes], got: Embeddings) -> float:
         _, y = self.rows(sample_ids)
-        return auc(y, self.scores(sample_ids, messages))
+        return auc(y, self.scores(sample_ids, got))
 
     def value(
-        self, sample_ids: Sequence[bytes], messages: Mapping[str, bytes | None]
+        self, sample_ids: Sequence[bytes], got: Embeddings
     ) -> tuple[dict[str, float], dict[frozenset[str], float]]:
         """Each party's Shapley value on rows `sample_ids` (the validation rows): a coalition's value is
         the AUC with every party outside it masked by its fallback (its mean training embedding)."""
         x, y = self.rows(sample_ids)
-        embeddings = dict(zip(self.parties, self._embeddings(sample_ids, messages, track=False), strict=True))
+        embeddings = dict(zip(self.parties, self._embeddings(sample_ids, got, track=False), strict=True))
         masked = {p: np.tile(self.fallback[p], (len(sample_ids), 1)) for p in self.parties}
 
         def value(coalition: frozenset[str]) -> float:

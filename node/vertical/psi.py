@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import struct
 from collections import Counter
@@ -52,6 +53,7 @@ from node.errors import NodeError
 
 __all__ = [
     "DOMAIN",
+    "MAX_SET",
     "Alignment",
     "PsiError",
     "align_in_memory",
@@ -59,17 +61,31 @@ __all__ = [
     "decode_points",
     "encode_points",
     "hash_to_group",
+    "point_count",
     "task_tag",
 ]
 
 DOMAIN = b"fedchain/psi/v1/edwards25519/elligator2"
 POINT = 32
+MAX_SET = 2_000_000  # the most ids a party may bring to a task (64 MB of points)
 SAMPLE_ID = 16
 _MAGIC = b"FCPSI1\x00\x00"  # 8 bytes, then the count (uint32, big-endian), then the points
 _HEADER = struct.Struct(">8sI")
 
-_T = TypeVar("_T")
-Deliver = Callable[[str, str, str, bytes], bytes]  # (sender, recipient, kind, data) -> the bytes received
+_X = TypeVar("_X")
+_Y = TypeVar("_Y")
+_CHUNK = 2048  # points per task: libsodium's ~60 us a multiplication makes a task ~0.1 s
+
+
+def _on_every_core(work: Callable[[Sequence[_X]], list[_Y]], items: Sequence[_X]) -> list[_Y]:
+    """`work` over `items` in chunks on a thread per core (libsodium runs without the GIL), in order."""
+    workers = min(os.cpu_count() or 1, -(-len(items) // _CHUNK))
+    if workers <= 1:
+        return work(items)
+    size = -(-len(items) // workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = pool.map(work, [items[i : i + size] for i in range(0, len(items), size)])
+        return [y for part in parts for y in part]
 
 
 class PsiError(NodeError):
@@ -98,6 +114,18 @@ def _fresh_scalar() -> bytes:
 def encode_points(points: Sequence[bytes]) -> bytes:
     """A list of points as sent between parties: magic, count, then 32 bytes each."""
     return _HEADER.pack(_MAGIC, len(points)) + b"".join(points)
+
+
+def point_count(data: bytes, what: str, limit: int) -> int:
+    """How many points a PSI message announces (at most `limit`: a set larger than the task allows is refused)."""
+    if len(data) < _HEADER.size:
+        raise PsiError(f"{what}: {len(data)} bytes, not a PSI message")
+    magic, count = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise PsiError(f"{what}: not a PSI message (bad magic)")
+    if count > limit:
+        raise PsiError(f"{what}: {count} points, more than the {limit} allowed")
+    return int(count)
 
 
 def decode_points(data: bytes, expected: int, what: str, validate: bool = True) -> list[bytes]:
@@ -139,12 +167,23 @@ class PsiParty:
         if repeated:
             raise PsiError(f"{len(repeated)} ids appear more than once (e.g. {repeated[0]!r}); ids must be unique")
 
-    def _times_secret(self, point: bytes) -> bytes:
-        return bytes(crypto_scalarmult_ed25519_noclamp(self._secret, point))
+    def _times_secret(self, points: Sequence[bytes]) -> list[bytes | None]:
+        """Each point times this party's secret; None for a point libsodium refuses (outside the
+        prime-order group: non-canonical, small or mixed order)."""
+        out: list[bytes | None] = []
+        for p in points:
+            try:
+                out.append(bytes(crypto_scalarmult_ed25519_noclamp(self._secret, p)))
+            except nacl.exceptions.RuntimeError:
+                out.append(None)
+        return out
 
     def blinded(self) -> bytes:
         """Step 1: every id hashed to the group, times this party's secret, sorted by value."""
-        points = [self._times_secret(hash_to_group(self.tag, k)) for k in self.ids]
+        hashed = _on_every_core(lambda ids: self._times_secret([hash_to_group(self.tag, k) for k in ids]), self.ids)
+        points = [p for p in hashed if p is not None]
+        if len(points) != len(hashed):  # from_uniform maps into the group: never, but never silently
+            raise PsiError("libsodium refused an id hashed to the group")
         self._order = sorted(range(len(points)), key=points.__getitem__)
         return encode_points([points[i] for i in self._order])
 
@@ -152,13 +191,12 @@ class PsiParty:
         """Step 2: the other's step-1 points times this party's secret, in the order received (to send
         back), and the same as a list (the other's ids' double-blinded values, for matching)."""
         what = "the other party's set"
-        points = []
-        for i, p in enumerate(decode_points(theirs, their_count, what, validate=False)):
-            try:  # libsodium refuses a point outside the prime-order group (non-canonical, small or mixed order)
-                points.append(self._times_secret(p))
-            except nacl.exceptions.RuntimeError:
-                raise PsiError(f"{what}: point {i} is not in the prime-order group") from None
-        return encode_points(points), points
+        points = _on_every_core(self._times_secret, decode_points(theirs, their_count, what, validate=False))
+        refused = next((i for i, p in enumerate(points) if p is None), None)
+        if refused is not None:
+            raise PsiError(f"{what}: point {refused} is not in the prime-order group")
+        valid = [p for p in points if p is not None]
+        return encode_points(valid), valid
 
     def intersect(self, mine_back: bytes, theirs_double: Sequence[bytes]) -> dict[int, bytes]:
         """Step 3: this party's rows in the intersection, each with its double-blinded value (the key
@@ -215,18 +253,11 @@ class Alignment:
         return cls({s: row_of[v] for v, s in zip(values, sample_ids, strict=True)})
 
 
-def _concurrently(*steps: Callable[[], _T]) -> list[_T]:
-    """Both parties' steps at once, as on their own machines (libsodium runs without the GIL)."""
-    with ThreadPoolExecutor(max_workers=len(steps)) as pool:
-        return [f.result() for f in [pool.submit(step) for step in steps]]
-
-
 def align_in_memory(
     owner_ids: Sequence[str],
     parties: Mapping[str, Sequence[str]],
     tag: bytes,
     minimum: int = 1,
-    deliver: Deliver | None = None,
     sample_key: bytes | None = None,
 ) -> tuple[dict[str, Alignment], dict[str, list[bytes]]]:
     """A task's PSI and alignment with every message passed in this process (the demo, tests,
@@ -236,30 +267,25 @@ def align_in_memory(
     The owner runs a two-party PSI with each feature party, with a fresh secret for each pair; the
     aligned rows are the owner's rows in every intersection; a party learns which of its rows are
     aligned and their sample ids, nothing about the owner's or the other parties' other customers.
-    The two sides of each pair compute at once (threads). Each message goes through
-    `deliver(sender, recipient, kind, data)`, which returns the bytes the recipient got (the demo
-    stores them, logs them on chain and reads them back); `sample_key`: see `Alignment.choose`.
+    `sample_key`: see `Alignment.choose`. The daemons (`node.vertical.node`) send the same messages
+    through IPFS, sealed, step by step.
     """
     received: dict[str, list[bytes]] = {"owner": [], **{name: [] for name in parties}}
 
-    def send(sender: str, recipient: str, kind: str, data: bytes) -> bytes:
-        got = data if deliver is None else deliver(sender, recipient, kind, data)
-        received[recipient].append(got)
-        return got
+    def send(recipient: str, data: bytes) -> bytes:
+        received[recipient].append(data)
+        return data
 
     pairwise: dict[str, dict[int, bytes]] = {}  # party -> the owner's rows shared with it -> their pair value
     theirs: dict[str, tuple[PsiParty, dict[int, bytes]]] = {}  # party -> its side, its shared rows
     for name, ids in parties.items():
         owner, party = PsiParty(owner_ids, tag), PsiParty(ids, tag)
-        blinded = _concurrently(owner.blinded, party.blinded)
-        from_owner = send("owner", name, "psi", blinded[0])
-        from_party = send(name, "owner", "psi", blinded[1])
-        (to_owner, owner_double), (to_party, party_double) = _concurrently(
-            lambda: party.reblind(from_owner, len(owner_ids)),  # noqa: B023 (called before the loop moves on)
-            lambda: owner.reblind(from_party, len(ids)),  # noqa: B023
-        )
-        to_owner = send(name, "owner", "psi", to_owner)
-        to_party = send("owner", name, "psi", to_party)
+        from_owner = send(name, owner.blinded())
+        from_party = send("owner", party.blinded())
+        to_owner, owner_double = party.reblind(from_owner, len(owner_ids))
+        to_party, party_double = owner.reblind(from_party, len(ids))
+        to_owner = send("owner", to_owner)
+        to_party = send(name, to_party)
         pairwise[name] = owner.intersect(to_owner, party_double)
         theirs[name] = (party, party.intersect(to_party, owner_double))
     rows = sorted(set.intersection(*(set(v) for v in pairwise.values())) if pairwise else set())
@@ -269,5 +295,5 @@ def align_in_memory(
     out = {"owner": Alignment(dict(zip(sample_ids, rows, strict=True)))}
     for name, (_party, shared) in theirs.items():
         message = Alignment.message([(pairwise[name][r], s) for r, s in zip(rows, sample_ids, strict=True)])
-        out[name] = Alignment.receive(send("owner", name, "alignment", message), len(rows), shared)
+        out[name] = Alignment.receive(send(name, message), len(rows), shared)
     return out, received

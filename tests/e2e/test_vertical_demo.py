@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 
 from ledger.chain import Chain, embedded_chain
-from ledger.vertical import VerticalTaskClient
+from ledger.vertical import Kind, VerticalTaskClient
 from node.datasets import DEFAULT_DATA
 from node.sim.vertical import BANK_PARTIES, VerticalConfig, run_vertical_demo
 
@@ -72,19 +73,32 @@ def test_the_task_pays_by_value_and_beats_the_owner_alone(bank_sample: Path, tmp
 
 
 def _outsider_sees_sizes_only(chain: Chain, address: str, store: Path) -> None:
-    """Everything in the store is sealed: no plaintext message format, no id; every PSI message logged
-    on chain is there, under the digest logged."""
+    """Everything in the store is sealed: no plaintext message format, no id; every message logged on
+    chain is there, under the digest logged."""
     blobs = {p.name: p.read_bytes() for p in store.iterdir()}
-    sealed = [b for b in blobs.values() if not b.startswith(b"{")]  # the coalition table is public JSON
-    assert len(sealed) > 100
+    task = VerticalTaskClient(chain, address)
+    logged = task.events("Message")
+    table_cid = task.events("Settled")[0]["args"]["cid"]
+    assert set(blobs) == {e["args"]["cid"] for e in logged} | {table_cid}  # the coalition table is public
+    assert json.loads(blobs[table_cid])["players"]
     some_ids = [b"C%05d" % i for i in range(0, ROWS, 97)]
-    for blob in sealed:
+    for event in logged:
+        blob = blobs[event["args"]["cid"]]
+        assert hashlib.sha256(blob).digest() == event["args"]["digest"]
         assert b"FCVEC1" not in blob and b"FCPSI1" not in blob
         assert not any(i in blob for i in some_ids)
-    logged = VerticalTaskClient(chain, address).events("Message")
-    assert len(logged) == 3 * 5  # per party: 2 PSI messages each way, and the alignment
-    for event in logged:
-        assert hashlib.sha256(blobs[event["args"]["cid"]]).digest() == event["args"]["digest"]
+    kinds = Counter(Kind(e["args"]["kind"]) for e in logged)
+    assert kinds[Kind.PSI] == 3 * 4 and kinds[Kind.ALIGNMENT] == 3  # per party: 2 PSI messages each way
+    assert kinds[Kind.EMBEDDING] > kinds[Kind.GRADIENT] > 0
+
+
+def test_a_party_sending_garbage_is_refused_timed_out_and_the_task_finishes(bank_sample: Path) -> None:
+    doc = run_vertical_demo(_cfg(bank_sample, garbling={"noise": 2}))
+    parties = {p["name"]: p for p in doc["parties"]}
+    assert parties["noise"]["rejected"] >= 1 and parties["noise"]["role"] == "dropped"
+    assert parties["noise"]["reward"] == pytest.approx(-50.0)
+    assert all(parties[n]["rejected"] == 0 and parties[n]["role"] == "feature" for n in ("demographics", "finance"))
+    assert len(doc["rounds"]) == 4 and doc["federated_auc"] > doc["label_party_auc"]
 
 
 def test_a_silent_party_is_timed_out_slashed_and_the_task_finishes_without_it(bank_sample: Path) -> None:

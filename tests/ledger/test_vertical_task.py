@@ -95,7 +95,7 @@ def test_a_task_runs_from_escrow_to_payout_by_shares(t: Task) -> None:
     for p in t.parties:
         t.task.join(p, KEY)
     assert t.task.stage() == Stage.ALIGNING
-    t.task.post(t.parties[0], t.owner.address, Kind.PSI, 0, b"\x01" * 32, "bafy-psi")
+    t.task.post(t.parties[0], t.owner.address, Kind.PSI, 0, 0, b"\x01" * 32, "bafy-psi")
     t.task.align(t.owner, 50, ROOT)
     for p in t.parties:
         t.task.confirm(p, 50)
@@ -174,9 +174,11 @@ def test_outsiders_cannot_join_post_or_commit(t: Task) -> None:
         t.task.join(t.outsider, KEY)
     t.aligned()
     with pytest.raises(NotParty):
-        t.task.post(t.outsider, t.owner.address, Kind.EMBEDDING, 0, ROOT, "x")
+        t.task.post(t.outsider, t.owner.address, Kind.EMBEDDING, 0, 0, ROOT, "x")
     with pytest.raises(UnknownRecipient):
-        t.task.post(t.parties[0], t.outsider.address, Kind.EMBEDDING, 0, ROOT, "x")
+        t.task.post(t.parties[0], t.outsider.address, Kind.EMBEDDING, 0, 0, ROOT, "x")
+    with pytest.raises(UnknownRecipient):
+        t.task.post(t.parties[0], t.parties[0].address, Kind.EMBEDDING, 0, 0, ROOT, "x")
     with pytest.raises(NotParty):
         t.task.commit_epoch(t.outsider, 0, ROOT)
 

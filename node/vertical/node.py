@@ -1,0 +1,504 @@
+"""A vertical task's members as step machines: the owner and a feature party, driven by the chain.
+
+Each member reads the task contract and the messages logged to it (`Message`
+events: sender, kind, epoch, sequence number, sha256, CID), does whatever is due,
+and returns a line for each thing it did. A daemon calls `step()` at every block;
+the demo calls every member's in turn. Every message is sealed to its recipient
+(`node.privacy.seal`, the key the recipient registered on chain), stored, and
+logged on chain, where the recipient finds it; the sealed bytes' digest goes
+into the sender's epoch root too.
+
+The owner and each party run the PSI (`node.vertical.psi`: blinded sets, then
+each re-blinded by the other), the owner hands out sample ids, posts the
+intersection size and every party confirms it. Then, step by step, each party
+sends the embedding of the step's batch and the owner answers with its
+gradient. After an epoch's steps each party sends the embeddings of the
+validation rows (and, after the last epoch, of the test rows) and every member
+commits the epoch. Finally the owner values the parties (Shapley) and settles.
+
+Received messages are untrusted: a message that does not open, is not what its
+digest says, or has the wrong shape or values is refused as malformed (counted
+in `rejected`) and treated as not sent. A party that sends nothing for a whole
+window is timed out on chain by the owner, and the task goes on without it; the
+owner, silent for a window, is timed out by a party.
+
+Known limit: a member keeps its secrets and model in memory, so a member that
+restarts mid-task cannot go on (it is timed out like a silent one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from eth_account.signers.local import LocalAccount
+
+from ledger.vertical import Kind, Stage, VerticalTaskClient
+from node.errors import NodeError
+from node.privacy.seal import OVERHEAD, Context, SealError, SealKey, seal
+from node.store import Store, StoreError
+from node.vertical.data import PartyData
+from node.vertical.messages import MessageError, Outbox, decode_matrix, matrix_size, merkle_root
+from node.vertical.party import FeatureParty, OwnerParty
+from node.vertical.psi import MAX_SET, POINT, Alignment, PsiError, PsiParty, point_count, task_tag
+from node.vertical.shapley import shares_bps, table_bytes
+from node.vertical.spec import TaskSpec
+from node.vertical.split import Batches
+
+__all__ = ["Malformed", "OwnerNode", "PartyNode"]
+
+MAX_PSI = 16 + POINT * MAX_SET + 16 * MAX_SET  # the largest PSI or alignment message (points and sample ids)
+_Key = tuple[str, int, int, int]  # (the other member, kind, epoch, seq)
+
+
+class Malformed(NodeError):
+    """A message a member logged that cannot be used: it does not open, or is not what it claims."""
+
+
+class _Member:
+    """What the owner and a party share: the chain, the store, sealing, and the messages logged to it."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        name: str,
+        account: LocalAccount,
+        task: VerticalTaskClient,
+        store: Store,
+        key: SealKey,
+        from_block: int = 0,
+        fetch_timeout: float | None = None,
+    ) -> None:
+        if spec.member(name).address != account.address:
+            raise NodeError(f"the account {account.address} is not {name!r}'s in the task spec")
+        if task.spec_hash() != spec.hash:
+            raise NodeError(f"the task at {task.address} was deployed with another spec than this one")
+        self.spec, self.name, self.account, self.task, self.store, self.key = spec, name, account, task, store, key
+        self.address = account.address
+        self.from_block = from_block
+        self.fetch_timeout = fetch_timeout
+        self.tag = task_tag(task.chain.chain_id, task.address, 0)
+        self.outbox = Outbox()
+        self.inbox: dict[_Key, dict[str, Any]] = {}
+        self.posted: set[_Key] = set()
+        self.rejected: Counter[str] = Counter()  # malformed messages received, by sender
+        self.stats: dict[str, Counter[str]] = defaultdict(Counter)  # "psi", "epoch 1", ... -> bytes, gas, messages
+        self.done = False
+        self._keys: dict[str, bytes] = {}
+        self._opened: dict[_Key, bytes | Malformed] = {}
+
+    # -- messages ---------------------------------------------------------------
+
+    def _scan(self) -> None:
+        """The messages logged to this member (the first for each place), and those it logged."""
+        for event in self.task.events("Message", self.from_block):
+            a = event["args"]
+            sender, recipient = self.spec.name_of(a["from"]), self.spec.name_of(a["to"])
+            if sender is None or recipient is None:
+                continue
+            place = (int(a["kind"]), int(a["epoch"]), int(a["seq"]))
+            if recipient == self.name:
+                self.inbox.setdefault((sender, *place), a)
+            elif sender == self.name:
+                self.posted.add((recipient, *place))
+
+    def _context(self, sender: str, recipient: str, kind: Kind, epoch: int, seq: int) -> Context:
+        addresses = self.spec.member(sender).address, self.spec.member(recipient).address
+        return Context(self.task.chain.chain_id, self.task.address, *addresses, kind.name.lower(), epoch, seq)
+
+    def _account(self, stat: str, receipt: Mapping[str, Any]) -> None:
+        self.stats[stat]["gas"] += int(receipt["gasUsed"])
+
+    def _send(self, to: str, kind: Kind, epoch: int, seq: int, make: Callable[[], bytes], stat: str) -> bool:
+        """Seal what `make()` returns to `to`, store it, log it; once per place (False: sent before)."""
+        if (to, int(kind), epoch, seq) in self.posted:
+            return False
+        if to not in self._keys:
+            self._keys[to] = self.task.encryption_key(self.spec.member(to).address)
+        sealed = seal(make(), self._keys[to], self._context(self.name, to, kind, epoch, seq))
+        if kind in (Kind.EMBEDDING, Kind.GRADIENT):
+            self.outbox.add(sealed)
+        cid = self.store.put(sealed)
+        digest = hashlib.sha256(sealed).digest()
+        self._account(stat, self.task.post(self.account, self.spec.member(to).address, kind, epoch, seq, digest, cid))
+        self.stats[stat]["bytes"] += len(sealed)
+        self.stats[stat]["messages"] += 1
+        self.posted.add((to, int(kind), epoch, seq))
+        return True
+
+    def _receive(self, sender: str, kind: Kind, epoch: int, seq: int, max_size: int) -> bytes | None:
+        """The plaintext `sender` logged for this place, None if not (yet) there or not fetchable yet;
+        raises Malformed if what it logged cannot be used (then, every time it is asked for)."""
+        place = (sender, int(kind), epoch, seq)
+        found = self._opened.get(place)
+        if isinstance(found, Malformed):
+            raise found
+        if found is not None:
+            return found
+        logged = self.inbox.get(place)
+        if logged is None:
+            return None
+        ctx = self._context(sender, self.name, kind, epoch, seq)
+        try:
+            data = self.store.get(str(logged["cid"]), max_size + OVERHEAD, timeout=self.fetch_timeout)
+        except StoreError as exc:
+            if "more than" not in str(exc):
+                return None  # not reachable yet: try again at the next step
+            raise self._refuse(place, f"{ctx.what()}: {exc}") from None
+        try:
+            if hashlib.sha256(data).digest() != bytes(logged["digest"]):
+                raise SealError(f"{ctx.what()}: the stored bytes are not those logged on chain")
+            plain = self.key.open(data, ctx, max_size)
+        except SealError as exc:
+            raise self._refuse(place, str(exc)) from None
+        self._opened[place] = plain
+        return plain
+
+    def _refuse(self, place: _Key, why: str) -> Malformed:
+        """Remember `place` as malformed (asked again, it is refused again) and count it against its sender."""
+        refused = Malformed(why)
+        self._opened[place] = refused
+        self.rejected[place[0]] += 1
+        return refused
+
+    def _matrix(self, sender: str, kind: Kind, epoch: int, seq: int, rows: int) -> npt.NDArray[np.float32] | None:
+        """A matrix message, checked; None if not there yet. Malformed if it cannot be used."""
+        embed = self.spec.model.embed
+        data = self._receive(sender, kind, epoch, seq, matrix_size(rows, embed))
+        if data is None:
+            return None
+        try:
+            return decode_matrix(data, rows, embed, f"{kind.name.lower()} {epoch}.{seq} from {sender}")
+        except MessageError as exc:
+            raise self._refuse((sender, int(kind), epoch, seq), str(exc)) from None
+
+    def _late(self) -> bool:
+        """A window has passed since the stage (or epoch) began: whoever owes a step can be timed out."""
+        return self.task.chain.now() > self.task.stage_at() + self.spec.terms.window
+
+    def _claim(self) -> list[str]:
+        self.done = True
+        owed = self.task.owed(self.address)
+        if owed:
+            self.task.claim(self.account)
+            return [f"claimed {owed / 10**18:g} tokens"]
+        return []
+
+
+class PartyNode(_Member):
+    """A feature party: its columns, its bottom model; it never sees labels or the others' columns."""
+
+    def __init__(self, spec: TaskSpec, name: str, data: PartyData, x: npt.NDArray[np.float32], **kw: Any) -> None:
+        super().__init__(spec, name, **kw)
+        self.data, self.x = data, x
+        self.psi = PsiParty(data.ids, self.tag)
+        self.owner_double: list[bytes] | None = None
+        self.mine: dict[int, bytes] | None = None
+        self.alignment: Alignment | None = None
+        self.role: FeatureParty | None = None
+        self.batches: Batches | None = None
+        self.cursor = (0, 0)
+        self.awaiting = False
+
+    @property
+    def owner(self) -> str:
+        return self.spec.owner.name
+
+    def step(self) -> list[str]:
+        stage = self.task.stage()
+        if stage in (Stage.PAID, Stage.CANCELLED):
+            return self._claim()
+        info = self.task.party(self.address)
+        if stage == Stage.OPEN and not info.joined:
+            self.task.join(self.account, self.key.public)
+            return ["joined"]
+        if info.dropped or stage in (Stage.OPEN, Stage.VALUING):
+            return self._owner_silent() if stage == Stage.VALUING else []
+        self._scan()
+        if stage == Stage.ALIGNING:
+            return self._align(info.confirmed)
+        return self._train(info.epochs_done)
+
+    def _align(self, confirmed: bool) -> list[str]:
+        did = []
+        try:
+            if self._send(self.owner, Kind.PSI, 0, 0, self.psi.blinded, "psi"):
+                did.append("sent its blinded ids")
+            theirs = self._receive(self.owner, Kind.PSI, 0, 0, MAX_PSI)
+            if theirs is not None and (self.owner, int(Kind.PSI), 0, 1) not in self.posted:
+                back, self.owner_double = self.psi.reblind(theirs, point_count(theirs, "the owner's set", MAX_SET))
+                self._send(self.owner, Kind.PSI, 0, 1, lambda: back, "psi")
+                did.append("re-blinded the owner's ids")
+            mine_back = self._receive(self.owner, Kind.PSI, 0, 1, MAX_PSI)
+            if mine_back is not None and self.mine is None and self.owner_double is not None:
+                self.mine = self.psi.intersect(mine_back, self.owner_double)
+                did.append(f"shares {len(self.mine)} customers with the owner")
+            size = self.task.intersection()
+            message = self._receive(self.owner, Kind.ALIGNMENT, 0, 0, MAX_PSI) if size else None
+            if message is not None and self.mine is not None and not confirmed:
+                alignment = self.alignment = Alignment.receive(message, size, self.mine)
+                self.role = FeatureParty(self.name, self.x, alignment, self.spec.model)
+                self.batches = Batches.of(list(alignment.rows), self.spec.model)
+                self._account("psi", self.task.confirm(self.account, size))
+                did.append(f"confirmed {size} aligned customers")
+        except (Malformed, PsiError) as exc:
+            self._account("psi", self.task.leave(self.account))
+            self.done = True
+            return [f"left the task before training: {exc}"]
+        return did
+
+    def _train(self, epochs_done: int) -> list[str]:
+        role, batches = self.role, self.batches
+        if role is None or batches is None:
+            return []  # confirmed in another life: nothing to train with (see the module's known limit)
+        e = self.task.epoch()
+        if epochs_done > e:
+            return self._owner_silent()
+        if self.cursor[0] != e:
+            self.cursor, self.awaiting = (e, 0), False
+        steps = batches.epoch(e)
+        stat, did = f"epoch {e + 1}", list[str]()
+        while True:
+            s = self.cursor[1]
+            if s == len(steps):
+                self._send(self.owner, Kind.EMBEDDING, e, s, lambda: role.embed(batches.valid), stat)
+                if e + 1 == self.spec.model.epochs:
+                    self._send(self.owner, Kind.EMBEDDING, e, s + 1, lambda: role.embed(batches.test), stat)
+                self._account(stat, self.task.commit_epoch(self.account, e, self.outbox.close_epoch()))
+                self.cursor = (e + 1, 0)
+                return [*did, f"epoch {e + 1}: {len(steps)} steps, committed"]
+            batch = steps[s]
+            if not self.awaiting:
+                if self._send(self.owner, Kind.EMBEDDING, e, s, lambda: role.forward(batch), stat):  # noqa: B023
+                    did.append(f"sent the embedding of step {e + 1}.{s}")
+                self.awaiting = True
+            try:
+                grad = self._matrix(self.owner, Kind.GRADIENT, e, s, len(batch))
+                if grad is None:
+                    return did
+                role.backward(grad)
+            except Malformed as exc:
+                did.append(f"refused the owner's gradient {e + 1}.{s}: {exc}")  # no update for that step
+            self.cursor, self.awaiting = (e, s + 1), False
+
+    def _owner_silent(self) -> list[str]:
+        """The owner owes the next step and a window has passed: time it out (the pool goes to the parties)."""
+        stage = self.task.stage()
+        owes = stage == Stage.VALUING or (stage == Stage.TRAINING and self.task.owner_epochs() <= self.task.epoch())
+        if owes and self._late():
+            self.task.timeout(self.account, self.spec.owner.address)
+            return ["timed out the silent owner: the pool goes to the parties"]
+        return []
+
+
+class OwnerNode(_Member):
+    """The task owner: its columns and labels, the top model; it runs the PSI with every party."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        name: str,
+        data: PartyData,
+        x: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.float32],
+        sample_key: bytes | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(spec, name, **kw)
+        self.data, self.x, self.labels, self.sample_key = data, x, labels, sample_key
+        self.psis = {n: PsiParty(data.ids, self.tag) for n in spec.names}  # a fresh secret per party
+        self.party_double: dict[str, list[bytes]] = {}
+        self.pairwise: dict[str, dict[int, bytes]] = {}
+        self.excluded: dict[str, str] = {}  # parties left out of the alignment, and why
+        self.alignment: Alignment | None = None
+        self.role: OwnerParty | None = None
+        self.batches: Batches | None = None
+        self.cursor = (0, 0)
+        self.losses: list[float] = []
+        self.epoch_started = time.perf_counter()
+        self.rounds: list[dict[str, Any]] = []
+        self.valid: dict[str, npt.NDArray[np.float32] | None] = {}
+        self.test: dict[str, npt.NDArray[np.float32] | None] = {}
+        self.outcome: dict[str, Any] = {}
+        self._waits: dict[tuple[str, int, int], int] = {}  # (party, epoch, seq) -> chain time the wait began
+
+    def step(self) -> list[str]:
+        stage = self.task.stage()
+        if stage in (Stage.PAID, Stage.CANCELLED):
+            return self._claim()
+        if stage == Stage.OPEN:
+            if not self.task.funded():
+                self.task.fund(self.account, self.key.public)
+                return ["escrowed the bounty"]
+            return []
+        self._scan()
+        if stage == Stage.ALIGNING:
+            return self._align()
+        if stage == Stage.TRAINING:
+            return self._train()
+        return self._settle()
+
+    def _parties(self) -> list[str]:
+        """The parties still in the task."""
+        return [n for n in self.spec.names if not self.task.party(self.spec.member(n).address).dropped]
+
+    def _align(self) -> list[str]:
+        did: list[str] = []
+        if self.task.intersection():
+            return self._timeouts(lambda n: not self.task.party(self.spec.member(n).address).confirmed)
+        for n in self._parties():
+            if n in self.excluded or n in self.pairwise:
+                continue
+            try:
+                if self._send(n, Kind.PSI, 0, 0, self.psis[n].blinded, "psi"):
+                    did.append(f"sent {n} its blinded ids")
+                theirs = self._receive(n, Kind.PSI, 0, 0, MAX_PSI)
+                if theirs is not None and (n, int(Kind.PSI), 0, 1) not in self.posted:
+                    back, self.party_double[n] = self.psis[n].reblind(
+                        theirs, point_count(theirs, f"{n}'s set", MAX_SET)
+                    )
+                    self._send(n, Kind.PSI, 0, 1, lambda: back, "psi")  # noqa: B023 (called at once)
+                    did.append(f"re-blinded {n}'s ids")
+                mine_back = self._receive(n, Kind.PSI, 0, 1, MAX_PSI)
+                if mine_back is not None and n in self.party_double:
+                    self.pairwise[n] = self.psis[n].intersect(mine_back, self.party_double[n])
+                    did.append(f"shares {len(self.pairwise[n])} customers with {n}")
+            except (Malformed, PsiError) as exc:
+                self.excluded[n] = str(exc)
+                did.append(f"left {n} out of the alignment: {exc}")
+        waiting = [n for n in self._parties() if n not in self.pairwise and n not in self.excluded]
+        if waiting and self._late():
+            for n in waiting:
+                self.excluded[n] = "silent during the PSI"
+            did.append(f"left {', '.join(waiting)} out of the alignment: silent for a window")
+            waiting = []
+        if waiting or not self.pairwise:
+            return did
+        rows = sorted(set.intersection(*(set(v) for v in self.pairwise.values())))
+        if len(rows) < self.spec.terms.min_intersection:
+            self.task.align(self.account, len(rows), bytes(32))
+            return [
+                *did,
+                f"only {len(rows)} shared customers, below the task's {self.spec.terms.min_intersection}: cancelled",
+            ]
+        sample_ids = Alignment.choose(rows, self.sample_key)
+        self.alignment = Alignment(dict(zip(sample_ids, rows, strict=True)))
+        digests = []
+        for n, shared in self.pairwise.items():
+            message = Alignment.message([(shared[r], s) for r, s in zip(rows, sample_ids, strict=True)])
+            self._send(n, Kind.ALIGNMENT, 0, 0, lambda: message, "psi")  # noqa: B023
+            digests.append(hashlib.sha256(message).digest())
+        self._account("psi", self.task.align(self.account, len(rows), merkle_root(digests)))
+        self.batches = Batches.of(sample_ids, self.spec.model)
+        self.role = OwnerParty(self.x, self.labels, self.alignment, self.spec.names, self.spec.model)
+        self.role.silent.update(n for n in self.spec.names if n not in self.pairwise)
+        self.epoch_started = time.perf_counter()
+        return [*did, f"posted {len(rows)} aligned customers"]
+
+    def _timeouts(self, owes: Callable[[str], bool]) -> list[str]:
+        """Time out, once a window has passed, every party still in the task that owes a step."""
+        late = [n for n in self._parties() if owes(n)]
+        if not late or not self._late():
+            return []
+        for n in late:
+            self.task.timeout(self.account, self.spec.member(n).address)
+            if self.role is not None:
+                self.role.silent.add(n)
+        return [f"timed out {', '.join(late)}: silent for a window, slashed; the task goes on without"]
+
+    def _overdue(self, names: list[str], e: int, seq: int) -> list[str]:
+        """Those of `names` the owner has itself waited on at (e, seq) for a whole window of chain time (a
+        party that answers each message promptly is never timed out, however long the epoch takes)."""
+        now = self.task.chain.now()
+        return [n for n in names if now - self._waits.setdefault((n, e, seq), now) > self.spec.terms.window]
+
+    def _embeddings(self, e: int, seq: int, rows: int) -> tuple[dict[str, npt.NDArray[np.float32] | None], list[str]]:
+        """Each active party's embedding for (e, seq) (None: malformed, or its party silent) and who is missing."""
+        assert self.role is not None
+        got: dict[str, npt.NDArray[np.float32] | None] = {}
+        missing = []
+        for n in self.spec.names:
+            if n in self.role.silent:
+                got[n] = None
+                continue
+            try:
+                got[n] = self._matrix(n, Kind.EMBEDDING, e, seq, rows)
+                if got[n] is None:
+                    missing.append(n)
+            except Malformed:
+                got[n] = None
+        return got, missing
+
+    def _train(self) -> list[str]:
+        if self.role is None or self.batches is None:
+            raise NodeError("the owner lost its alignment: a restarted owner cannot go on (a known limit)")
+        e = self.task.epoch()
+        if self.task.owner_epochs() > e:  # committed: waiting for parties, or timing them out
+            return self._timeouts(lambda n: self.task.party(self.spec.member(n).address).epochs_done <= e)
+        if self.cursor[0] != e:
+            self.cursor, self.losses, self.epoch_started = (e, 0), [], time.perf_counter()
+        steps = self.batches.epoch(e)
+        stat, did = f"epoch {e + 1}", list[str]()
+        while True:
+            s = self.cursor[1]
+            if s < len(steps):
+                got, missing = self._embeddings(e, s, len(steps[s]))
+                if missing:
+                    overdue = self._overdue(missing, e, s)
+                    timed = self._timeouts(lambda n: n in overdue) if overdue else []  # noqa: B023
+                    if not timed:
+                        return did
+                    did += timed
+                    continue
+                loss, grads = self.role.step(steps[s], got)
+                self.losses.append(loss)
+                for n, g in grads.items():
+                    self._send(n, Kind.GRADIENT, e, s, lambda: g, stat)  # noqa: B023
+                did.append(f"step {e + 1}.{s}: loss {loss:.4f}, gradients sent")
+                self.cursor = (e, s + 1)
+                continue
+            last = e + 1 == self.spec.model.epochs
+            valid, missing = self._embeddings(e, s, len(self.batches.valid))
+            test, missing_test = self._embeddings(e, s + 1, len(self.batches.test)) if last else ({}, [])
+            if missing or missing_test:
+                overdue = self._overdue(sorted(set(missing) | set(missing_test)), e, s)
+                timed = self._timeouts(lambda n: n in overdue) if overdue else []  # noqa: B023
+                if not timed:
+                    return did
+                did += timed
+                continue
+            self.valid, self.test = valid, test
+            valid_auc = self.role.auc(self.batches.valid, valid)
+            self.role.close_epoch()
+            self._account(stat, self.task.commit_epoch(self.account, e, self.outbox.close_epoch()))
+            self.rounds.append(
+                {
+                    "epoch": e + 1,
+                    "loss": round(float(np.mean(self.losses)), 6),
+                    "valid_auc": round(valid_auc, 6),
+                    "seconds": round(time.perf_counter() - self.epoch_started, 3),
+                }
+            )
+            return [*did, f"epoch {e + 1}: loss {self.rounds[-1]['loss']:.4f}, valid AUC {valid_auc:.4f}, committed"]
+
+    def _settle(self) -> list[str]:
+        assert self.role is not None and self.batches is not None
+        phi, table = self.role.value(self.batches.valid, self.valid)
+        active = [n not in self.role.silent for n in self.spec.names]
+        shares = shares_bps([phi.get(n, 0.0) for n in self.spec.names], active)
+        doc = table_bytes([n for n in self.spec.names if n not in self.role.silent], table, phi)
+        self._account(
+            "settle", self.task.settle(self.account, hashlib.sha256(doc).digest(), self.store.put(doc), shares)
+        )
+        self.outcome = {
+            "federated_auc": self.role.auc(self.batches.test, self.test),
+            "shapley": phi,
+            "shares": dict(zip(self.spec.names, shares, strict=True)),
+            "coalitions": table,
+        }
+        return ["valued the parties and paid the bounty by their shares"]
