@@ -16,6 +16,7 @@ from node.cli.audit import add_audit_commands
 from node.cli.chain import add_chain_commands
 from node.cli.demo import add_demo_command
 from node.cli.peer import add_peer_commands, add_spec_commands
+from node.cli.vertical import add_vertical_commands
 from node.errors import NodeError
 
 __all__ = ["build_parser", "main"]
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(sub)
     add_peer_commands(sub)
     add_spec_commands(sub)
+    add_vertical_commands(sub)
     return parser
 
 

@@ -54,8 +54,6 @@ def cmd_vertical(args: argparse.Namespace) -> int:
     used = [f"--{k.replace('_', '-')}" for k in _HORIZONTAL_ONLY if getattr(args, k)]
     if used:
         raise NodeError(f"{', '.join(used)}: horizontal options, not for --vertical")
-    if args.devnet:
-        raise NodeError("--vertical runs on the embedded default only for now (no --devnet yet)")
     default = args.data is None
     if not default and (args.target is None or args.positive is None or len(args.party) < 2):
         raise NodeError("with --data, give --target COLUMN, --positive VALUE and --party NAME=cols at least twice")
@@ -76,7 +74,12 @@ def cmd_vertical(args: argparse.Namespace) -> int:
         seed=args.seed,
         silent=dict(args.silent),
     )
-    doc = run_vertical_demo(cfg, out=_say(args))
+    if args.devnet:
+        from node.sim.vertical_devnet import run_vertical_devnet
+
+        doc = run_vertical_devnet(cfg, out=_say(args))
+    else:
+        doc = run_vertical_demo(cfg, out=_say(args))
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     return 0

@@ -40,7 +40,7 @@ from node.sim.evaluate import concat, train_alone
 from node.store import KuboStore, fetch_verified
 from node.store.kubo import KuboNode, new_swarm_key, start_kubo
 
-__all__ = ["run_devnet_demo", "start_parts"]
+__all__ = ["kill_process", "run_devnet_demo", "start_parts"]
 
 WINDOW = 30
 MAX_KUBO = 3
@@ -56,7 +56,7 @@ def _spawn(cfg: Path, rounds: int, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
+def kill_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -126,7 +126,7 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
                 0.3,
             ).save(root / f"peer{i}.toml")
             proc = _spawn(root / f"peer{i}.toml", cfg.rounds, root / f"peer{i}.log")
-            stack.callback(_kill, proc)
+            stack.callback(kill_process, proc)
             procs.append(proc)
         reader = KuboStore(kubo[0].api)
         rounds, federated = _follow(fed, reader, nspec, companies, test_all, cfg.rounds, procs, root, say)

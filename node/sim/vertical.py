@@ -32,10 +32,9 @@ simulation shortcut, as in the horizontal demo.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,25 +43,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 
 from ledger.chain import Chain, embedded_chain
 from ledger.client import TokenClient
 from ledger.deploy import deploy_contract
 from ledger.spec import TOKEN_UNIT
-from ledger.vertical import Kind, Stage, deploy_task
+from ledger.vertical import Kind, Stage, VerticalTaskClient, deploy_task
 from node.datasets import DEFAULT_DATA
 from node.errors import NodeError
 from node.learn.data import DataError, Dataset, Schema, encode_labels, infer_schema, read_rows
 from node.learn.model import ModelSpec, TrainConfig, auc, predict, train_rounds
 from node.privacy.seal import SealKey
 from node.store import EmbeddedStore
+from node.vertical.daemon import measured_by, sample_key
 from node.vertical.data import PartyData, check_disjoint
 from node.vertical.node import OwnerNode, PartyNode
 from node.vertical.party import encode_party
 from node.vertical.spec import Member, TaskSpec, TermsSpec
 from node.vertical.split import SplitSpec
 
-__all__ = ["BANK_PARTIES", "VerticalConfig", "run_vertical_demo", "split_parties"]
+__all__ = ["BANK_PARTIES", "Setup", "VerticalConfig", "run_vertical_demo", "split_parties", "summary"]
 
 # The bundled bank data as a campaign owner, a demographics party and a finance party.
 BANK_PARTIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -179,60 +180,174 @@ class _Garbling(PartyNode):
         return super()._send(to, kind, epoch, seq, garbled, stat)
 
 
-class _Run:
-    """One task with every party in this process: the chain, the store, one step machine per party."""
+@dataclass
+class Setup:
+    """A task ready to run: the parties' data, accounts and spec, the token and the deployed contract."""
 
-    def __init__(self, cfg: VerticalConfig, chain: Chain, store: EmbeddedStore) -> None:
-        self.cfg, self.chain = cfg, chain
+    cfg: VerticalConfig
+    chain: Chain
+    data: dict[str, PartyData]
+    labels: npt.NDArray[np.float32]
+    spec: TaskSpec
+    accounts: dict[str, LocalAccount]
+    token: TokenClient
+    task: VerticalTaskClient
+    block: int
+    before: dict[str, int]  # each party's balance before it staked (stakes come back: not rewards)
+
+    @classmethod
+    def deploy(cls, cfg: VerticalConfig, chain: Chain, window: int = WINDOW) -> Setup:
         parties, labels, schema = split_parties(cfg)
-        self.data = {p.name: p for p in parties}
         accounts = {p.name: Account.create() for p in parties}
         for a in accounts.values():
             chain.fund(a.address, 10**21)
-        owner_name = parties[0].name
-        self.spec = TaskSpec(
-            owner=Member(owner_name, accounts[owner_name].address, tuple(parties[0].columns)),
+        owner_data = parties[0]
+        spec = TaskSpec(
+            owner=Member(owner_data.name, accounts[owner_data.name].address, tuple(owner_data.columns)),
             parties=tuple(Member(p.name, accounts[p.name].address, tuple(p.columns)) for p in parties[1:]),
             id_column=cfg.id_column or "customer",
             schema=schema,
             model=cfg.split_spec(),
-            terms=TermsSpec(cfg.bounty, cfg.stake, cfg.min_intersection, WINDOW, cfg.slash_bps / 10_000),
+            terms=TermsSpec(cfg.bounty, cfg.stake, cfg.min_intersection, window, cfg.slash_bps / 10_000),
         )
-        owner = accounts[owner_name]
+        owner = accounts[owner_data.name]
         token_address, _ = deploy_contract(
             chain, owner, "RewardToken", "Task", "TSK", 10**6 * TOKEN_UNIT, owner.address
         )
-        self.token = TokenClient(chain, token_address)
-        terms = self.spec.terms.on_chain(cfg.rounds)
-        for n in self.spec.names:
-            self.token.transfer(owner, accounts[n].address, terms.stake)
-        self.before = {n: self.token.balance_of(accounts[n].address) for n in self.spec.names}  # stakes: not rewards
-        task, block = deploy_task(
-            chain, owner, token_address, self.spec.hash, [m.address for m in self.spec.parties], terms
+        token = TokenClient(chain, token_address)
+        terms = spec.terms.on_chain(cfg.rounds)
+        for n in spec.names:
+            token.transfer(owner, accounts[n].address, terms.stake)
+        before = {n: token.balance_of(accounts[n].address) for n in spec.names}
+        task, block = deploy_task(chain, owner, token_address, spec.hash, [m.address for m in spec.parties], terms)
+        return cls(cfg, chain, {p.name: p for p in parties}, labels, spec, accounts, token, task, block, before)
+
+    @property
+    def owner(self) -> PartyData:
+        return self.data[self.spec.owner.name]
+
+    def encoded(self) -> dict[str, npt.NDArray[np.float32]]:
+        return {n: encode_party(p, self.spec.part(n)) for n, p in self.data.items()}
+
+    def banner(self, where: str) -> str:
+        return (
+            f"task {self.task.address} on {where}: owner {self.owner.name} ({len(self.owner.ids)} customers), "
+            + "parties "
+            + ", ".join(f"{n} ({len(self.data[n].ids)})" for n in self.spec.names)
+            + f"; {self.cfg.model}, {self.cfg.rounds} epochs; every message sealed to its recipient (HPKE)"
         )
-        self.task = task
-        common: dict[str, Any] = {"task": task, "store": store, "from_block": block}
-        xs = {p.name: encode_party(p, self.spec.part(p.name)) for p in parties}
+
+    def baselines(self, train_rows: Sequence[int], test_rows: Sequence[int]) -> tuple[float, float]:
+        """The owner alone (its columns, all its customers outside the test rows) and every column pooled
+        (the federation's training rows: the owner's rows matched to each party's by customer id), both
+        on the federation's test rows (the owner's row numbers)."""
+        xs, y, model = self.encoded(), self.labels, self.spec.model
+        x_owner = xs[self.owner.name]
+        alone = np.setdiff1d(np.arange(len(y)), np.array(test_rows))
+        label_party = _baseline(model.kind, x_owner[alone], y[alone], x_owner[test_rows], y[test_rows], model)
+        row_of = {n: {k: i for i, k in enumerate(self.data[n].ids)} for n in self.spec.names}
+
+        def pooled(rows: Sequence[int]) -> npt.NDArray[np.float32]:
+            ids = [self.owner.ids[r] for r in rows]
+            return np.concatenate(
+                [x_owner[list(rows)], *(xs[n][[row_of[n][k] for k in ids]] for n in self.spec.names)], axis=1
+            )
+
+        central = _baseline(
+            model.kind, pooled(train_rows), y[list(train_rows)], pooled(test_rows), y[list(test_rows)], model
+        )
+        return label_party, central
+
+    def document(
+        self, psi: dict[str, Any], measured: Sequence[Mapping[str, Any]], devnet: bool = False
+    ) -> dict[str, Any]:
+        """The JSON document, from what every member measured (`daemon._measured`'s shape; the owner's first)."""
+        owner_doc = measured[0]
+        stats: dict[str, Counter[str]] = defaultdict(Counter)
+        for m in measured:
+            for k, v in m["stats"].items():
+                stats[k].update(v)
+        psi = {**psi, **{k: stats["psi"][k] for k in ("bytes", "messages", "gas")}}
+        rounds = [
+            {**r, **{k: stats[f"epoch {r['epoch']}"][k] for k in ("bytes", "messages", "gas")}}
+            for r in owner_doc["rounds"]
+        ]
+        label_party_auc, centralized_auc = self.baselines(owner_doc["train_rows"], owner_doc["test_rows"])
+        dropped = {n for n in self.spec.names if self.task.party(self.accounts[n].address).dropped}
+        rewards = {
+            n: (self.token.balance_of(self.accounts[n].address) - self.before[n]) / TOKEN_UNIT for n in self.spec.names
+        }
+        owner = self.owner
+        return {
+            "mode": "vertical",
+            "devnet": devnet,
+            "data": _portable(self.cfg.data),
+            "task": self.task.address,
+            "model": self.cfg.model,
+            "overlap": self.cfg.overlap,
+            "psi": psi,
+            "rows": {"train": len(owner_doc["train_rows"]), "test": len(owner_doc["test_rows"])},
+            "parties": [
+                {
+                    "name": owner.name,
+                    "role": "owner",
+                    "columns": list(owner.columns),
+                    "rows": len(owner.ids),
+                    "shapley": None,
+                    "share_bps": None,
+                    "reward": -float(self.cfg.bounty),
+                }
+            ]
+            + [
+                {
+                    "name": n,
+                    "role": "dropped" if n in dropped else "feature",
+                    "columns": list(self.data[n].columns),
+                    "rows": len(self.data[n].ids),
+                    "shapley": round(owner_doc["shapley"].get(n, 0.0), 6),
+                    "share_bps": owner_doc["shares"][n],
+                    "reward": round(rewards[n], 6),
+                    "rejected": owner_doc["rejected"].get(n, 0),  # its messages the owner refused as malformed
+                }
+                for n in self.spec.names
+            ],
+            "coalitions": [
+                {"parties": c["parties"], "valid_auc": round(c["valid_auc"], 6)} for c in owner_doc["coalitions"]
+            ],
+            "rounds": rounds,
+            "label_party_auc": round(label_party_auc, 6),
+            "federated_auc": round(owner_doc["federated_auc"], 6),
+            "centralized_auc": round(centralized_auc, 6),
+        }
+
+
+class _Run:
+    """One task with every party in this process: one step machine per party, stepped in turn."""
+
+    def __init__(self, setup: Setup, store: EmbeddedStore) -> None:
+        self.setup, self.cfg, self.chain, self.task, self.spec = setup, setup.cfg, setup.chain, setup.task, setup.spec
+        xs = setup.encoded()
+        common: dict[str, Any] = {"task": setup.task, "store": store, "from_block": setup.block}
+        owner = self.spec.owner.name
         self.owner = OwnerNode(
             self.spec,
-            owner_name,
-            parties[0],
-            xs[owner_name],
-            labels,
-            sample_key=hashlib.sha256(b"fedchain/demo/sample-ids/%d" % cfg.seed).digest(),
-            account=owner,
+            owner,
+            setup.owner,
+            xs[owner],
+            setup.labels,
+            sample_key=sample_key(self.cfg.seed),
+            account=setup.accounts[owner],
             key=SealKey.generate(),
             **common,
         )
         self.parties = {
-            n: (_Garbling if n in cfg.garbling else PartyNode)(
-                self.spec, n, self.data[n], xs[n], account=accounts[n], key=SealKey.generate(), **common
+            n: (_Garbling if n in self.cfg.garbling else PartyNode)(
+                self.spec, n, setup.data[n], xs[n], account=setup.accounts[n], key=SealKey.generate(), **common
             )
             for n in self.spec.names
         }
-        for n, at in cfg.garbling.items():
+        for n, at in self.cfg.garbling.items():
             self.parties[n].garble_from = at  # type: ignore[attr-defined]
-        self.labels, self.xs = labels, xs
 
     def _answers(self, name: str) -> bool:
         """False for a party told to go silent, from its epoch until the task is over."""
@@ -256,7 +371,7 @@ class _Run:
                     moved = True
                     if name == self.spec.owner.name and ("epoch" in line or "timed out" in line):
                         say(f"  {line}")
-            if not psi_seconds and self.task.stage() != Stage.ALIGNING and self.task.intersection():
+            if not psi_seconds and self.task.intersection():
                 psi_seconds = time.perf_counter() - started
             if moved:
                 stalls = 0
@@ -266,34 +381,6 @@ class _Run:
                 raise NodeError(f"the task is stuck in {self.task.stage().name.lower()}: no party can move")
             self.chain.advance_time(WINDOW + 1)
         return psi_seconds
-
-    def stats(self, key: str) -> Counter[str]:
-        total: Counter[str] = Counter()
-        for node in (self.owner, *self.parties.values()):
-            total.update(node.stats.get(key, Counter()))
-        return total
-
-    def baselines(self) -> tuple[float, float]:
-        """The owner alone (its columns, all its customers outside the test rows) and every column pooled
-        (the federation's training rows), both on the federation's test rows."""
-        alignment, batches = self.owner.alignment, self.owner.batches
-        assert alignment is not None and batches is not None
-        owner_rows = alignment.rows
-        test_rows = [owner_rows[s] for s in batches.test]
-        x_owner, y = self.xs[self.spec.owner.name], self.labels
-        alone = np.setdiff1d(np.arange(len(y)), np.array(test_rows))
-        model = self.spec.model
-        label_party = _baseline(model.kind, x_owner[alone], y[alone], x_owner[test_rows], y[test_rows], model)
-        rows_of = {n: p.alignment.rows if p.alignment else {} for n, p in self.parties.items()}
-
-        def pooled(sample_ids: Sequence[bytes]) -> npt.NDArray[np.float32]:
-            cols = [x_owner[[owner_rows[s] for s in sample_ids]]]
-            cols += [self.xs[n][[rows_of[n][s] for s in sample_ids]] for n in self.spec.names]
-            return np.concatenate(cols, axis=1)
-
-        train_y = y[[owner_rows[s] for s in batches.train]]
-        central = _baseline(model.kind, pooled(batches.train), train_y, pooled(batches.test), y[test_rows], model)
-        return label_party, central
 
 
 def run_vertical_demo(
@@ -305,76 +392,21 @@ def run_vertical_demo(
     """Run the whole task; returns the JSON document, printing progress through `out`. The store lives
     in a temporary directory unless `store_dir` is given (a test reads what an outsider could)."""
     say = out or (lambda _line: None)
+    setup = Setup.deploy(cfg, chain or embedded_chain())
+    say(setup.banner("the embedded chain"))
     with tempfile.TemporaryDirectory(prefix="fedchain-vertical-") as tmp:
-        run = _Run(cfg, chain or embedded_chain(), EmbeddedStore(store_dir or Path(tmp) / "store"))
-        owner = run.data[run.spec.owner.name]
-        say(
-            f"task {run.task.address}: owner {owner.name} ({len(owner.ids)} customers), parties "
-            + ", ".join(f"{n} ({len(run.data[n].ids)})" for n in run.spec.names)
-            + f"; {cfg.model}, {cfg.rounds} epochs; every message sealed to its recipient (HPKE)"
-        )
+        run = _Run(setup, EmbeddedStore(store_dir or Path(tmp) / "store"))
         psi_seconds = run.play(say)
-    if run.task.stage() == Stage.CANCELLED:
-        raise NodeError(f"the task was cancelled: {run.task.intersection() or 'too few'} shared customers")
-    outcome, batches = run.owner.outcome, run.owner.batches
-    assert batches is not None
-    psi_stats = run.stats("psi")
+    if setup.task.stage() == Stage.CANCELLED:
+        raise NodeError(f"the task was cancelled: {setup.task.intersection() or 'too few'} shared customers")
     psi = {
-        "owner_rows": len(owner.ids),
-        "intersection": run.task.intersection(),
+        "owner_rows": len(setup.owner.ids),
+        "intersection": setup.task.intersection(),
         "seconds": round(psi_seconds, 2),
-        "bytes": psi_stats["bytes"],
-        "messages": psi_stats["messages"],
-        "gas": psi_stats["gas"],
     }
-    rounds = []
-    for row in run.owner.rounds:
-        stats = run.stats(f"epoch {row['epoch']}")
-        rounds.append({**row, "bytes": stats["bytes"], "messages": stats["messages"], "gas": stats["gas"]})
-    rewards = {
-        n: (run.token.balance_of(run.spec.member(n).address) - run.before[n]) / TOKEN_UNIT for n in run.spec.names
-    }
-    label_party_auc, centralized_auc = run.baselines()
-    dropped = {n for n in run.spec.names if run.task.party(run.spec.member(n).address).dropped}
-    doc: dict[str, Any] = {
-        "mode": "vertical",
-        "data": _portable(cfg.data),
-        "task": run.task.address,
-        "model": cfg.model,
-        "overlap": cfg.overlap,
-        "psi": psi,
-        "rows": {"train": len(batches.train), "valid": len(batches.valid), "test": len(batches.test)},
-        "parties": [
-            {
-                "name": owner.name,
-                "role": "owner",
-                "columns": list(owner.columns),
-                "rows": len(owner.ids),
-                "shapley": None,
-                "share_bps": None,
-                "reward": -float(cfg.bounty),
-            }
-        ]
-        + [
-            {
-                "name": n,
-                "role": "dropped" if n in dropped else "feature",
-                "columns": list(run.data[n].columns),
-                "rows": len(run.data[n].ids),
-                "shapley": round(outcome["shapley"].get(n, 0.0), 6),
-                "share_bps": outcome["shares"][n],
-                "reward": round(rewards[n], 6),
-                "rejected": run.owner.rejected[n],  # its messages the owner refused as malformed
-            }
-            for n in run.spec.names
-        ],
-        "coalitions": [{"parties": sorted(c), "valid_auc": round(v, 6)} for c, v in outcome["coalitions"].items()],
-        "rounds": rounds,
-        "label_party_auc": round(label_party_auc, 6),
-        "federated_auc": round(outcome["federated_auc"], 6),
-        "centralized_auc": round(centralized_auc, 6),
-    }
-    _summary(doc, say)
+    measured = [measured_by(run.owner), *(measured_by(p) for p in run.parties.values())]
+    doc = setup.document(psi, measured)
+    summary(doc, say)
     return doc
 
 
@@ -387,7 +419,7 @@ def _portable(path: Path) -> str:
         return path.name
 
 
-def _summary(doc: Mapping[str, Any], say: Callable[[str], None]) -> None:
+def summary(doc: Mapping[str, Any], say: Callable[[str], None]) -> None:
     say(f"{'party':14} {'role':8} {'rows':>6} {'shapley':>8} {'share':>6} {'reward':>8}  columns")
     for p in doc["parties"]:
         shapley = "" if p["shapley"] is None else f"{p['shapley']:.4f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import signal
@@ -9,11 +10,14 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ledger.devnet import AnvilProcess, start_anvil
 from node.datasets import DEFAULT_DATA
 from node.store.kubo import KuboNode, new_swarm_key, start_kubo
+
+VERTICAL_ROWS = 20000  # enough validation rows (about 1300) for party values to stand out of the noise
 
 
 @pytest.fixture(scope="session")
@@ -64,4 +68,20 @@ def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         lines = [line for i, line in enumerate(fh) if i == 0 or i % 7 == 0]
     path = tmp_path_factory.mktemp("data") / "bank-sample.csv"
     path.write_text("".join(lines))
+    return path
+
+
+@pytest.fixture(scope="session")
+def bank_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """VERTICAL_ROWS rows of the bank data, with a `customer` id and a `noise` column."""
+    with gzip.open(DEFAULT_DATA, "rt") as fh:
+        rows = list(csv.reader(fh))
+    rng = np.random.default_rng(7)
+    pick = rng.choice(len(rows) - 1, VERTICAL_ROWS, replace=False) + 1
+    path = tmp_path_factory.mktemp("vertical") / "bank-sample.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["customer", *rows[0], "noise"])
+        for i, k in enumerate(pick):
+            w.writerow([f"C{i:05d}", *rows[k], f"{rng.normal():.6f}"])
     return path

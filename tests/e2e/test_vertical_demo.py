@@ -9,8 +9,6 @@ compute the same models, and bad input gets one line.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import json
 import os
@@ -20,32 +18,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from ledger.chain import Chain, embedded_chain
 from ledger.vertical import Kind, VerticalTaskClient
-from node.datasets import DEFAULT_DATA
 from node.sim.vertical import BANK_PARTIES, VerticalConfig, run_vertical_demo
+from tests.e2e.conftest import VERTICAL_ROWS
 
 PARTIES = (*BANK_PARTIES, ("noise", ("noise",)))
-ROWS = 20000  # enough validation rows (about 1300) for the values to stand out of the noise
-
-
-@pytest.fixture(scope="module")
-def bank_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ROWS rows of the bank data, with a `customer` id and a `noise` column."""
-    with gzip.open(DEFAULT_DATA, "rt") as fh:
-        rows = list(csv.reader(fh))
-    rng = np.random.default_rng(7)
-    pick = rng.choice(len(rows) - 1, ROWS, replace=False) + 1
-    path = tmp_path_factory.mktemp("vertical") / "bank-sample.csv"
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["customer", *rows[0], "noise"])
-        for i, k in enumerate(pick):
-            w.writerow([f"C{i:05d}", *rows[k], f"{rng.normal():.6f}"])
-    return path
 
 
 def _cfg(path: Path, **kw: Any) -> VerticalConfig:
@@ -58,7 +38,7 @@ def test_the_task_pays_by_value_and_beats_the_owner_alone(bank_sample: Path, tmp
     _outsider_sees_sizes_only(chain, doc["task"], tmp_path / "store")
     assert doc["mode"] == "vertical"
     psi = doc["psi"]
-    assert 0 < psi["intersection"] <= psi["owner_rows"] < ROWS
+    assert 0 < psi["intersection"] <= psi["owner_rows"] < VERTICAL_ROWS
     parties = {p["name"]: p for p in doc["parties"]}
     assert [p["role"] for p in doc["parties"]] == ["owner", "feature", "feature", "feature"]
     assert sum(p["share_bps"] for p in doc["parties"][1:]) == 10_000
@@ -81,7 +61,7 @@ def _outsider_sees_sizes_only(chain: Chain, address: str, store: Path) -> None:
     table_cid = task.events("Settled")[0]["args"]["cid"]
     assert set(blobs) == {e["args"]["cid"] for e in logged} | {table_cid}  # the coalition table is public
     assert json.loads(blobs[table_cid])["players"]
-    some_ids = [b"C%05d" % i for i in range(0, ROWS, 97)]
+    some_ids = [b"C%05d" % i for i in range(0, VERTICAL_ROWS, 97)]
     for event in logged:
         blob = blobs[event["args"]["cid"]]
         assert hashlib.sha256(blob).digest() == event["args"]["digest"]

@@ -1,0 +1,155 @@
+"""`fedchain vertical run`: one member of a vertical task as a long-running process.
+
+It loads the member's CSV (its id column and its columns from the task spec; the
+owner's target column too), its account keystore and its sealing key (X25519,
+created on first run and kept encrypted with the same password), opens the
+chain and the IPFS node, checks the task was deployed with this spec, and runs
+its step machine (`node.vertical.node`) at every block until the task is over.
+A chain or IPFS outage is waited out; at the end it writes what it measured
+(`--result`, JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger.chain import Chain, connect
+from ledger.errors import ChainUnreachable
+from ledger.keystore import load_keystore, read_password
+from ledger.vertical import VerticalTaskClient
+from node.errors import NodeError
+from node.learn.data import encode_labels
+from node.privacy.seal import SealKey
+from node.store import StoreError, open_store
+from node.vertical.data import load_party
+from node.vertical.node import OwnerNode, PartyNode
+from node.vertical.party import encode_party
+from node.vertical.spec import TaskSpec
+
+__all__ = ["MemberConfig", "measured_by", "open_member", "run_member", "sample_key"]
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    spec: Path
+    task: str
+    name: str
+    data: Path
+    keystore: Path
+    rpc: str
+    ipfs: str
+    password_file: Path | None = None
+    seal_key: Path | None = None  # default: the keystore's path with .seal.pem
+    from_block: int = 0
+    poll_seconds: float = 1.0
+    sample_seed: int | None = None  # derive the owner's sample ids from a seed: demos and tests only
+    fetch_timeout: float = 10.0
+
+
+def sample_key(seed: int) -> bytes:
+    """The owner's sample-id key derived from `seed` (the demos use it, so runs can be compared)."""
+    import hashlib
+
+    return hashlib.sha256(b"fedchain/demo/sample-ids/%d" % seed).digest()
+
+
+def _seal_key(cfg: MemberConfig, password: str) -> SealKey:
+    path = cfg.seal_key or cfg.keystore.with_suffix(".seal.pem")
+    if path.exists():
+        return SealKey.load(path, password)
+    key = SealKey.generate()
+    key.save(path, password)
+    return key
+
+
+def open_member(cfg: MemberConfig) -> tuple[Chain, OwnerNode | PartyNode]:
+    """The chain and this member's step machine, everything checked (one-line errors)."""
+    spec = TaskSpec.load(cfg.spec)
+    member = spec.member(cfg.name)
+    password = read_password(cfg.password_file)
+    account = load_keystore(cfg.keystore, password)
+    chain = connect(cfg.rpc)
+    task = VerticalTaskClient(chain, cfg.task)
+    store = open_store(cfg.ipfs, cfg.spec.parent)
+    is_owner = member.name == spec.owner.name
+    columns = [*member.columns, spec.schema.target] if is_owner else list(member.columns)
+    data = load_party(cfg.data, member.name, spec.id_column, columns)
+    x = encode_party(data, spec.part(member.name))
+    common: dict[str, Any] = {
+        "account": account,
+        "task": task,
+        "store": store,
+        "key": _seal_key(cfg, password),
+        "from_block": cfg.from_block,
+        "fetch_timeout": cfg.fetch_timeout,
+    }
+    if not is_owner:
+        return chain, PartyNode(spec, member.name, data, x, **common)
+    at = data.columns.index(spec.schema.target)
+    labels = encode_labels(cfg.data, [r[at] for r in data.rows], spec.schema.target, spec.schema.positive)
+    key = None if cfg.sample_seed is None else sample_key(cfg.sample_seed)
+    return chain, OwnerNode(spec, member.name, data, x, labels, sample_key=key, **common)
+
+
+def run_member(
+    cfg: MemberConfig,
+    log: Callable[[str], None],
+    stop: threading.Event | None = None,
+    result: Path | None = None,
+) -> int:
+    """Step the member at every block until the task is over (or `stop`); 0 when it is."""
+    stop = stop or threading.Event()
+    chain, node = open_member(cfg)
+    log(f"{node.name}: task {node.task.address} on chain {chain.chain_id}, stage {node.task.stage().name.lower()}")
+    while not node.done and not stop.is_set():
+        try:
+            lines = node.step()
+        except (ChainUnreachable, StoreError) as exc:
+            log(f"{node.name}: waiting: {exc}")
+            stop.wait(cfg.poll_seconds)
+            continue
+        for line in lines:
+            log(f"{time.strftime('%H:%M:%S')} {node.name}: {line}")
+        if not lines:
+            try:
+                chain.wait_for_block(cfg.poll_seconds, stop)
+            except ChainUnreachable:
+                stop.wait(cfg.poll_seconds)
+    if result is not None:
+        result.write_text(json.dumps(measured_by(node), indent=1) + "\n")
+    return 0 if node.done else 1
+
+
+def measured_by(node: OwnerNode | PartyNode) -> dict[str, Any]:
+    """What the member measured: its messages' bytes and gas by stage, refusals, and the owner's outcome."""
+    doc: dict[str, Any] = {
+        "name": node.name,
+        "stats": {k: dict(v) for k, v in node.stats.items()},
+        "rejected": dict(node.rejected),
+    }
+    if isinstance(node, OwnerNode):
+        if node.alignment is None or node.batches is None:
+            raise NodeError(f"{node.name}: the task ended before alignment")
+        rows = node.alignment.rows
+        outcome = node.outcome
+        doc.update(
+            {
+                "rounds": node.rounds,
+                "federated_auc": outcome.get("federated_auc"),
+                "shapley": outcome.get("shapley"),
+                "shares": outcome.get("shares"),
+                "coalitions": [
+                    {"parties": sorted(c), "valid_auc": v} for c, v in outcome.get("coalitions", {}).items()
+                ],
+                # the owner's own row numbers (its file, its machine): for the demo's baselines
+                "train_rows": [rows[s] for s in node.batches.train],
+                "test_rows": [rows[s] for s in node.batches.test],
+            }
+        )
+    return doc
