@@ -1,7 +1,8 @@
-"""Bundled data: UCI Bank Marketing (see README.md beside this file)."""
+"""Bundled data: UCI Bank Marketing and UCI Adult (see README.md beside this file)."""
 
 from pathlib import Path
 
-__all__ = ["DEFAULT_DATA"]
+__all__ = ["ADULT_DATA", "DEFAULT_DATA"]
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "bank-full.csv.gz"
+ADULT_DATA = Path(__file__).resolve().parent / "adult.csv.gz"

@@ -63,13 +63,20 @@ from node.vertical.party import encode_party
 from node.vertical.spec import Member, TaskSpec, TermsSpec
 from node.vertical.split import SplitSpec
 
-__all__ = ["BANK_PARTIES", "Setup", "VerticalConfig", "run_vertical_demo", "split_parties", "summary"]
+__all__ = ["ADULT_PARTIES", "BANK_PARTIES", "Setup", "VerticalConfig", "run_vertical_demo", "split_parties", "summary"]
 
 # The bundled bank data as a campaign owner, a demographics party and a finance party.
 BANK_PARTIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("campaign", ("contact", "day", "month", "campaign", "pdays", "previous", "poutcome")),
     ("demographics", ("age", "job", "marital", "education")),
     ("finance", ("default", "balance", "housing", "loan")),
+)
+# UCI Adult as a retailer (demographics; the labels), an employment party and a finance party; the census
+# weight `fnlwgt` and `education-num` (a copy of `education`) are left out.
+ADULT_PARTIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("retailer", ("age", "sex", "race", "native-country", "marital-status", "relationship")),
+    ("employment", ("workclass", "occupation", "hours-per-week", "education")),
+    ("finance", ("capital-gain", "capital-loss")),
 )
 WINDOW = 3600
 

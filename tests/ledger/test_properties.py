@@ -288,7 +288,11 @@ class Run:
             elif err is None:
                 self.stats["garbage vote"] += 1
         else:
-            assert self._vote(a, r, MODELS[0], cid) is not None
+            err = self._vote(a, r, MODELS[0], cid)
+            if not well_formed:
+                assert err is not None
+            elif err is None:  # round r's reveal window had passed: the vote itself moved it into its vote
+                assert self._phase(r) == Phase.VOTE  # (lazy transitions) and counted there, as it should
 
     def approve(self, a: LocalAccount) -> None:
         err = _err(self.h.fed.approve_member, a, self.candidate.address)
