@@ -9,7 +9,7 @@ import importlib.util
 import sys
 
 from ledger.toolchain import tools
-from node.datasets import DEFAULT_DATA
+from node.datasets import ADULT_DATA, DEFAULT_DATA
 
 EXTRA = "run `make setup`, which installs the `bench` extra"
 
@@ -22,8 +22,11 @@ def missing() -> list[str]:
         for m in ("flwr", "matplotlib")
         if not importlib.util.find_spec(m)
     ]
-    if not DEFAULT_DATA.exists():
-        out.append(f"the bundled data set {DEFAULT_DATA} is missing (a broken checkout?)")
+    out += [
+        f"the bundled data set {d} is missing (a broken checkout?)"
+        for d in (DEFAULT_DATA, ADULT_DATA)
+        if not d.exists()
+    ]
     return out
 
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PLOTS = RESULTS / "plots"
 OUT = ROOT / "BENCHMARKS.md"
 TWO_CP_MID = sum(TWO_CP) // 2
-NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed", "rewards", "psi")
+NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed", "rewards", "psi", "vertical")
 
 
 def load(stem: str) -> dict[str, Any]:
@@ -323,6 +323,41 @@ def _psi_lines(psi: dict[str, Any]) -> list[str]:
     )
 
 
+def _vertical_lines(vertical: dict[str, Any]) -> list[str]:
+    ratio = vertical["ratio_target"]
+    rows = []
+    for r in vertical["runs"]:
+        met = r["federated_auc"] >= ratio * r["centralized_auc"] and r["federated_auc"] > r["label_party_auc"]
+        per_epoch = r["per_epoch"]
+        rows.append(
+            [
+                r["data"],
+                r["model"],
+                f"{r['label_party_auc']:.4f}",
+                f"{r['federated_auc']:.4f}",
+                f"{r['centralized_auc']:.4f}",
+                "met" if met else "NOT met",
+                f"{per_epoch['bytes'] / 2**20:.2f}",
+                f"{per_epoch['gas'] / 1e6:.2f}",
+                f"{per_epoch['seconds']:.2f}",
+            ]
+        )
+    return table(
+        [
+            "data",
+            "model",
+            "owner alone",
+            "federated",
+            "centralized",
+            f"target (>= {ratio} x centralized, > alone)",
+            "MB / epoch",
+            "Mgas / epoch",
+            "s / epoch",
+        ],
+        rows,
+    )
+
+
 def main() -> int:
     docs = {stem: load(stem) for stem in NEEDED}
     acc, timing, gas, scale = docs["accuracy"], docs["timing"], docs["gas"], docs["scale"]
@@ -435,6 +470,13 @@ def main() -> int:
         _stamp(docs["psi"]) + " Details: [bench/results/psi.md](bench/results/psi.md).",
         "",
         *_psi_lines(docs["psi"]),
+        "",
+        "## Cross-domain (vertical) federation",
+        "",
+        _stamp(docs["vertical"]) + " Details (each party's Shapley value and reward, a party of pure noise, the "
+        "dev-net's time per epoch): [bench/results/vertical.md](bench/results/vertical.md).",
+        "",
+        *_vertical_lines(docs["vertical"]),
         "",
     ]
     OUT.write_text("\n".join(lines))

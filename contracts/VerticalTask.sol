@@ -25,6 +25,8 @@ contract VerticalTask is ReentrancyGuard {
     /// @notice At most this many feature parties (Shapley values are exact up to 2^8 coalitions).
     uint256 public constant MAX_PARTIES = 8;
     uint256 private constant _BPS = 10_000;
+    uint256 private constant _MIN_CID = 46; // a CIDv0 (Qm..., base58 sha2-256)
+    uint256 private constant _MAX_CID = 100; // a base32 CIDv1 with a sha2-256 digest has 59
 
     /// @notice Where the task is.
     enum Stage {
@@ -245,6 +247,7 @@ contract VerticalTask is ReentrancyGuard {
         if (stage != Stage.Aligning && stage != Stage.Training) revert WrongStage(stage);
         _onlyMember(msg.sender);
         if (to == msg.sender || (to != owner && !_party[to].invited)) revert UnknownRecipient(to);
+        if (bytes(cid).length < _MIN_CID || bytes(cid).length > _MAX_CID) revert BadParameter("cid");
         emit Message(msg.sender, to, kind, epoch_, seq, digest, cid);
     }
 
@@ -348,25 +351,17 @@ contract VerticalTask is ReentrancyGuard {
     function settle(bytes32 tableHash, string calldata cid, uint16[] calldata shares) external {
         _onlyOwner();
         _inStage(Stage.Valuing);
-        uint256 n = _parties.length;
-        if (shares.length != n) revert BadShares();
-        uint256 total = 0;
-        uint256 active = 0;
-        uint256 top = 0;
-        for (uint256 i = 0; i < n; ++i) {
-            Party storage p = _party[_parties[i]];
-            if (p.dropped && shares[i] != 0) revert BadShares();
-            if (!p.dropped) {
-                ++active;
-                if (shares[i] > shares[top] || _party[_parties[top]].dropped) top = i;
-            }
-            total += shares[i];
-        }
-        if (active > 0 ? total != _BPS : total != 0) revert BadShares();
+        if (bytes(cid).length > _MAX_CID) revert BadParameter("cid");
+        (uint256 active, uint256 top) = _checkShares(shares);
         stage = Stage.Paid;
         emit Settled(tableHash, cid, shares);
         emit StageChanged(Stage.Paid);
+        if (active == 0) {
+            owed[owner] += pool;
+            return;
+        }
         uint256 paid = 0;
+        uint256 n = _parties.length;
         for (uint256 i = 0; i < n; ++i) {
             address a = _parties[i];
             if (_party[a].dropped) continue;
@@ -374,11 +369,7 @@ contract VerticalTask is ReentrancyGuard {
             paid += amount;
             owed[a] += amount + stake;
         }
-        if (active > 0) {
-            owed[_parties[top]] += pool - paid; // rounding dust: to the largest share
-        } else {
-            owed[owner] += pool;
-        }
+        owed[_parties[top]] += pool - paid; // rounding dust: to the largest share
     }
 
     /// @notice Withdraw what the caller is owed.
@@ -434,6 +425,24 @@ contract VerticalTask is ReentrancyGuard {
         stage = s;
         stageAt = uint64(block.timestamp);
         emit StageChanged(s);
+    }
+
+    /// @dev Shares in party order: 0 for a dropped party, the others' adding up to 10000 (all 0 with no
+    ///      party left). Returns how many parties are still in and the index of the largest share.
+    function _checkShares(uint16[] calldata shares) private view returns (uint256 active, uint256 top) {
+        uint256 n = _parties.length;
+        if (shares.length != n) revert BadShares();
+        uint256 total = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            bool dropped = _party[_parties[i]].dropped;
+            if (dropped && shares[i] != 0) revert BadShares();
+            if (!dropped) {
+                if (active == 0 || shares[i] > shares[top]) top = i;
+                ++active;
+            }
+            total += shares[i];
+        }
+        if (active > 0 ? total != _BPS : total != 0) revert BadShares();
     }
 
     function _maybeAlign() private {

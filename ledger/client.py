@@ -35,6 +35,7 @@ from .types import Accounting, MemberInfo, MemberStatus, Phase, Proposal, Reveal
 __all__ = [
     "Call",
     "ContractClient",
+    "StakedClient",
     "FederationClient",
     "TokenClient",
     "commitment",
@@ -246,19 +247,18 @@ class TokenClient(ContractClient):
         return self._send(signer, "transfer", to, amount)
 
 
-class FederationClient(ContractClient):
-    """Every call of the Federation contract, typed."""
+class StakedClient(ContractClient):
+    """A contract that holds tokens (its `token()` view) and whose every call fits in half a block."""
 
-    def __init__(self, chain: Chain, address: str, abi: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(chain, address, abi or artifact("Federation")["abi"])
+    def __init__(self, chain: Chain, address: str, abi: list[dict[str, Any]]) -> None:
+        super().__init__(chain, address, abi)
         self._token: TokenClient | None = None
-        self._config: dict[str, int] | None = None
 
     @property
     def _gas(self) -> int:
-        """Half a block: more than any federation call needs (the heaviest, a round's settlement,
-        loops over at most 256 members; tests/ledger/test_gas.py checks it fits), unused gas is
-        not charged, and no estimate (a binary search of executions) is needed."""
+        """Half a block: more than any call of these contracts needs (the heaviest, a federation round's
+        settlement, loops over at most 256 members; tests/ledger/test_gas.py checks it fits), unused gas
+        is not charged, and no estimate (a binary search of executions) is needed."""
         return self.chain.block_gas_limit // 2
 
     @property
@@ -266,6 +266,14 @@ class FederationClient(ContractClient):
         if self._token is None:
             self._token = TokenClient(self.chain, self._view("token"))
         return self._token
+
+
+class FederationClient(StakedClient):
+    """Every call of the Federation contract, typed."""
+
+    def __init__(self, chain: Chain, address: str, abi: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(chain, address, abi or artifact("Federation")["abi"])
+        self._config: dict[str, int] | None = None
 
     # -- membership ---------------------------------------------------------
 

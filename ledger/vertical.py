@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from .chain import Chain
-from .client import ContractClient, TokenClient
+from .client import StakedClient
 from .contracts import artifact
 from .deploy import deploy_contract
 
@@ -67,23 +67,11 @@ class PartyInfo:
     epochs_done: int
 
 
-class VerticalTaskClient(ContractClient):
-    """Every call of one VerticalTask contract."""
+class VerticalTaskClient(StakedClient):
+    """Every call of one VerticalTask contract (its heaviest, the settlement, loops over at most 8 parties)."""
 
     def __init__(self, chain: Chain, address: str) -> None:
         super().__init__(chain, address, artifact("VerticalTask")["abi"])
-        self._token: TokenClient | None = None
-
-    @property
-    def _gas(self) -> int:
-        """Half a block: the heaviest call (settlement) loops over at most 8 parties."""
-        return self.chain.block_gas_limit // 2
-
-    @property
-    def token(self) -> TokenClient:
-        if self._token is None:
-            self._token = TokenClient(self.chain, self._view("token"))
-        return self._token
 
     # -- transactions ---------------------------------------------------------
 

@@ -24,7 +24,16 @@ IO_AND_HEAVY = {
     *("os", "io", "pathlib", "socket", "subprocess", "tempfile", "shutil", "urllib", "http", "requests"),
     *("ipfshttpclient", "torch", "web3", "eth_tester", "eth_account", "solcx", "ledger"),
 }
-RUNTIME = ("node.core", "node.learn", "node.store", "node.horizontal", "node.vertical", "node.events", "node.errors")
+RUNTIME = (
+    "node.core",
+    "node.learn",
+    "node.store",
+    "node.horizontal",
+    "node.vertical",
+    "node.privacy",
+    "node.events",
+    "node.errors",
+)
 
 
 def _module_name(path: Path) -> str:

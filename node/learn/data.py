@@ -241,6 +241,34 @@ def _is_number(cells: Iterable[str]) -> bool:
     return True
 
 
+def infer_columns(
+    header: Sequence[str], rows: Sequence[Sequence[str]], names: Iterable[str], max_vocab: int = 50
+) -> tuple[dict[str, tuple[float, float]], dict[str, list[str]], list[str]]:
+    """Each of `names` as a numeric column (center, scale: the mean and standard deviation of its
+    values) or a categorical one (its `max_vocab` most common values); a column unique per row (an id)
+    is neither, with a warning. Returns the numeric columns, the categorical ones and the warnings."""
+    warnings: list[str] = []
+    numeric: dict[str, tuple[float, float]] = {}
+    categorical: dict[str, list[str]] = {}
+    for name in names:
+        i = list(header).index(name)
+        cells = [r[i].strip() for r in rows]
+        present = [c for c in cells if not _missing(c)]
+        if len(rows) > 20 and len(set(present)) == len(rows):
+            warnings.append(f"column {name!r} is unique per row (an ID?): left out")
+        elif present and _is_number(present):
+            values = np.array([float(c) for c in present])
+            std = float(values.std())
+            numeric[name] = (round(float(values.mean()), 6), round(std, 6) if std > 0 else 1.0)
+        else:
+            counts = Counter(present)
+            vocab = sorted(v for v, _ in counts.most_common(max_vocab))
+            if len(counts) > max_vocab:
+                warnings.append(f"column {name!r} has {len(counts)} categories: the rarest go to 'other'")
+            categorical[name] = vocab
+    return numeric, categorical, warnings
+
+
 def infer_schema(
     path: Path, target: str, positive: str, drop: Iterable[str] = (), max_vocab: int = 50
 ) -> tuple[Schema, list[str]]:
@@ -254,26 +282,8 @@ def infer_schema(
     if target not in header:
         raise DataError(f"{path}: no target column {target!r}; the file has {header}")
     _check_positive(path, target, positive, [r[header.index(target)] for r in rows])
-    warnings: list[str] = []
-    numeric: dict[str, tuple[float, float]] = {}
-    categorical: dict[str, list[str]] = {}
     ignore = [c for c in drop if c in header]
-    for i, name in enumerate(header):
-        if name == target or name in ignore:
-            continue
-        cells = [r[i].strip() for r in rows]
-        present = [c for c in cells if not _missing(c)]
-        if len(rows) > 20 and len(set(present)) == len(rows):
-            warnings.append(f"column {name!r} is unique per row (an ID?): left out")
-            ignore.append(name)
-        elif present and _is_number(present):
-            values = np.array([float(c) for c in present])
-            std = float(values.std())
-            numeric[name] = (round(float(values.mean()), 6), round(std, 6) if std > 0 else 1.0)
-        else:
-            counts = Counter(present)
-            vocab = sorted(v for v, _ in counts.most_common(max_vocab))
-            if len(counts) > max_vocab:
-                warnings.append(f"column {name!r} has {len(counts)} categories: the rarest go to 'other'")
-            categorical[name] = vocab
+    names = [c for c in header if c != target and c not in ignore]
+    numeric, categorical, warnings = infer_columns(header, rows, names, max_vocab)
+    ignore += [c for c in names if c not in numeric and c not in categorical]
     return Schema(target, positive, numeric, categorical, ignore), warnings

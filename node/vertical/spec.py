@@ -24,12 +24,12 @@ from eth_utils import is_address, keccak, to_checksum_address
 from ledger.spec import TOKEN_UNIT
 from ledger.vertical import TaskTerms
 from node.errors import NodeError
-from node.learn.data import Schema
+from node.learn.data import DataError, Schema, encode_labels, infer_columns, read_rows
 from node.vertical.data import check_disjoint
 from node.vertical.shapley import MAX_PLAYERS
 from node.vertical.split import SplitSpec
 
-__all__ = ["Member", "TaskSpec", "TermsSpec"]
+__all__ = ["Member", "TaskSpec", "TermsSpec", "party_part", "spec_from_parts"]
 
 
 @dataclass(frozen=True)
@@ -186,3 +186,75 @@ class TaskSpec:
         except (OSError, ValueError) as exc:
             raise NodeError(f"{path}: not a JSON task spec ({exc})") from None
         return cls.from_dict(raw)
+
+
+def party_part(
+    path: Path,
+    name: str,
+    address: str,
+    id_column: str,
+    columns: list[str] | None = None,
+    target: str | None = None,
+    positive: str | None = None,
+) -> dict[str, Any]:
+    """A party's part of a task spec, from its own CSV: its name, account, columns and their encoding
+    (numeric centers and scales, categorical vocabularies), and for the owner the target. Nothing else
+    about its rows leaves the party (the row count is no secret: the PSI reveals it)."""
+    header, rows = read_rows(path)
+    if id_column not in header:
+        raise DataError(f"{path}: no id column {id_column!r} (columns: {', '.join(header)})")
+    if target is not None and target not in header:
+        raise DataError(f"{path}: no target column {target!r} (columns: {', '.join(header)})")
+    wanted = [c for c in header if c not in (id_column, target)] if columns is None else list(columns)
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r}")
+    if id_column in wanted or (target is not None and target in wanted):
+        raise DataError(f"{path}: the id column and the target cannot be features")
+    numeric, categorical, warnings = infer_columns(header, rows, wanted)
+    left_out = [c for c in wanted if c not in numeric and c not in categorical]
+    if left_out:
+        raise DataError(f"{path}: column {left_out[0]!r} is unique per row (an id?): not a feature; leave it out")
+    part: dict[str, Any] = {
+        "name": name,
+        "address": Member.from_dict({"name": name, "address": address, "columns": wanted}, "part").address,
+        "columns": wanted,
+        "id_column": id_column,
+        "numeric": numeric,
+        "categorical": categorical,
+        "rows": len(rows),
+        "warnings": warnings,
+    }
+    if target is not None:
+        if positive is None:
+            raise NodeError("the owner's part needs --positive (the label value that counts as 1)")
+        encode_labels(path, [r[header.index(target)] for r in rows], target, positive)  # checks both classes
+        part.update({"target": target, "positive": positive})
+    return part
+
+
+def spec_from_parts(
+    owner: dict[str, Any], parties: list[dict[str, Any]], model: SplitSpec, terms: TermsSpec
+) -> TaskSpec:
+    """The task spec from the owner's part and each party's (all with the same id column)."""
+    if "target" not in owner:
+        raise NodeError(f"part {owner.get('name')!r} has no target: the owner's part is made with --target")
+    ids = {p.get("id_column") for p in [owner, *parties]}
+    if len(ids) != 1:
+        raise NodeError(f"the parts name different id columns: {sorted(map(str, ids))}")
+    numeric: dict[str, Any] = {}
+    categorical: dict[str, Any] = {}
+    for p in [owner, *parties]:
+        numeric.update(p.get("numeric", {}))
+        categorical.update(p.get("categorical", {}))
+    schema = Schema.from_spec(
+        {"target": owner["target"], "positive": owner["positive"], "numeric": numeric, "categorical": categorical}
+    )
+    return TaskSpec(
+        owner=Member.from_dict(owner, "owner part"),
+        parties=tuple(Member.from_dict(p, f"part {i + 1}") for i, p in enumerate(parties)),
+        id_column=str(ids.pop()),
+        schema=schema,
+        model=model,
+        terms=terms,
+    )

@@ -35,6 +35,7 @@ BadParameter = revert_class("BadParameter")
 UNIT = 10**18
 TERMS = TaskTerms(bounty=900 * UNIT, stake=100 * UNIT, epochs=2, min_intersection=10, window=60, slash_bps=5_000)
 ROOT = b"\x11" * 32
+CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # a CIDv1 (59 characters)
 KEY = b"\x44" * 32  # an X25519 public key
 
 
@@ -95,7 +96,7 @@ def test_a_task_runs_from_escrow_to_payout_by_shares(t: Task) -> None:
     for p in t.parties:
         t.task.join(p, KEY)
     assert t.task.stage() == Stage.ALIGNING
-    t.task.post(t.parties[0], t.owner.address, Kind.PSI, 0, 0, b"\x01" * 32, "bafy-psi")
+    t.task.post(t.parties[0], t.owner.address, Kind.PSI, 0, 0, b"\x01" * 32, CID)
     t.task.align(t.owner, 50, ROOT)
     for p in t.parties:
         t.task.confirm(p, 50)
@@ -104,7 +105,7 @@ def test_a_task_runs_from_escrow_to_payout_by_shares(t: Task) -> None:
     assert (t.task.stage(), t.task.epoch()) == (Stage.TRAINING, 1)
     t.epoch()
     assert t.task.stage() == Stage.VALUING
-    t.task.settle(t.owner, b"\x33" * 32, "bafy-table", [6_000, 3_000, 1_000])
+    t.task.settle(t.owner, b"\x33" * 32, CID, [6_000, 3_000, 1_000])
     assert t.task.stage() == Stage.PAID
     t.claim_all()
     gains = [t.balance(p) - before[p.address] for p in t.parties]
@@ -112,7 +113,7 @@ def test_a_task_runs_from_escrow_to_payout_by_shares(t: Task) -> None:
     assert t.balance(t.owner) == before[t.owner.address] - TERMS.bounty
     assert t.token.balance_of(t.task.address) == 0
     logged = t.task.events("Message")
-    assert [(e["args"]["kind"], e["args"]["cid"]) for e in logged] == [(int(Kind.PSI), "bafy-psi")]
+    assert [(e["args"]["kind"], e["args"]["cid"]) for e in logged] == [(int(Kind.PSI), CID)]
     settled = t.task.events("Settled")[0]["args"]
     assert list(settled["shares"]) == [6_000, 3_000, 1_000]
 
@@ -174,11 +175,15 @@ def test_outsiders_cannot_join_post_or_commit(t: Task) -> None:
         t.task.join(t.outsider, KEY)
     t.aligned()
     with pytest.raises(NotParty):
-        t.task.post(t.outsider, t.owner.address, Kind.EMBEDDING, 0, 0, ROOT, "x")
+        t.task.post(t.outsider, t.owner.address, Kind.EMBEDDING, 0, 0, ROOT, CID)
     with pytest.raises(UnknownRecipient):
-        t.task.post(t.parties[0], t.outsider.address, Kind.EMBEDDING, 0, 0, ROOT, "x")
+        t.task.post(t.parties[0], t.outsider.address, Kind.EMBEDDING, 0, 0, ROOT, CID)
     with pytest.raises(UnknownRecipient):
-        t.task.post(t.parties[0], t.parties[0].address, Kind.EMBEDDING, 0, 0, ROOT, "x")
+        t.task.post(t.parties[0], t.parties[0].address, Kind.EMBEDDING, 0, 0, ROOT, CID)
+    for cid in ("x", "Qm" + "Z" * 43, "b" * 101):  # too short for any CID, or longer than a sha2-256 one
+        with pytest.raises(BadParameter):
+            t.task.post(t.parties[0], t.owner.address, Kind.EMBEDDING, 0, 0, ROOT, cid)
+    t.task.post(t.parties[0], t.owner.address, Kind.EMBEDDING, 0, 0, ROOT, "Qm" + "Z" * 44)
     with pytest.raises(NotParty):
         t.task.commit_epoch(t.outsider, 0, ROOT)
 

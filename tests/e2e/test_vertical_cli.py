@@ -1,0 +1,181 @@
+"""A vertical task the way a data team runs one: each party's part from its own CSV, the spec, the
+deployment, and a `fedchain vertical run` process per member, on a real anvil (the members share an
+embedded store directory here; `test_vertical_devnet.py` gives each its own Kubo node)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eth_account import Account
+
+from ledger.chain import connect
+from ledger.client import TokenClient
+from ledger.deploy import deploy_contract
+from ledger.devnet import AnvilProcess
+from ledger.keystore import create_keystore
+from ledger.vertical import Stage, VerticalTaskClient
+from tests.harness import cli_env
+
+pytestmark = [pytest.mark.anvil]
+
+UNIT = 10**18
+PARTIES = {
+    "campaign": ["contact", "day", "month", "campaign", "pdays", "previous", "poutcome", "y"],
+    "demographics": ["age", "job", "marital", "education"],
+    "finance": ["default", "balance", "housing", "loan"],
+}
+
+
+def _fedchain(*args: str, cwd: Path) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "node.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**cli_env(), "FEDCHAIN_PASSWORD": "pw"},
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def _split(source: Path, tmp: Path) -> None:
+    """Each party's CSV: the customer id and its columns, for a random 90% of the customers."""
+    with source.open() as fh:
+        rows = list(csv.DictReader(fh))[:6000]
+    rng = np.random.default_rng(3)
+    for name, columns in PARTIES.items():
+        keep = rng.random(len(rows)) < 0.9
+        with (tmp / f"{name}.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["customer", *columns])
+            w.writerows([r["customer"], *(r[c] for c in columns)] for r, k in zip(rows, keep, strict=True) if k)
+
+
+def test_parts_spec_deploy_and_a_daemon_per_member_pay_the_parties(
+    bank_sample: Path, anvil: AnvilProcess, tmp_path: Path
+) -> None:
+    _split(bank_sample, tmp_path)
+    chain = connect(anvil.url)
+    accounts = {name: Account.create() for name in PARTIES}
+    for name, a in accounts.items():
+        chain.fund(a.address, 10 * UNIT)
+        create_keystore(tmp_path / f"{name}.json", "pw", "0x" + a.key.hex())
+    owner = accounts["campaign"]
+    token_address, _ = deploy_contract(chain, owner, "RewardToken", "T", "T", 10**6 * UNIT, owner.address)
+    token = TokenClient(chain, token_address)
+    for name in ("demographics", "finance"):
+        token.transfer(owner, accounts[name].address, 100 * UNIT)
+
+    _fedchain(
+        "vertical",
+        "part",
+        "--data",
+        "campaign.csv",
+        "--name",
+        "campaign",
+        "--id",
+        "customer",
+        "--keystore",
+        "campaign.json",
+        "--target",
+        "y",
+        "--positive",
+        "yes",
+        "--out",
+        "campaign.part.json",
+        cwd=tmp_path,
+    )
+    for name in ("demographics", "finance"):
+        _fedchain(
+            "vertical",
+            "part",
+            "--data",
+            f"{name}.csv",
+            "--name",
+            name,
+            "--id",
+            "customer",
+            "--keystore",
+            f"{name}.json",
+            "--out",
+            f"{name}.part.json",
+            cwd=tmp_path,
+        )
+    part = json.loads((tmp_path / "finance.part.json").read_text())
+    assert set(part) == {"name", "address", "columns", "id_column", "numeric", "categorical", "rows"}
+    _fedchain(
+        "vertical",
+        "spec",
+        "--owner",
+        "campaign.part.json",
+        "--party",
+        "demographics.part.json",
+        "--party",
+        "finance.part.json",
+        "--epochs",
+        "2",
+        cwd=tmp_path,
+    )
+    out = _fedchain(
+        "vertical", "deploy", "--keystore", "campaign.json", "--token", token_address, "--rpc", anvil.url, cwd=tmp_path
+    )
+    assert "deployed" in out
+    deployment = json.loads((tmp_path / "task-deployment.json").read_text())
+
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "node.cli",
+                "vertical",
+                "run",
+                "--spec",
+                "task.json",
+                "--deployment",
+                "task-deployment.json",
+                "--name",
+                name,
+                "--data",
+                f"{name}.csv",
+                "--keystore",
+                f"{name}.json",
+                "--ipfs",
+                "embedded:store",
+                "--poll",
+                "0.2",
+                "--result",
+                f"{name}.result.json",
+            ],
+            cwd=tmp_path,
+            env={**cli_env(), "FEDCHAIN_PASSWORD": "pw"},
+            stdout=(tmp_path / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for name in PARTIES
+    ]
+    try:
+        for name, p in zip(PARTIES, procs, strict=True):
+            assert p.wait(timeout=300) == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, 9)
+                p.wait()
+    task = VerticalTaskClient(chain, deployment["task"])
+    assert task.stage() == Stage.PAID
+    paid = [token.balance_of(accounts[n].address) - 100 * UNIT for n in ("demographics", "finance")]
+    assert sum(paid) == 900 * UNIT + 2 * 100 * UNIT - 200 * UNIT  # the bounty; stakes came back
+    result = json.loads((tmp_path / "campaign.result.json").read_text())
+    assert len(result["rounds"]) == 2 and result["federated_auc"] > 0.6
+    assert (tmp_path / "demographics.seal.pem").read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY")
