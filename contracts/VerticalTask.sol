@@ -94,6 +94,8 @@ contract VerticalTask is ReentrancyGuard {
     uint256 public pool;
     /// @notice Tokens each account may claim.
     mapping(address => uint256) public owed;
+    /// @notice Slashed stakes locked here for good (a task that ended with no party to pay them to).
+    uint256 public burned;
     /// @notice Each member's X25519 public key: every message to it is sealed to this key (HPKE).
     mapping(address => bytes32) public encryptionKey;
 
@@ -174,7 +176,7 @@ contract VerticalTask is ReentrancyGuard {
         if (bounty_ == 0) revert BadParameter("bounty");
         if (epochs_ == 0) revert BadParameter("epochs");
         if (minIntersection_ == 0) revert BadParameter("minIntersection");
-        if (window_ == 0) revert BadParameter("window");
+        if (window_ == 0 || window_ > 30 days) revert BadParameter("window");
         if (slashBps_ > _BPS) revert BadParameter("slashBps");
         for (uint256 i = 0; i < parties_.length; ++i) {
             address p = parties_[i];
@@ -311,9 +313,10 @@ contract VerticalTask is ReentrancyGuard {
         _maybeNextEpoch();
     }
 
-    /// @notice Time out `account`, silent for a whole window: a party is dropped and slashed and
-    ///         the task goes on without it; an owner silent after training started forfeits the
-    ///         pool to the parties; an owner that never posted the intersection cancels the task.
+    /// @notice Time out `account`, silent for a whole window: a party is dropped and the task goes on
+    ///         without it (slashed in training; in Aligning it gets its whole stake back, since it may
+    ///         be waiting on the owner); an owner silent after training started forfeits the pool to
+    ///         the parties; an owner that never posted the intersection cancels the task.
     function timeout(address account) external nonReentrant {
         _afterWindow();
         Stage s = stage;
@@ -330,10 +333,10 @@ contract VerticalTask is ReentrancyGuard {
         Party storage p = _party[account];
         if (!p.joined || p.dropped) revert NothingToTimeOut(account);
         if (s == Stage.Aligning && intersection != 0 && !p.confirmed) {
-            _drop(account, p);
+            _drop(account, p, 0); // it may be waiting on the owner's alignment: dropped, not slashed
             _maybeTrain();
         } else if (s == Stage.Training && p.epochsDone <= epoch) {
-            _drop(account, p);
+            _drop(account, p, slashBps);
             _maybeNextEpoch();
         } else {
             revert NothingToTimeOut(account);
@@ -346,8 +349,8 @@ contract VerticalTask is ReentrancyGuard {
 
     /// @notice The owner commits its coalition table (`tableHash`, stored at `cid`) and the shares
     ///         (basis points, party order) the pool is paid by: dropped parties get 0, the others'
-    ///         shares add up to 10000 (with no party left, all are 0 and the pool returns to the
-    ///         owner). Each remaining party also gets its stake back.
+    ///         shares add up to 10000 (with no party left, all are 0: the owner gets its bounty back
+    ///         and the slashed stakes are burned). Each remaining party also gets its stake back.
     function settle(bytes32 tableHash, string calldata cid, uint16[] calldata shares) external {
         _onlyOwner();
         _inStage(Stage.Valuing);
@@ -357,7 +360,7 @@ contract VerticalTask is ReentrancyGuard {
         emit Settled(tableHash, cid, shares);
         emit StageChanged(Stage.Paid);
         if (active == 0) {
-            owed[owner] += pool;
+            _returnBounty();
             return;
         }
         uint256 paid = 0;
@@ -479,12 +482,19 @@ contract VerticalTask is ReentrancyGuard {
         }
     }
 
-    function _drop(address account, Party storage p) private {
+    function _drop(address account, Party storage p, uint256 bps) private {
         p.dropped = true;
-        uint256 cut = (stake * slashBps) / _BPS;
+        uint256 cut = (stake * bps) / _BPS;
         pool += cut;
         owed[account] += stake - cut;
         emit PartyDropped(account, stage, cut);
+    }
+
+    /// @dev No party is left to pay: the owner gets its bounty back, and the stakes slashed from the
+    ///      parties are burned (locked here for good): the owner never profits from a party's slashing.
+    function _returnBounty() private {
+        owed[owner] += bounty;
+        burned += pool - bounty;
     }
 
     function _cancel() private {
@@ -492,7 +502,7 @@ contract VerticalTask is ReentrancyGuard {
         stage = Stage.Cancelled;
         emit Cancelled(was);
         emit StageChanged(Stage.Cancelled);
-        if (funded) owed[owner] += pool;
+        if (funded) _returnBounty(); // no stake is ever slashed before training: the pool is the bounty
         uint256 n = _parties.length;
         for (uint256 i = 0; i < n; ++i) {
             Party storage p = _party[_parties[i]];
@@ -511,7 +521,7 @@ contract VerticalTask is ReentrancyGuard {
             if (!_party[_parties[i]].dropped) ++active;
         }
         if (active == 0) {
-            owed[owner] += pool;
+            _returnBounty();
             return;
         }
         uint256 each = pool / active;

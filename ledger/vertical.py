@@ -156,6 +156,10 @@ class VerticalTaskClient(StakedClient):
     def pool(self) -> int:
         return int(self._view("pool"))
 
+    def burned(self) -> int:
+        """Slashed stakes locked in the contract for good (no party was left to pay them to)."""
+        return int(self._view("burned"))
+
     def parties(self) -> list[str]:
         return [str(a) for a in self._view("parties")]
 

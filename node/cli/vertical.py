@@ -59,7 +59,7 @@ def cmd_vertical_spec(args: argparse.Namespace) -> int:
     from node.vertical.split import SplitSpec
 
     model = SplitSpec.from_spec({"kind": args.model, "epochs": args.epochs, "seed": args.seed})
-    terms = TermsSpec(args.bounty, args.stake, args.min_intersection, args.window, args.slash)
+    terms = TermsSpec(args.bounty, args.stake, args.min_intersection, args.window, args.slash, args.token)
     spec = spec_from_parts(_read_json(args.owner), [_read_json(p) for p in args.party], model, terms)
     spec.save(args.out)
     sys.stdout.write(f"wrote {args.out}: spec hash 0x{spec.hash.hex()}\n")
@@ -77,16 +77,23 @@ def cmd_vertical_deploy(args: argparse.Namespace) -> int:
     owner = load_keystore(args.keystore, read_password(args.password_file))
     if owner.address != spec.owner.address:
         raise NodeError(f"{args.keystore} holds {owner.address}, not the task owner {spec.owner.address}")
+    if not spec.terms.token:
+        raise NodeError(f"{args.spec} names no token: make it with `fedchain vertical spec --token ADDRESS`")
     chain = connect(args.rpc)
     task, block = deploy_task(
-        chain, owner, args.token, spec.hash, [m.address for m in spec.parties], spec.terms.on_chain(spec.model.epochs)
+        chain,
+        owner,
+        spec.terms.token,
+        spec.hash,
+        [m.address for m in spec.parties],
+        spec.terms.on_chain(spec.model.epochs),
     )
     doc = {
         "task": task.address,
         "block": block,
         "chain_id": chain.chain_id,
         "rpc_url": args.rpc,
-        "token": args.token,
+        "token": spec.terms.token,
         "spec_hash": "0x" + spec.hash.hex(),
     }
     _write_json(args.out, doc)
@@ -156,13 +163,13 @@ def add_vertical_commands(sub: Any) -> None:
     p.add_argument("--min-intersection", type=at_least(1), default=100, help="the fewest shared customers to train on")
     p.add_argument("--window", type=at_least(1), default=3600, help="seconds a member may be silent (default 3600)")
     p.add_argument("--slash", type=positive_float, default=0.5, help="the share of its stake a silent party loses")
+    p.add_argument("--token", required=True, help="the ERC-20 the bounty and stakes are paid in (its address)")
     p.add_argument("--out", type=Path, default=Path("task.json"), help="where to write the spec (default task.json)")
     p.set_defaults(func=cmd_vertical_spec)
     p = vsub.add_parser("deploy", help="(the owner) deploy the task contract for a spec")
     p.add_argument("--spec", type=Path, default=Path("task.json"), help="the task spec (default task.json)")
     p.add_argument("--keystore", type=Path, required=True, help="the owner's account keystore")
     p.add_argument("--password-file", type=Path, help="file holding the keystore password (else $FEDCHAIN_PASSWORD)")
-    p.add_argument("--token", required=True, help="the ERC-20 the bounty and stakes are paid in")
     p.add_argument("--rpc", default=LOCAL_RPC, help=f"JSON-RPC URL (default {LOCAL_RPC})")
     p.add_argument("--out", type=Path, default=Path("task-deployment.json"), help="where to write the deployment")
     p.set_defaults(func=cmd_vertical_deploy)

@@ -70,8 +70,12 @@ def _public(raw: bytes) -> X25519PublicKey:
 
 
 def seal(plaintext: bytes, recipient: bytes, ctx: Context) -> bytes:
-    """`plaintext` sealed to the X25519 public key `recipient` (raw 32 bytes) for `ctx`."""
-    return SUITE.encrypt(plaintext, _public(recipient), info=ctx.info())
+    """`plaintext` sealed to the X25519 public key `recipient` (raw 32 bytes) for `ctx`; a key no secret can
+    be shared with (a low-order point, as a malicious member may register) is a SealError."""
+    try:
+        return SUITE.encrypt(plaintext, _public(recipient), info=ctx.info())
+    except ValueError as exc:
+        raise SealError(f"cannot seal to {ctx.recipient}'s registered key: {exc}") from None
 
 
 class SealKey:

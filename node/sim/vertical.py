@@ -366,7 +366,7 @@ class _Run:
 
     def play(self, say: Callable[[str], None]) -> float:
         """Step every member in turn until all are done; returns the PSI's seconds. When nobody can move
-        (a party went silent), chain time moves on by a window, as it would while the others wait."""
+        (a party went silent), chain time moves on by a quarter window, as it would while the others wait."""
         nodes: list[tuple[str, OwnerNode | PartyNode]] = [(self.spec.owner.name, self.owner), *self.parties.items()]
         started, psi_seconds, stalls = time.perf_counter(), 0.0, 0
         while not all(node.done for _, node in nodes):
@@ -384,9 +384,9 @@ class _Run:
                 stalls = 0
                 continue
             stalls += 1
-            if stalls > 3:
+            if stalls > 8:
                 raise NodeError(f"the task is stuck in {self.task.stage().name.lower()}: no party can move")
-            self.chain.advance_time(WINDOW + 1)
+            self.chain.advance_time(WINDOW // 4 + 1)
         return psi_seconds
 
 

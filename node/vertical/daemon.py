@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.chain import Chain, connect
-from ledger.errors import ChainUnreachable
+from ledger.errors import ChainUnreachable, ContractRevert
 from ledger.keystore import load_keystore, read_password
 from ledger.vertical import VerticalTaskClient
 from node.errors import NodeError
@@ -110,7 +110,7 @@ def run_member(
     while not node.done and not stop.is_set():
         try:
             lines = node.step()
-        except (ChainUnreachable, StoreError) as exc:
+        except (ChainUnreachable, StoreError, ContractRevert) as exc:  # an outage, or a race another member won
             log(f"{node.name}: waiting: {exc}")
             stop.wait(cfg.poll_seconds)
             continue

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from eth_account.signers.local import LocalAccount
 
+from ledger.errors import ContractRevert
 from ledger.vertical import Kind, Stage, VerticalTaskClient
 from node.errors import NodeError
 from node.privacy.seal import OVERHEAD, Context, SealError, SealKey, seal
@@ -45,7 +46,7 @@ from node.store import Store, StoreError
 from node.vertical.data import PartyData
 from node.vertical.messages import MessageError, Outbox, decode_matrix, matrix_size, merkle_root
 from node.vertical.party import FeatureParty, OwnerParty
-from node.vertical.psi import MAX_SET, POINT, Alignment, PsiError, PsiParty, point_count, task_tag
+from node.vertical.psi import MAX_SET, POINT, Alignment, PsiParty, point_count, task_tag
 from node.vertical.shapley import shares_bps, table_bytes
 from node.vertical.spec import TaskSpec
 from node.vertical.split import Batches
@@ -53,11 +54,26 @@ from node.vertical.split import Batches
 __all__ = ["Malformed", "OwnerNode", "PartyNode"]
 
 MAX_PSI = 16 + POINT * MAX_SET + 16 * MAX_SET  # the largest PSI or alignment message (points and sample ids)
+_MAX_SEQ = MAX_SET + 2  # no epoch has more steps than rows (plus the validation and test embeddings)
 _Key = tuple[str, int, int, int]  # (the other member, kind, epoch, seq)
 
 
 class Malformed(NodeError):
     """A message a member logged that cannot be used: it does not open, or is not what it claims."""
+
+
+def _check_terms(spec: TaskSpec, task: VerticalTaskClient) -> None:
+    """Refuse a task whose contract does not hold what the spec says: its owner, its parties, its terms and
+    (when the spec names one) its token. The spec hash alone binds the spec, not the deployment's arguments."""
+    expected = spec.terms.on_chain(spec.model.epochs)
+    if task.owner() != spec.owner.address:
+        raise NodeError(f"the task at {task.address} is owned by {task.owner()}, not the spec's {spec.owner.address}")
+    if task.parties() != [m.address for m in spec.parties]:
+        raise NodeError(f"the task at {task.address} invites other parties than the spec")
+    if task.terms() != expected:
+        raise NodeError(f"the task at {task.address} has other terms than the spec: {task.terms()} against {expected}")
+    if spec.terms.token and task.token.address.lower() != spec.terms.token.lower():
+        raise NodeError(f"the task at {task.address} pays in {task.token.address}, not the spec's {spec.terms.token}")
 
 
 class _Member:
@@ -78,6 +94,7 @@ class _Member:
             raise NodeError(f"the account {account.address} is not {name!r}'s in the task spec")
         if task.spec_hash() != spec.hash:
             raise NodeError(f"the task at {task.address} was deployed with another spec than this one")
+        _check_terms(spec, task)
         self.spec, self.name, self.account, self.task, self.store, self.key = spec, name, account, task, store, key
         self.address = account.address
         self.from_block = from_block
@@ -91,17 +108,23 @@ class _Member:
         self.done = False
         self._keys: dict[str, bytes] = {}
         self._opened: dict[_Key, bytes | Malformed] = {}
+        self._seen = 0  # Message events read so far
 
     # -- messages ---------------------------------------------------------------
 
     def _scan(self) -> None:
-        """The messages logged to this member (the first for each place), and those it logged."""
-        for event in self.task.events("Message", self.from_block):
+        """The messages logged to this member (the first for each place), and those it logged; read once
+        each, and only places the protocol has (a member logging elsewhere only pays gas)."""
+        events = self.task.events("Message", self.from_block)
+        fresh, self._seen = events[self._seen :], len(events)
+        for event in fresh:
             a = event["args"]
             sender, recipient = self.spec.name_of(a["from"]), self.spec.name_of(a["to"])
             if sender is None or recipient is None:
                 continue
             place = (int(a["kind"]), int(a["epoch"]), int(a["seq"]))
+            if place[1] >= self.spec.model.epochs or place[2] > _MAX_SEQ:
+                continue
             if recipient == self.name:
                 self.inbox.setdefault((sender, *place), a)
             elif sender == self.name:
@@ -197,8 +220,6 @@ class PartyNode(_Member):
         super().__init__(spec, name, **kw)
         self.data, self.x = data, x
         self.psi = PsiParty(data.ids, self.tag)
-        self.owner_double: list[bytes] | None = None
-        self.mine: dict[int, bytes] | None = None
         self.alignment: Alignment | None = None
         self.role: FeatureParty | None = None
         self.batches: Batches | None = None
@@ -217,39 +238,49 @@ class PartyNode(_Member):
         if stage == Stage.OPEN and not info.joined:
             self.task.join(self.account, self.key.public)
             return ["joined"]
-        if info.dropped or stage in (Stage.OPEN, Stage.VALUING):
+        if info.dropped:
+            return self._claim() if self.task.owed(self.address) else []
+        if stage in (Stage.OPEN, Stage.VALUING):
             return self._owner_silent() if stage == Stage.VALUING else []
         self._scan()
         if stage == Stage.ALIGNING:
             return self._align(info.confirmed)
         return self._train(info.epochs_done)
 
+    def _deadline_near(self) -> bool:
+        """A quarter of the window is left before anyone may time this party out for what it owes."""
+        return self.task.chain.now() > self.task.stage_at() + self.spec.terms.window * 3 // 4
+
+    def _leave(self, why: str) -> list[str]:
+        self._account("psi", self.task.leave(self.account))
+        return [f"left the task before training, its stake back: {why}", *self._claim()]
+
     def _align(self, confirmed: bool) -> list[str]:
+        if confirmed:
+            return []
         did = []
         try:
             if self._send(self.owner, Kind.PSI, 0, 0, self.psi.blinded, "psi"):
                 did.append("sent its blinded ids")
             theirs = self._receive(self.owner, Kind.PSI, 0, 0, MAX_PSI)
             if theirs is not None and (self.owner, int(Kind.PSI), 0, 1) not in self.posted:
-                back, self.owner_double = self.psi.reblind(theirs, point_count(theirs, "the owner's set", MAX_SET))
+                back, _ = self.psi.reblind(theirs, point_count(theirs, "the owner's set", MAX_SET))
                 self._send(self.owner, Kind.PSI, 0, 1, lambda: back, "psi")
+                self._opened.pop((self.owner, int(Kind.PSI), 0, 0), None)  # done with it: free the memory
                 did.append("re-blinded the owner's ids")
-            mine_back = self._receive(self.owner, Kind.PSI, 0, 1, MAX_PSI)
-            if mine_back is not None and self.mine is None and self.owner_double is not None:
-                self.mine = self.psi.intersect(mine_back, self.owner_double)
-                did.append(f"shares {len(self.mine)} customers with the owner")
             size = self.task.intersection()
             message = self._receive(self.owner, Kind.ALIGNMENT, 0, 0, MAX_PSI) if size else None
-            if message is not None and self.mine is not None and not confirmed:
-                alignment = self.alignment = Alignment.receive(message, size, self.mine)
+            if message is not None:
+                alignment = Alignment.receive(message, size, self.psi.order)
+                batches = Batches.of(list(alignment.rows), self.spec.model)
+                self.alignment, self.batches = alignment, batches
                 self.role = FeatureParty(self.name, self.x, alignment, self.spec.model)
-                self.batches = Batches.of(list(alignment.rows), self.spec.model)
                 self._account("psi", self.task.confirm(self.account, size))
-                did.append(f"confirmed {size} aligned customers")
-        except (Malformed, PsiError) as exc:
-            self._account("psi", self.task.leave(self.account))
-            self.done = True
-            return [f"left the task before training: {exc}"]
+                return [*did, f"confirmed {size} aligned customers"]
+        except (Malformed, NodeError) as exc:  # PsiError, SealError, too few rows to split: all NodeErrors
+            return self._leave(str(exc))
+        if size and self._deadline_near():  # the owner posted a size but no usable alignment reached us
+            return self._leave("no alignment from the owner within the window")
         return did
 
     def _train(self, epochs_done: int) -> list[str]:
@@ -265,13 +296,16 @@ class PartyNode(_Member):
         stat, did = f"epoch {e + 1}", list[str]()
         while True:
             s = self.cursor[1]
-            if s == len(steps):
-                self._send(self.owner, Kind.EMBEDDING, e, s, lambda: role.embed(batches.valid), stat)
-                if e + 1 == self.spec.model.epochs:
-                    self._send(self.owner, Kind.EMBEDDING, e, s + 1, lambda: role.embed(batches.test), stat)
+            if s == len(steps) or self._deadline_near():  # done, or out of time: commit what was sent
+                cut = s < len(steps)
+                if not cut:
+                    self._send(self.owner, Kind.EMBEDDING, e, s, lambda: role.embed(batches.valid), stat)
+                    if e + 1 == self.spec.model.epochs:
+                        self._send(self.owner, Kind.EMBEDDING, e, s + 1, lambda: role.embed(batches.test), stat)
                 self._account(stat, self.task.commit_epoch(self.account, e, self.outbox.close_epoch()))
-                self.cursor = (e + 1, 0)
-                return [*did, f"epoch {e + 1}: {len(steps)} steps, committed"]
+                self.cursor, self.awaiting = (e + 1, 0), False
+                why = f"the owner's gradient {e + 1}.{s} never came; committed before the window ran out" if cut else ""
+                return [*did, f"epoch {e + 1}: {s} steps, committed" + (f" ({why})" if why else "")]
             batch = steps[s]
             if not self.awaiting:
                 if self._send(self.owner, Kind.EMBEDDING, e, s, lambda: role.forward(batch), stat):  # noqa: B023
@@ -287,10 +321,15 @@ class PartyNode(_Member):
             self.cursor, self.awaiting = (e, s + 1), False
 
     def _owner_silent(self) -> list[str]:
-        """The owner owes the next step and a window has passed: time it out (the pool goes to the parties)."""
+        """Time out the owner when it alone owes the next step and a window has passed (the pool then
+        goes to the parties): in valuation, or in an epoch every party still in has committed."""
         stage = self.task.stage()
-        owes = stage == Stage.VALUING or (stage == Stage.TRAINING and self.task.owner_epochs() <= self.task.epoch())
-        if owes and self._late():
+        if stage == Stage.TRAINING:
+            e = self.task.epoch()
+            others = [self.task.party(m.address) for m in self.spec.parties]
+            if self.task.owner_epochs() > e or any(not p.dropped and p.epochs_done <= e for p in others):
+                return []
+        if stage in (Stage.TRAINING, Stage.VALUING) and self._late():
             self.task.timeout(self.account, self.spec.owner.address)
             return ["timed out the silent owner: the pool goes to the parties"]
         return []
@@ -326,6 +365,7 @@ class OwnerNode(_Member):
         self.test: dict[str, npt.NDArray[np.float32] | None] = {}
         self.outcome: dict[str, Any] = {}
         self._waits: dict[tuple[str, int, int], int] = {}  # (party, epoch, seq) -> chain time the wait began
+        self._absent: set[tuple[str, int]] = set()  # (party, epoch): given up on for the rest of that epoch
 
     def step(self) -> list[str]:
         stage = self.task.stage()
@@ -358,17 +398,15 @@ class OwnerNode(_Member):
                 if self._send(n, Kind.PSI, 0, 0, self.psis[n].blinded, "psi"):
                     did.append(f"sent {n} its blinded ids")
                 theirs = self._receive(n, Kind.PSI, 0, 0, MAX_PSI)
-                if theirs is not None and (n, int(Kind.PSI), 0, 1) not in self.posted:
-                    back, self.party_double[n] = self.psis[n].reblind(
-                        theirs, point_count(theirs, f"{n}'s set", MAX_SET)
-                    )
-                    self._send(n, Kind.PSI, 0, 1, lambda: back, "psi")  # noqa: B023 (called at once)
-                    did.append(f"re-blinded {n}'s ids")
+                if theirs is not None and n not in self.party_double:  # kept here, never sent back
+                    _, self.party_double[n] = self.psis[n].reblind(theirs, point_count(theirs, f"{n}'s set", MAX_SET))
+                    self._opened.pop((n, int(Kind.PSI), 0, 0), None)  # done with it: free the memory
                 mine_back = self._receive(n, Kind.PSI, 0, 1, MAX_PSI)
                 if mine_back is not None and n in self.party_double:
                     self.pairwise[n] = self.psis[n].intersect(mine_back, self.party_double[n])
+                    self._opened.pop((n, int(Kind.PSI), 0, 1), None)
                     did.append(f"shares {len(self.pairwise[n])} customers with {n}")
-            except (Malformed, PsiError) as exc:
+            except (Malformed, NodeError) as exc:  # PsiError, SealError (a key it cannot seal to) too
                 self.excluded[n] = str(exc)
                 did.append(f"left {n} out of the alignment: {exc}")
         waiting = [n for n in self._parties() if n not in self.pairwise and n not in self.excluded]
@@ -377,45 +415,68 @@ class OwnerNode(_Member):
                 self.excluded[n] = "silent during the PSI"
             did.append(f"left {', '.join(waiting)} out of the alignment: silent for a window")
             waiting = []
-        if waiting or not self.pairwise:
+        if waiting:
             return did
-        rows = sorted(set.intersection(*(set(v) for v in self.pairwise.values())))
-        if len(rows) < self.spec.terms.min_intersection:
-            self.task.align(self.account, len(rows), bytes(32))
-            return [
-                *did,
-                f"only {len(rows)} shared customers, below the task's {self.spec.terms.min_intersection}: cancelled",
-            ]
+        return [*did, *self._post_alignment()]
+
+    def _post_alignment(self) -> list[str]:
+        """Hand out the sample ids (each party's message: where each aligned customer stands in its own
+        list) and post the intersection size; or cancel when there is nothing to train on."""
+        rows = sorted(set.intersection(*(set(v) for v in self.pairwise.values()))) if self.pairwise else []
         sample_ids = Alignment.choose(rows, self.sample_key)
-        self.alignment = Alignment(dict(zip(sample_ids, rows, strict=True)))
+        try:
+            if len(rows) < self.spec.terms.min_intersection:
+                raise NodeError(
+                    f"only {len(rows)} shared customers, below the task's {self.spec.terms.min_intersection}"
+                )
+            batches = Batches.of(sample_ids, self.spec.model)
+        except NodeError as exc:
+            self.task.cancel(self.account)
+            return [f"cancelled the task before training: {exc}"]
+        self.alignment, self.batches = Alignment(dict(zip(sample_ids, rows, strict=True))), batches
         digests = []
         for n, shared in self.pairwise.items():
-            message = Alignment.message([(shared[r], s) for r, s in zip(rows, sample_ids, strict=True)])
-            self._send(n, Kind.ALIGNMENT, 0, 0, lambda: message, "psi")  # noqa: B023
+            where = {v: j for j, v in enumerate(self.party_double[n])}
+            message = Alignment.message([(where[shared[r]], sid) for r, sid in zip(rows, sample_ids, strict=True)])
+            self._send(n, Kind.ALIGNMENT, 0, 0, lambda: message, "psi")  # noqa: B023 (called at once)
             digests.append(hashlib.sha256(message).digest())
+        self.party_double.clear()
         self._account("psi", self.task.align(self.account, len(rows), merkle_root(digests)))
-        self.batches = Batches.of(sample_ids, self.spec.model)
         self.role = OwnerParty(self.x, self.labels, self.alignment, self.spec.names, self.spec.model)
         self.role.silent.update(n for n in self.spec.names if n not in self.pairwise)
         self.epoch_started = time.perf_counter()
-        return [*did, f"posted {len(rows)} aligned customers"]
+        return [f"posted {len(rows)} aligned customers"]
+
+    def _dropped(self) -> None:
+        """Whoever the chain shows as dropped (timed out by anyone, or left) is silent from now on."""
+        if self.role is not None:
+            self.role.silent.update(n for n in self.spec.names if n not in self._parties())
 
     def _timeouts(self, owes: Callable[[str], bool]) -> list[str]:
-        """Time out, once a window has passed, every party still in the task that owes a step."""
+        """Time out, once a window has passed, every party still in the task that owes a step (the
+        contract checks it does; a party that has meanwhile done its part is left alone)."""
         late = [n for n in self._parties() if owes(n)]
         if not late or not self._late():
             return []
+        done = []
         for n in late:
-            self.task.timeout(self.account, self.spec.member(n).address)
+            try:
+                self.task.timeout(self.account, self.spec.member(n).address)
+            except ContractRevert:
+                continue
+            done.append(n)
             if self.role is not None:
                 self.role.silent.add(n)
-        return [f"timed out {', '.join(late)}: silent for a window, slashed; the task goes on without"]
+        return [f"timed out {', '.join(done)}: silent for a window; the task goes on without"] if done else []
 
     def _overdue(self, names: list[str], e: int, seq: int) -> list[str]:
-        """Those of `names` the owner has itself waited on at (e, seq) for a whole window of chain time (a
-        party that answers each message promptly is never timed out, however long the epoch takes)."""
+        """Those of `names` the owner has waited on at (e, seq) for half a window of chain time: absent for
+        the rest of epoch e (the step goes on with their constant embedding). Half a window, so the owner
+        gives up on a slow party before the others must commit the epoch to keep their stakes."""
         now = self.task.chain.now()
-        return [n for n in names if now - self._waits.setdefault((n, e, seq), now) > self.spec.terms.window]
+        late = [n for n in names if now - self._waits.setdefault((n, e, seq), now) > self.spec.terms.window // 2]
+        self._absent.update((n, e) for n in late)
+        return late
 
     def _embeddings(self, e: int, seq: int, rows: int) -> tuple[dict[str, npt.NDArray[np.float32] | None], list[str]]:
         """Each active party's embedding for (e, seq) (None: malformed, or its party silent) and who is missing."""
@@ -423,20 +484,27 @@ class OwnerNode(_Member):
         got: dict[str, npt.NDArray[np.float32] | None] = {}
         missing = []
         for n in self.spec.names:
-            if n in self.role.silent:
+            if n in self.role.silent or (n, e) in self._absent:
                 got[n] = None
                 continue
             try:
                 got[n] = self._matrix(n, Kind.EMBEDDING, e, seq, rows)
-                if got[n] is None:
-                    missing.append(n)
             except Malformed:
                 got[n] = None
+                continue
+            if got[n] is not None:
+                continue
+            owes = self.task.party(self.spec.member(n).address).epochs_done <= e
+            if not owes:
+                self._scan()  # it committed after logging: a scan from before its commit may have missed the log
+            if owes or (n, int(Kind.EMBEDDING), e, seq) in self.inbox:  # not logged yet, or not fetchable yet
+                missing.append(n)  # (one that committed the epoch without logging it never sends it)
         return got, missing
 
     def _train(self) -> list[str]:
         if self.role is None or self.batches is None:
             raise NodeError("the owner lost its alignment: a restarted owner cannot go on (a known limit)")
+        self._dropped()
         e = self.task.epoch()
         if self.task.owner_epochs() > e:  # committed: waiting for parties, or timing them out
             return self._timeouts(lambda n: self.task.party(self.spec.member(n).address).epochs_done <= e)
@@ -449,12 +517,9 @@ class OwnerNode(_Member):
             if s < len(steps):
                 got, missing = self._embeddings(e, s, len(steps[s]))
                 if missing:
-                    overdue = self._overdue(missing, e, s)
-                    timed = self._timeouts(lambda n: n in overdue) if overdue else []  # noqa: B023
-                    if not timed:
-                        return did
-                    did += timed
-                    continue
+                    if len(self._overdue(missing, e, s)) < len(missing):
+                        return did  # still waiting for someone
+                    did.append(f"step {e + 1}.{s}: went on without {', '.join(missing)} (silent for half a window)")
                 loss, grads = self.role.step(steps[s], got)
                 self.losses.append(loss)
                 for n, g in grads.items():
@@ -466,12 +531,10 @@ class OwnerNode(_Member):
             valid, missing = self._embeddings(e, s, len(self.batches.valid))
             test, missing_test = self._embeddings(e, s + 1, len(self.batches.test)) if last else ({}, [])
             if missing or missing_test:
-                overdue = self._overdue(sorted(set(missing) | set(missing_test)), e, s)
-                timed = self._timeouts(lambda n: n in overdue) if overdue else []  # noqa: B023
-                if not timed:
+                waiting = sorted(set(missing) | set(missing_test))
+                if len(self._overdue(waiting, e, s)) < len(waiting):
                     return did
-                did += timed
-                continue
+                did.append(f"epoch {e + 1}: went on without {', '.join(waiting)}'s validation embeddings")
             self.valid, self.test = valid, test
             valid_auc = self.role.auc(self.batches.valid, valid)
             self.role.close_epoch()
@@ -488,6 +551,7 @@ class OwnerNode(_Member):
 
     def _settle(self) -> list[str]:
         assert self.role is not None and self.batches is not None
+        self._dropped()
         phi, table = self.role.value(self.batches.valid, self.valid)
         active = [n not in self.role.silent for n in self.spec.names]
         shares = shares_bps([phi.get(n, 0.0) for n in self.spec.names], active)

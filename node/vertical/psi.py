@@ -1,31 +1,40 @@
 """ECDH private set intersection over the prime-order subgroup of edwards25519 (libsodium, via PyNaCl).
 
-Two parties, A with ids X and B with ids Y, each hold a fresh secret scalar for
-the task (a, b). Each id is hashed to the group, domain-separated by the task
-(`task_tag`): H(x) = from_uniform(SHA-512(DOMAIN | tag | x)[:32]), a point in
-the prime-order subgroup (Elligator 2, cofactor cleared, by libsodium).
+The task owner, with ids X, runs it with each feature party, with ids Y; each
+side holds a fresh secret scalar for the pair (a, b). Each id is hashed to the
+group, domain-separated by the task (`task_tag`): H(x) = from_uniform(SHA-512(
+DOMAIN | tag | x)[:32]), a point in the prime-order subgroup (Elligator 2,
+cofactor cleared, by libsodium).
 
-1. A sends a*H(x) for every x, sorted by value (not in its row order); B sends
-   b*H(y) likewise.
-2. Each multiplies what it received by its own secret and sends it back in the
-   order received: A gets ab*H(x) for its own x, B gets ab*H(y) for its own y.
-3. Each computes ab*H(.) of the other's ids itself (its secret times the
-   other's step-1 points) and matches: an own id is shared exactly when its
-   ab-value is among the other's.
+1. The owner sends a*H(x) for every x, sorted by value (not in its row order);
+   the party sends b*H(y) likewise.
+2. The party multiplies the owner's points by b and sends them back in the
+   order received: the owner gets ab*H(x) for its own x. The owner multiplies
+   the party's points by a itself, and keeps them: ab*H(y) for every y, in the
+   order the party sent them.
+3. The owner matches: its x is shared with the party exactly when ab*H(x) is
+   among the ab*H(y), and it knows where that y stood in the party's list.
 
-Each side learns the intersection and the other's set size; under the
-decisional Diffie-Hellman assumption the points of an id it does not hold
-look random to it. Every point received that is multiplied by a secret must be
-a canonical encoding of a point in the prime-order subgroup (libsodium's scalar
-multiplication refuses any other); points that are only compared with a
-party's own are not checked (one outside the group matches nothing). A list is
-refused if it repeats a point (ids are unique on both sides, so a repeat is an
-attack or a bug), and a message is refused if it is longer than the sender's
-announced set. No curve arithmetic is written here: hashing to the group,
-scalar multiplication and point validation are libsodium's.
+It is one-sided: the party gets nothing back but, once the owner has run this
+with every party, the alignment (`Alignment`): for each customer every party
+shares with the owner, the position of that customer in the party's own list
+and a random sample id. So a party learns which of its customers are aligned,
+and nothing else: not its pairwise intersection with the owner (which, next to
+the alignment, would tell it which shared customers some other party lacks).
+The owner learns, per party, which of its customers that party holds.
 
-After the intersection the task owner hands out random sample ids
-(`Alignment`): the rows are indexed by those, never by the match keys.
+Each side learns the other's set size; under the decisional Diffie-Hellman
+assumption the points of an id it does not hold look random to it. Every point
+received that is multiplied by a secret must be a canonical encoding of a point
+in the prime-order subgroup (libsodium's scalar multiplication refuses any
+other); points that are only compared with one's own are not checked (one
+outside the group matches nothing). A list is refused if it repeats a point
+(ids are unique on both sides, so a repeat is an attack or a bug), and a
+message is refused if it is longer than the sender's announced set. No curve
+arithmetic is written here: hashing to the group, scalar multiplication and
+point validation are libsodium's.
+
+From then on rows are indexed by the sample ids, never by the match keys.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TypeVar
 
 import nacl.exceptions
@@ -71,6 +81,8 @@ MAX_SET = 2_000_000  # the most ids a party may bring to a task (64 MB of points
 SAMPLE_ID = 16
 _MAGIC = b"FCPSI1\x00\x00"  # 8 bytes, then the count (uint32, big-endian), then the points
 _HEADER = struct.Struct(">8sI")
+_ALIGN_MAGIC = b"FCALN1\x00\x00"
+_POSITION = struct.Struct(">I")
 
 _X = TypeVar("_X")
 _Y = TypeVar("_Y")
@@ -198,9 +210,14 @@ class PsiParty:
         valid = [p for p in points if p is not None]
         return encode_points(valid), valid
 
+    @property
+    def order(self) -> list[int]:
+        """This side's rows in the order its blinded points were sent (position -> row)."""
+        return list(self._order)
+
     def intersect(self, mine_back: bytes, theirs_double: Sequence[bytes]) -> dict[int, bytes]:
-        """Step 3: this party's rows in the intersection, each with its double-blinded value (the key
-        both parties share for the row), from its own points sent back re-blinded by the other."""
+        """Step 3 (the owner): its rows in the intersection, each with its double-blinded value, from its
+        own points sent back re-blinded by the other and the other's points it re-blinded itself."""
         if not self._order:
             raise PsiError("blinded() must be sent before intersecting")
         back = decode_points(mine_back, len(self._order), "our set, re-blinded by the other party", validate=False)
@@ -229,28 +246,37 @@ class Alignment:
         return ids
 
     @staticmethod
-    def message(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
-        """What the owner sends a party: (double-blinded value, sample id) per aligned row, sorted by
-        value (the party holds the same value for its own row)."""
+    def message(pairs: Sequence[tuple[int, bytes]]) -> bytes:
+        """What the owner sends a party: (position of the customer in the party's own blinded list,
+        sample id) per aligned customer, sorted by position."""
         ordered = sorted(pairs)
-        return encode_points([v for v, _ in ordered]) + b"".join(s for _, s in ordered)
+        body = b"".join(_POSITION.pack(pos) + sid for pos, sid in ordered)
+        return _HEADER.pack(_ALIGN_MAGIC, len(ordered)) + body
 
     @classmethod
-    def receive(cls, data: bytes, count: int, mine: dict[int, bytes]) -> Alignment:
-        """A party's aligned rows from the owner's message, checked against its own intersection."""
-        points_len = _HEADER.size + POINT * count
-        values = decode_points(data[:points_len], count, "the alignment", validate=False)
-        tail = data[points_len:]
-        if len(tail) != SAMPLE_ID * count:
-            raise PsiError(f"the alignment: {len(tail)} bytes of sample ids for {count} rows")
-        sample_ids = [tail[SAMPLE_ID * i : SAMPLE_ID * (i + 1)] for i in range(count)]
-        if len(set(sample_ids)) != count:
+    def receive(cls, data: bytes, count: int, order: Sequence[int]) -> Alignment:
+        """A party's aligned rows from the owner's message (`count` of them: the size posted on chain),
+        its positions mapped to rows by `order` (`PsiParty.order`)."""
+        if len(data) < _HEADER.size:
+            raise PsiError(f"the alignment: {len(data)} bytes, not an alignment")
+        magic, n = _HEADER.unpack_from(data)
+        if magic != _ALIGN_MAGIC:
+            raise PsiError("the alignment: bad magic")
+        if n != count:
+            raise PsiError(f"the alignment names {n} rows, the intersection posted is {count}")
+        entry = _POSITION.size + SAMPLE_ID
+        if len(data) != _HEADER.size + entry * n:
+            raise PsiError(f"the alignment: {len(data)} bytes for {n} rows")
+        at = _HEADER.size
+        positions = [_POSITION.unpack_from(data, at + entry * i)[0] for i in range(n)]
+        sample_ids = [data[at + entry * i + _POSITION.size : at + entry * (i + 1)] for i in range(n)]
+        if any(b <= a for a, b in pairwise(positions)):
+            raise PsiError("the alignment's positions are not strictly increasing")
+        if positions and positions[-1] >= len(order):
+            raise PsiError(f"the alignment names position {positions[-1]}, past our {len(order)} ids")
+        if len(set(sample_ids)) != n:
             raise PsiError("the alignment repeats a sample id")
-        row_of = {v: row for row, v in mine.items()}
-        unknown = sum(v not in row_of for v in values)
-        if unknown:
-            raise PsiError(f"the alignment names {unknown} rows outside our intersection with the owner")
-        return cls({s: row_of[v] for v, s in zip(values, sample_ids, strict=True)})
+        return cls({sid: order[pos] for pos, sid in zip(positions, sample_ids, strict=True)})
 
 
 def align_in_memory(
@@ -264,7 +290,7 @@ def align_in_memory(
     benchmarks; the daemons pass the same bytes through IPFS): each party's `Alignment` (the owner's
     under "owner") and every message each party received, in order.
 
-    The owner runs a two-party PSI with each feature party, with a fresh secret for each pair; the
+    The owner runs a one-sided PSI with each feature party, with a fresh secret for each pair; the
     aligned rows are the owner's rows in every intersection; a party learns which of its rows are
     aligned and their sample ids, nothing about the owner's or the other parties' other customers.
     `sample_key`: see `Alignment.choose`. The daemons (`node.vertical.node`) send the same messages
@@ -277,23 +303,23 @@ def align_in_memory(
         return data
 
     pairwise: dict[str, dict[int, bytes]] = {}  # party -> the owner's rows shared with it -> their pair value
-    theirs: dict[str, tuple[PsiParty, dict[int, bytes]]] = {}  # party -> its side, its shared rows
+    position: dict[str, dict[bytes, int]] = {}  # party -> pair value -> where it stood in the party's list
+    sides: dict[str, PsiParty] = {}
     for name, ids in parties.items():
-        owner, party = PsiParty(owner_ids, tag), PsiParty(ids, tag)
+        owner, party = PsiParty(owner_ids, tag), sides.setdefault(name, PsiParty(ids, tag))
         from_owner = send(name, owner.blinded())
         from_party = send("owner", party.blinded())
-        to_owner, owner_double = party.reblind(from_owner, len(owner_ids))
-        to_party, party_double = owner.reblind(from_party, len(ids))
+        to_owner, _ = party.reblind(from_owner, len(owner_ids))
         to_owner = send("owner", to_owner)
-        to_party = send(name, to_party)
+        _, party_double = owner.reblind(from_party, len(ids))  # kept by the owner: never sent
         pairwise[name] = owner.intersect(to_owner, party_double)
-        theirs[name] = (party, party.intersect(to_party, owner_double))
+        position[name] = {v: j for j, v in enumerate(party_double)}
     rows = sorted(set.intersection(*(set(v) for v in pairwise.values())) if pairwise else set())
     if len(rows) < minimum:
         raise PsiError(f"the parties share {len(rows)} customers, below the task's minimum of {minimum}")
     sample_ids = Alignment.choose(rows, sample_key)
     out = {"owner": Alignment(dict(zip(sample_ids, rows, strict=True)))}
-    for name, (_party, shared) in theirs.items():
-        message = Alignment.message([(pairwise[name][r], s) for r, s in zip(rows, sample_ids, strict=True)])
-        out[name] = Alignment.receive(send(name, message), len(rows), shared)
+    for name, party in sides.items():
+        pairs = [(position[name][pairwise[name][r]], sid) for r, sid in zip(rows, sample_ids, strict=True)]
+        out[name] = Alignment.receive(send(name, Alignment.message(pairs)), len(rows), party.order)
     return out, received

@@ -58,13 +58,15 @@ class Member:
 
 @dataclass(frozen=True)
 class TermsSpec:
-    """The task contract's terms, in whole tokens, seconds and a fraction of the stake."""
+    """The task contract's terms, in whole tokens, seconds and a fraction of the stake; `token` is the ERC-20
+    they are paid in (every member checks the deployed contract holds these, not just the spec's hash)."""
 
     bounty: float = 900
     stake: float = 100
     min_intersection: int = 100
     window: int = 3600
     slash: float = 0.5
+    token: str = ""
 
     def on_chain(self, epochs: int) -> TaskTerms:
         return TaskTerms(
@@ -100,6 +102,8 @@ class TaskSpec:
             for c in m.columns:
                 if c not in self.schema.numeric and c not in self.schema.categorical:
                     raise NodeError(f"task spec: column {c!r} of {m.name!r} is not in [data]")
+        if self.terms.token and not is_address(self.terms.token):
+            raise NodeError(f"task spec [terms] token = {self.terms.token!r}: not an address")
         if self.id_column in {c for m in members for c in m.columns} or self.id_column == self.schema.target:
             raise NodeError(f"task spec: the id column {self.id_column!r} cannot be a feature or the target")
 

@@ -123,11 +123,11 @@ def test_parts_spec_deploy_and_a_daemon_per_member_pay_the_parties(
         "finance.part.json",
         "--epochs",
         "2",
+        "--token",
+        token_address,
         cwd=tmp_path,
     )
-    out = _fedchain(
-        "vertical", "deploy", "--keystore", "campaign.json", "--token", token_address, "--rpc", anvil.url, cwd=tmp_path
-    )
+    out = _fedchain("vertical", "deploy", "--keystore", "campaign.json", "--rpc", anvil.url, cwd=tmp_path)
     assert "deployed" in out
     deployment = json.loads((tmp_path / "task-deployment.json").read_text())
 

@@ -270,6 +270,7 @@ def test_deployment_parameters_are_checked(embedded: Chain) -> None:
         ([party.address], TaskTerms(0, 1, 1, 1, 1, 0)),
         ([party.address], TaskTerms(1, 1, 0, 1, 1, 0)),
         ([party.address], TaskTerms(1, 1, 1, 1, 1, 10_001)),
+        ([party.address], TaskTerms(1, 1, 1, 1, 31 * 86_400, 0)),  # a window that could lock the funds
     ):
         with pytest.raises(BadParameter):
             deploy_task(embedded, owner, token, ROOT, parties, terms)
@@ -286,3 +287,33 @@ def test_every_member_registers_an_encryption_key_and_none_is_zero(t: Task) -> N
     assert t.task.encryption_key(t.parties[0].address) == b"\x02" * 32
     assert t.task.encryption_key(t.parties[1].address) == bytes(32)
     assert t.task.events("Joined")[0]["args"]["key"] == b"\x02" * 32
+
+
+def test_a_party_timed_out_before_training_keeps_its_stake(t: Task) -> None:
+    """In Aligning a party may be waiting on the owner's alignment: dropped, never slashed."""
+    t.open()
+    t.task.align(t.owner, 50, ROOT)
+    t.task.confirm(t.parties[0], 50)
+    t.task.confirm(t.parties[1], 50)
+    t.chain.advance_time(TERMS.window + 1)
+    t.task.timeout(t.owner, t.parties[2].address)
+    assert t.task.stage() == Stage.TRAINING and t.task.pool() == TERMS.bounty
+    assert t.task.owed(t.parties[2].address) == TERMS.stake
+
+
+def test_the_owner_never_gains_from_a_slashing(t: Task) -> None:
+    """Every party dropped in training: the owner gets its bounty back, the slashed stakes are burned."""
+    t.aligned()
+    t.epoch([t.owner])
+    t.chain.advance_time(TERMS.window + 1)
+    for p in t.parties:
+        t.task.timeout(t.owner, p.address)
+    assert t.task.stage() == Stage.TRAINING and t.task.epoch() == 1
+    t.epoch([t.owner])
+    t.task.settle(t.owner, ROOT, CID, [0, 0, 0])
+    slashed = 3 * TERMS.stake * TERMS.slash_bps // 10_000
+    assert t.task.owed(t.owner.address) == TERMS.bounty
+    assert t.task.burned() == slashed
+    balance = t.token.balance_of(t.task.address)
+    t.claim_all()
+    assert t.token.balance_of(t.task.address) == balance - TERMS.bounty - 3 * (TERMS.stake - slashed // 3) == slashed

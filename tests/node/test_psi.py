@@ -66,18 +66,26 @@ def test_a_party_receives_points_and_sample_ids_only_and_exactly_as_many_as_the_
     for name, messages in inbox.items():
         blob = b"".join(messages)
         assert not any(f in blob for f in forbidden), name
-    for name, their_ids in parties.items():
-        # the owner's set, its own set re-blinded, the alignment (a point and a sample id per aligned row)
-        expected = [
-            HEADER + POINT * len(owner),
-            HEADER + POINT * len(their_ids),
-            HEADER + (POINT + SAMPLE_ID) * len(common),
-        ]
+    for name in parties:
+        # the owner's set, then the alignment (a position and a sample id per aligned customer): nothing
+        # else, so a party learns which of its customers are aligned, not its intersection with the owner
+        expected = [HEADER + POINT * len(owner), HEADER + (4 + SAMPLE_ID) * len(common)]
         assert [len(m) for m in inbox[name]] == expected
     # the owner: each party's set and its own set re-blinded, per party
     assert [len(m) for m in inbox["owner"]] == [
         size for ids_ in parties.values() for size in (HEADER + POINT * len(ids_), HEADER + POINT * len(owner))
     ]
+
+
+def test_a_party_cannot_tell_which_of_its_shared_customers_another_party_lacks() -> None:
+    """Owner {a..f}; the hotel holds a, b, c, x; the coffee chain holds a, b. The hotel shares a, b, c with
+    the owner, but all it ever receives is the alignment of a and b: the same bytes whether or not it
+    shares c with the owner."""
+    hotel, coffee = ["a", "b", "c", "x"], ["a", "b"]
+    aligned, inbox = align_in_memory(list("abcdef"), {"hotel": hotel, "coffee": coffee}, TAG)
+    assert sorted(hotel[r] for r in aligned["hotel"].rows.values()) == ["a", "b"]
+    _, alone = align_in_memory(list("abdef"), {"hotel": hotel, "coffee": coffee}, TAG)  # c not the owner's
+    assert [len(m) for m in inbox["hotel"]][1:] == [len(m) for m in alone["hotel"]][1:]
 
 
 def test_the_owner_sends_its_set_in_an_order_that_is_not_its_row_order_and_fresh_per_task() -> None:
@@ -120,14 +128,21 @@ def test_malformed_or_malicious_messages_are_refused() -> None:
             party.reblind(data, 4)
 
 
-def test_an_alignment_naming_rows_outside_the_intersection_is_refused() -> None:
-    owner_side, party = PsiParty(ids("c", 20), TAG), PsiParty(ids("c", 10) + ids("x", 10), TAG)
-    to_party, _ = owner_side.reblind(party.blinded(), 20)
-    _, owner_double = party.reblind(owner_side.blinded(), 20)
-    mine = party.intersect(to_party, owner_double)
-    assert len(mine) == 10
-    outsider = decode_points(PsiParty(["y"], TAG).blinded(), 1, "x")[0]
-    pairs = [(v, bytes([i]) * SAMPLE_ID) for i, v in enumerate(mine.values())]
-    with pytest.raises(PsiError, match="1 rows outside our intersection"):
-        Alignment.receive(Alignment.message([*pairs, (outsider, b"\xee" * SAMPLE_ID)]), 11, mine)
-    assert len(Alignment.receive(Alignment.message(pairs), 10, mine).rows) == 10
+def test_a_malformed_alignment_is_refused() -> None:
+    party = PsiParty(ids("c", 10), TAG)
+    party.blinded()
+    order = party.order
+    pairs = [(i, bytes([i]) * SAMPLE_ID) for i in range(5)]
+    assert sorted(Alignment.receive(Alignment.message(pairs), 5, order).rows.values()) == sorted(order[:5])
+    good = Alignment.message(pairs)
+    cases = {
+        "names 5 rows, the intersection posted is 4": (good, 4),
+        "bad magic": (b"X" * 8 + good[8:], 5),
+        "bytes for 5 rows": (good[:-1], 5),
+        "past our 10 ids": (Alignment.message([*pairs[:4], (10, b"\xee" * SAMPLE_ID)]), 5),
+        "repeats a sample id": (Alignment.message([*pairs[:4], (7, pairs[0][1])]), 5),
+        "not strictly increasing": (good[:12] + good[12 + 20 : 12 + 40] + good[12:32] + good[52:], 5),
+    }
+    for message, (data, count) in cases.items():
+        with pytest.raises(PsiError, match=message):
+            Alignment.receive(data, count, order)

@@ -57,6 +57,8 @@ def test_tampered_truncated_and_oversized_messages_are_refused() -> None:
         bob.open(sealed, CTX, max_size=63)
     with pytest.raises(SealError, match="not an X25519 public key"):
         seal(b"x", bytes(32), CTX)
+    with pytest.raises(SealError, match="cannot seal to"):  # u = 1: a low-order key a member could register
+        seal(b"x", b"\x01" + bytes(31), CTX)
 
 
 def test_a_key_is_kept_encrypted_with_its_password(tmp_path: Path) -> None:
