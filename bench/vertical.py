@@ -199,7 +199,8 @@ def _lines(
         "Per training epoch (means over the epochs): messages (each party's embedding of every batch, the owner's "
         "gradient back, the validation embeddings), their sealed bytes, the gas of logging them and of the epoch "
         "commitments, and wall time. Every message is one transaction (`post`): its recipient finds it on chain. "
-        "The PSI: both sets blinded and re-blinded per party, and the alignment.",
+        "The PSI, per party: its blinded set and the owner's, the owner's re-blinded by the party (one-sided: "
+        "nothing comes back to the party but the alignment), and the alignment.",
         "",
     ]
     cost_rows = []

@@ -209,17 +209,17 @@ class Setup:
         for a in accounts.values():
             chain.fund(a.address, 10**21)
         owner_data = parties[0]
+        owner = accounts[owner_data.name]
+        token_address, _ = deploy_contract(
+            chain, owner, "RewardToken", "Task", "TSK", 10**6 * TOKEN_UNIT, owner.address
+        )
         spec = TaskSpec(
-            owner=Member(owner_data.name, accounts[owner_data.name].address, tuple(owner_data.columns)),
+            owner=Member(owner_data.name, owner.address, tuple(owner_data.columns)),
             parties=tuple(Member(p.name, accounts[p.name].address, tuple(p.columns)) for p in parties[1:]),
             id_column=cfg.id_column or "customer",
             schema=schema,
             model=cfg.split_spec(),
-            terms=TermsSpec(cfg.bounty, cfg.stake, cfg.min_intersection, window, cfg.slash_bps / 10_000),
-        )
-        owner = accounts[owner_data.name]
-        token_address, _ = deploy_contract(
-            chain, owner, "RewardToken", "Task", "TSK", 10**6 * TOKEN_UNIT, owner.address
+            terms=TermsSpec(cfg.bounty, cfg.stake, cfg.min_intersection, window, cfg.slash_bps / 10_000, token_address),
         )
         token = TokenClient(chain, token_address)
         terms = spec.terms.on_chain(cfg.rounds)

@@ -9,6 +9,7 @@ compute the same models, and bad input gets one line.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,11 +19,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ledger.chain import Chain, embedded_chain
-from ledger.vertical import Kind, VerticalTaskClient
-from node.sim.vertical import BANK_PARTIES, VerticalConfig, run_vertical_demo
+from ledger.deploy import deploy_contract
+from ledger.vertical import Kind, VerticalTaskClient, deploy_task
+from node.errors import NodeError
+from node.privacy.seal import SealKey
+from node.sim.vertical import BANK_PARTIES, Setup, VerticalConfig, run_vertical_demo
+from node.store import EmbeddedStore
+from node.vertical.node import PartyNode
 from tests.e2e.conftest import VERTICAL_ROWS
 
 PARTIES = (*BANK_PARTIES, ("noise", ("noise",)))
@@ -144,3 +151,33 @@ def test_bad_input_gets_one_line(bank_sample: Path, args: list[str], message: st
     assert run.returncode != 0
     assert message in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_a_member_refuses_a_task_deployed_with_other_terms_than_its_spec(bank_sample: Path) -> None:
+    """The spec hash binds the spec, not the deployment's arguments: an owner that deploys the agreed hash
+    with a larger stake, a full slash or its own token is refused by every member before it acts."""
+    setup = Setup.deploy(_cfg(bank_sample), embedded_chain())
+    owner = setup.accounts[setup.spec.owner.name]
+    honest = setup.spec.terms.on_chain(setup.spec.model.epochs)
+    party = setup.spec.parties[0].name
+    other_token, _ = deploy_contract(setup.chain, owner, "RewardToken", "X", "X", 10**24, owner.address)
+    for token, terms, why in (
+        (setup.token.address, dataclasses.replace(honest, stake=honest.stake * 10), "other terms"),
+        (setup.token.address, dataclasses.replace(honest, slash_bps=10_000), "other terms"),
+        (other_token, honest, "pays in"),
+    ):
+        task, block = deploy_task(
+            setup.chain, owner, token, setup.spec.hash, [m.address for m in setup.spec.parties], terms
+        )
+        with pytest.raises(NodeError, match=why):
+            PartyNode(
+                setup.spec,
+                party,
+                setup.data[party],
+                np.zeros((1, 1), dtype=np.float32),
+                account=setup.accounts[party],
+                task=task,
+                store=EmbeddedStore(bank_sample.parent / "s"),
+                key=SealKey.generate(),
+                from_block=block,
+            )
