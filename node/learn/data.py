@@ -76,6 +76,16 @@ class Schema:
             names += [f"{col}={v}" for v in vocab] + [f"{col}=<other>"]
         return names
 
+    def restricted(self, columns: Iterable[str]) -> Schema:
+        """This schema over `columns` only (a vertical party's part), the target kept."""
+        cols = list(columns)
+        return Schema(
+            self.target,
+            self.positive,
+            {c: self.numeric[c] for c in cols if c in self.numeric},
+            {c: self.categorical[c] for c in cols if c in self.categorical},
+        )
+
     def to_spec(self) -> dict[str, Any]:
         return {
             "target": self.target,

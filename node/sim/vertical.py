@@ -32,6 +32,7 @@ simulation shortcut, as in the horizontal demo.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -107,12 +108,7 @@ def _schema_part(schema: Schema, columns: Sequence[str], where: str) -> Schema:
     unknown = [c for c in columns if c not in schema.numeric and c not in schema.categorical]
     if unknown:
         raise DataError(f"{where}: column {unknown[0]!r} is not a feature of the data (the target, an id, or left out)")
-    return Schema(
-        schema.target,
-        schema.positive,
-        {c: schema.numeric[c] for c in columns if c in schema.numeric},
-        {c: schema.categorical[c] for c in columns if c in schema.categorical},
-    )
+    return schema.restricted(columns)
 
 
 def split_parties(cfg: VerticalConfig) -> tuple[list[PartyData], npt.NDArray[np.float32], Schema]:
@@ -233,7 +229,9 @@ class Setup:
     def owner(self) -> PartyData:
         return self.data[self.spec.owner.name]
 
-    def encoded(self) -> dict[str, npt.NDArray[np.float32]]:
+    @functools.cached_property
+    def xs(self) -> dict[str, npt.NDArray[np.float32]]:
+        """Each party's rows encoded with its part of the schema (once: the run and the baselines share them)."""
         return {n: encode_party(p, self.spec.part(n)) for n, p in self.data.items()}
 
     def banner(self, where: str) -> str:
@@ -248,7 +246,7 @@ class Setup:
         """The owner alone (its columns, all its customers outside the test rows) and every column pooled
         (the federation's training rows: the owner's rows matched to each party's by customer id), both
         on the federation's test rows (the owner's row numbers)."""
-        xs, y, model = self.encoded(), self.labels, self.spec.model
+        xs, y, model = self.xs, self.labels, self.spec.model
         x_owner = xs[self.owner.name]
         alone = np.setdiff1d(np.arange(len(y)), np.array(test_rows))
         label_party = _baseline(model.kind, x_owner[alone], y[alone], x_owner[test_rows], y[test_rows], model)
@@ -333,7 +331,7 @@ class _Run:
 
     def __init__(self, setup: Setup, store: EmbeddedStore) -> None:
         self.setup, self.cfg, self.chain, self.task, self.spec = setup, setup.cfg, setup.chain, setup.task, setup.spec
-        xs = setup.encoded()
+        xs = setup.xs
         common: dict[str, Any] = {"task": setup.task, "store": store, "from_block": setup.block}
         owner = self.spec.owner.name
         self.owner = OwnerNode(

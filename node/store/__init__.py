@@ -1,6 +1,15 @@
 """Content-addressed storage: the embedded store, Kubo, Kubo processes, and verified fetches."""
 
-from node.store.stores import EmbeddedStore, KuboStore, Store, StoreError, open_store, raw_cid
+from node.store.stores import EmbeddedStore, KuboStore, Store, StoreError, StoreRefused, open_store, raw_cid
 from node.store.verified import fetch_verified
 
-__all__ = ["EmbeddedStore", "KuboStore", "Store", "StoreError", "fetch_verified", "open_store", "raw_cid"]
+__all__ = [
+    "EmbeddedStore",
+    "KuboStore",
+    "Store",
+    "StoreError",
+    "StoreRefused",
+    "fetch_verified",
+    "open_store",
+    "raw_cid",
+]

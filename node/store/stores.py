@@ -24,13 +24,17 @@ from typing import Protocol
 from ledger.files import write_atomic
 from node.errors import NodeError
 
-__all__ = ["EmbeddedStore", "KuboStore", "Store", "StoreError", "open_store", "raw_cid"]
+__all__ = ["EmbeddedStore", "KuboStore", "Store", "StoreError", "StoreRefused", "open_store", "raw_cid"]
 
 _CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,120})$")
 
 
 class StoreError(NodeError):
     """A store could not be reached, or refused or lost content."""
+
+
+class StoreRefused(StoreError):
+    """The sender's fault, not an outage: a CID that is not one, or content larger than the caller allows."""
 
 
 class Store(Protocol):
@@ -55,7 +59,7 @@ def raw_cid(data: bytes) -> str:
 
 def _check_cid(cid: str) -> None:
     if not isinstance(cid, str) or not _CID.match(cid):
-        raise StoreError(f"{cid!r} is not a CID")
+        raise StoreRefused(f"{cid!r} is not a CID")
 
 
 def _check_data(data: bytes) -> None:
@@ -87,7 +91,7 @@ class EmbeddedStore:
         except FileNotFoundError as exc:
             raise StoreError(f"{cid} is not in the store at {self.root}") from exc
         if size > max_size:
-            raise StoreError(f"{cid} is {size} bytes, more than the {max_size} allowed")
+            raise StoreRefused(f"{cid} is {size} bytes, more than the {max_size} allowed")
         return path.read_bytes()
 
 
@@ -151,7 +155,7 @@ class KuboStore:
         except self._errors as exc:
             raise StoreError(f"IPFS cat {cid} failed at {self.api}: {exc}") from exc
         if len(data) > max_size:
-            raise StoreError(f"{cid} is more than the {max_size} bytes allowed")
+            raise StoreRefused(f"{cid} is more than the {max_size} bytes allowed")
         return data
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ A chain or IPFS outage is waited out; at the end it writes what it measured
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -54,8 +55,6 @@ class MemberConfig:
 
 def sample_key(seed: int) -> bytes:
     """The owner's sample-id key derived from `seed` (the demos use it, so runs can be compared)."""
-    import hashlib
-
     return hashlib.sha256(b"fedchain/demo/sample-ids/%d" % seed).digest()
 
 

@@ -86,16 +86,14 @@ def merkle_root(digests: Sequence[bytes]) -> bytes:
 
 
 class Outbox:
-    """The digests of the messages a member sent this epoch, in order, and the bytes they took."""
+    """The digests of the messages a member sent this epoch, in order."""
 
     def __init__(self) -> None:
         self.digests: list[bytes] = []
-        self.bytes = 0
 
     def add(self, data: bytes) -> bytes:
         """Record `data` (as stored: sealed) and return it."""
         self.digests.append(hashlib.sha256(data).digest())
-        self.bytes += len(data)
         return data
 
     def close_epoch(self) -> bytes:

@@ -42,7 +42,7 @@ from ledger.errors import ContractRevert
 from ledger.vertical import Kind, Stage, VerticalTaskClient
 from node.errors import NodeError
 from node.privacy.seal import OVERHEAD, Context, SealError, SealKey, seal
-from node.store import Store, StoreError
+from node.store import Store, StoreError, StoreRefused
 from node.vertical.data import PartyData
 from node.vertical.messages import MessageError, Outbox, decode_matrix, matrix_size, merkle_root
 from node.vertical.party import FeatureParty, OwnerParty
@@ -169,10 +169,10 @@ class _Member:
         ctx = self._context(sender, self.name, kind, epoch, seq)
         try:
             data = self.store.get(str(logged["cid"]), max_size + OVERHEAD, timeout=self.fetch_timeout)
-        except StoreError as exc:
-            if "more than" not in str(exc):
-                return None  # not reachable yet: try again at the next step
+        except StoreRefused as exc:  # not a CID, or too large: the sender's doing
             raise self._refuse(place, f"{ctx.what()}: {exc}") from None
+        except StoreError:
+            return None  # not reachable yet: try again at the next step
         try:
             if hashlib.sha256(data).digest() != bytes(logged["digest"]):
                 raise SealError(f"{ctx.what()}: the stored bytes are not those logged on chain")
@@ -218,7 +218,7 @@ class PartyNode(_Member):
 
     def __init__(self, spec: TaskSpec, name: str, data: PartyData, x: npt.NDArray[np.float32], **kw: Any) -> None:
         super().__init__(spec, name, **kw)
-        self.data, self.x = data, x
+        self.x = x
         self.psi = PsiParty(data.ids, self.tag)
         self.alignment: Alignment | None = None
         self.role: FeatureParty | None = None
@@ -349,7 +349,7 @@ class OwnerNode(_Member):
         **kw: Any,
     ) -> None:
         super().__init__(spec, name, **kw)
-        self.data, self.x, self.labels, self.sample_key = data, x, labels, sample_key
+        self.x, self.labels, self.sample_key = x, labels, sample_key
         self.psis = {n: PsiParty(data.ids, self.tag) for n in spec.names}  # a fresh secret per party
         self.party_double: dict[str, list[bytes]] = {}
         self.pairwise: dict[str, dict[int, bytes]] = {}

@@ -42,7 +42,6 @@ class FeatureParty:
 
     def __init__(self, name: str, x: npt.NDArray[np.float32], alignment: Alignment, spec: SplitSpec) -> None:
         self.name = name
-        self.spec = spec
         self._x = x
         self._rows = alignment.rows
         self.bottom = Bottom(x.shape[1], spec, party_seed(spec.seed, name))
@@ -77,7 +76,6 @@ class OwnerParty:
         parties: Sequence[str],
         spec: SplitSpec,
     ) -> None:
-        self.spec = spec
         self.parties = list(parties)
         self._x, self._y, self._rows = x, y, alignment.rows
         self.top = Top(x.shape[1], len(self.parties), spec, party_seed(spec.seed, "owner"))

@@ -24,8 +24,8 @@ from eth_utils import is_address, keccak, to_checksum_address
 from ledger.spec import TOKEN_UNIT
 from ledger.vertical import TaskTerms
 from node.errors import NodeError
-from node.learn.data import DataError, Schema, encode_labels, infer_columns, read_rows
-from node.vertical.data import check_disjoint
+from node.learn.data import DataError, Schema, encode_labels, infer_columns
+from node.vertical.data import check_disjoint, load_party
 from node.vertical.shapley import MAX_PLAYERS
 from node.vertical.split import SplitSpec
 
@@ -130,14 +130,7 @@ class TaskSpec:
 
     def part(self, name: str) -> Schema:
         """The schema of `name`'s columns (the target stays: only the owner's labels are read)."""
-        cols = self.member(name).columns
-        s = self.schema
-        return Schema(
-            s.target,
-            s.positive,
-            {c: s.numeric[c] for c in cols if c in s.numeric},
-            {c: s.categorical[c] for c in cols if c in s.categorical},
-        )
+        return self.schema.restricted(self.member(name).columns)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -204,18 +197,16 @@ def party_part(
     """A party's part of a task spec, from its own CSV: its name, account, columns and their encoding
     (numeric centers and scales, categorical vocabularies), and for the owner the target. Nothing else
     about its rows leaves the party (the row count is no secret: the PSI reveals it)."""
-    header, rows = read_rows(path)
-    if id_column not in header:
-        raise DataError(f"{path}: no id column {id_column!r} (columns: {', '.join(header)})")
-    if target is not None and target not in header:
-        raise DataError(f"{path}: no target column {target!r} (columns: {', '.join(header)})")
-    wanted = [c for c in header if c not in (id_column, target)] if columns is None else list(columns)
-    missing = [c for c in wanted if c not in header]
+    data = load_party(path, name, id_column)  # every row with one id, none repeated
+    if target is not None and target not in data.columns:
+        raise DataError(f"{path}: no target column {target!r} (columns: {', '.join(data.columns)})")
+    wanted = [c for c in data.columns if c != target] if columns is None else list(columns)
+    missing = [c for c in wanted if c not in data.columns]
     if missing:
         raise DataError(f"{path}: no column {missing[0]!r}")
-    if id_column in wanted or (target is not None and target in wanted):
-        raise DataError(f"{path}: the id column and the target cannot be features")
-    numeric, categorical, warnings = infer_columns(header, rows, wanted)
+    if target is not None and target in wanted:
+        raise DataError(f"{path}: the target {target!r} cannot also be a feature")
+    numeric, categorical, warnings = infer_columns(data.columns, data.rows, wanted)
     left_out = [c for c in wanted if c not in numeric and c not in categorical]
     if left_out:
         raise DataError(f"{path}: column {left_out[0]!r} is unique per row (an id?): not a feature; leave it out")
@@ -226,13 +217,14 @@ def party_part(
         "id_column": id_column,
         "numeric": numeric,
         "categorical": categorical,
-        "rows": len(rows),
+        "rows": len(data.ids),
         "warnings": warnings,
     }
     if target is not None:
         if positive is None:
             raise NodeError("the owner's part needs --positive (the label value that counts as 1)")
-        encode_labels(path, [r[header.index(target)] for r in rows], target, positive)  # checks both classes
+        at = data.columns.index(target)
+        encode_labels(path, [r[at] for r in data.rows], target, positive)  # checks both classes
         part.update({"target": target, "positive": positive})
     return part
 

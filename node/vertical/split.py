@@ -147,7 +147,6 @@ class Top:
 
     def __init__(self, n_own: int, n_parties: int, spec: SplitSpec, seed: int) -> None:
         torch.manual_seed(seed)
-        self.embed = spec.embed
         self.net = _net(n_own + n_parties * spec.embed, 1, spec)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=spec.lr)
         self.loss_fn = torch.nn.BCEWithLogitsLoss()
