@@ -117,6 +117,10 @@ def start_anvil(
                 str(binary),
                 *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
                 *("--balance", str(DEV_BALANCE_ETH)),
+                # past its in-memory limit anvil writes old block states to ~/.foundry/anvil/tmp
+                # and never removes them (tens of GB over a test session): keep none on disk.
+                # Nothing here reads state at an old block; logs and receipts are kept.
+                *("--max-persisted-states", "0"),
                 *(("--block-time", f"{block_time:g}") if block_time else ()),
                 *(("--state", str(state_file), "--state-interval", str(STATE_INTERVAL)) if state_file else ()),
             ],
