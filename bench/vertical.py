@@ -78,6 +78,7 @@ def _summary(data: str, model: str, doc: dict[str, Any]) -> dict[str, Any]:
         "rows": doc["rows"],
         "parties": doc["parties"],
         "per_epoch": per_epoch,
+        "scoring": doc["scoring"],
         "devnet": doc.get("devnet", False),
         "seconds": doc.get("seconds"),
     }
@@ -237,6 +238,38 @@ def _lines(
             "PSI Mgas",
         ],
         cost_rows,
+    )
+    lines += [
+        "",
+        "## Using the model",
+        "",
+        "Once the task is paid, the owner scores its test customers as prospects with a scoring request "
+        "(`fedchain vertical score`: a PSI with each party, with fresh secrets, then the party's embeddings of "
+        "the customers it holds; four sealed messages per party, each logged on chain). The AUC of those scores "
+        "is the federated AUC above: scoring computes what training computed for those rows. Wall time "
+        "includes both PSIs (the prospects against each party's whole customer list). On the dev-net, scoring "
+        "is its own process asking the parties' processes; its gas is not collected there.",
+        "",
+    ]
+    score_rows = []
+    for r in [*runs, *([devnet] if devnet else [])]:
+        s = r["scoring"]
+        score_rows.append(
+            [
+                r["data"],
+                r["model"],
+                "dev-net" if r["devnet"] else "embedded",
+                f"{s['prospects']:,}",
+                f"{s['scored']:,}",
+                f"{s['auc']:.4f}",
+                f"{r['federated_auc']:.4f}",
+                f"{s['seconds']:.1f}",
+                f"{s['gas'] / 1e6:.2f}" if "gas" in s else "-",
+            ]
+        )
+    lines += table(
+        ["data", "model", "where", "prospects", "scored", "AUC of the scores", "federated AUC", "seconds", "Mgas"],
+        score_rows,
     )
     lines += [""]
     return lines

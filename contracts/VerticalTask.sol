@@ -18,6 +18,8 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 ///      whatever the owner does: shares must add up to the whole pool, and an owner that goes
 ///      silent forfeits it to them. A party that goes silent for a window is timed out by
 ///      anyone, loses `slashBps` of its stake to the pool, and the task goes on without it.
+///      Once paid, the trained model is used: the owner queries the parties still in about new
+///      customers and they reply (`post` with `Query` and `Reply`), so scoring is on the record too.
 ///      Protocol as built: docs/protocol.md, "Cross-domain (vertical) federation".
 contract VerticalTask is ReentrancyGuard {
     using SafeERC20 for IERC20;
@@ -43,7 +45,9 @@ contract VerticalTask is ReentrancyGuard {
         Psi,
         Alignment,
         Embedding,
-        Gradient
+        Gradient,
+        Query,
+        Reply
     }
 
     struct Party {
@@ -244,11 +248,24 @@ contract VerticalTask is ReentrancyGuard {
     // ---------------------------------------------------------------------
 
     /// @notice Log a message sent to `to` through IPFS (PSI and alignment before training,
-    ///         embeddings and gradients during it): who sent what, when; the recipient finds it here.
+    ///         embeddings and gradients during it; once paid, the owner's scoring queries to the
+    ///         parties still in and their replies): who sent what, when; the recipient finds it here.
     function post(address to, Kind kind, uint32 epoch_, uint32 seq, bytes32 digest, string calldata cid) external {
-        if (stage != Stage.Aligning && stage != Stage.Training) revert WrongStage(stage);
-        _onlyMember(msg.sender);
-        if (to == msg.sender || (to != owner && !_party[to].invited)) revert UnknownRecipient(to);
+        if (stage == Stage.Paid) {
+            if (msg.sender == owner) {
+                if (kind != Kind.Query) revert BadParameter("kind");
+                _activeParty(to);
+            } else {
+                _activeParty(msg.sender);
+                if (kind != Kind.Reply) revert BadParameter("kind");
+                if (to != owner) revert UnknownRecipient(to);
+            }
+        } else {
+            if (stage != Stage.Aligning && stage != Stage.Training) revert WrongStage(stage);
+            if (kind == Kind.Query || kind == Kind.Reply) revert BadParameter("kind");
+            _onlyMember(msg.sender);
+            if (to == msg.sender || (to != owner && !_party[to].invited)) revert UnknownRecipient(to);
+        }
         if (bytes(cid).length < _MIN_CID || bytes(cid).length > _MAX_CID) revert BadParameter("cid");
         emit Message(msg.sender, to, kind, epoch_, seq, digest, cid);
     }

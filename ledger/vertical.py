@@ -44,6 +44,8 @@ class Kind(IntEnum):
     ALIGNMENT = 1
     EMBEDDING = 2
     GRADIENT = 3
+    QUERY = 4  # once paid: the owner scores new customers (node.vertical.scoring)
+    REPLY = 5
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
-"""`fedchain vertical part|spec|deploy|run`: a cross-domain (vertical) task, from each party's CSV to its daemon.
+"""`fedchain vertical part|spec|deploy|run|score`: a cross-domain (vertical) task, from each party's CSV to
+scored prospects.
 
 1. Each party writes its part of the task spec from its own CSV (`part`: its columns' encoding, its account).
 2. The owner merges the parts into the task spec (`spec`) and deploys the task contract (`deploy`).
-3. Every member runs its daemon (`run`) until the task is over.
+3. Every member runs its daemon (`run`) until the task is over; a party with `--serve` stays on to answer
+   the owner's scoring requests.
+4. The owner scores a prospect list with the trained model (`score`), asking the parties that are online.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from node.cli.common import LOCAL_RPC, at_least, positive_float
+from node.vertical.psi import MAX_QUERY
 
 __all__ = ["add_vertical_commands"]
 
@@ -101,15 +105,15 @@ def cmd_vertical_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_vertical_run(args: argparse.Namespace) -> int:
+def _member_config(args: argparse.Namespace, **extra: Any) -> Any:
     from node.errors import NodeError
-    from node.vertical.daemon import MemberConfig, run_member
+    from node.vertical.daemon import MemberConfig
 
     deployment = _read_json(args.deployment) if args.deployment else {}
     task = args.task or deployment.get("task")
     if not task:
         raise NodeError("give --deployment FILE (from `fedchain vertical deploy`) or --task ADDRESS")
-    cfg = MemberConfig(
+    return MemberConfig(
         spec=args.spec,
         task=str(task),
         name=args.name,
@@ -121,8 +125,12 @@ def cmd_vertical_run(args: argparse.Namespace) -> int:
         seal_key=args.seal_key,
         from_block=args.from_block if args.from_block is not None else int(deployment.get("block", 0)),
         poll_seconds=args.poll,
-        sample_seed=args.sample_seed,
+        model=args.model,
+        **extra,
     )
+
+
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -131,12 +139,33 @@ def cmd_vertical_run(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    return stop
 
-    def log(line: str) -> None:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
 
-    return run_member(cfg, log, stop, result=args.result)
+def _log(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def cmd_vertical_run(args: argparse.Namespace) -> int:
+    from node.vertical.daemon import run_member
+
+    cfg = _member_config(args, sample_seed=args.sample_seed, serve=args.serve, max_query=args.max_query)
+    return run_member(cfg, _log, _stop_on_signals(), result=args.result)
+
+
+def cmd_vertical_score(args: argparse.Namespace) -> int:
+    from node.vertical.daemon import open_scorer
+    from node.vertical.scoring import write_scores
+
+    cfg = _member_config(args)
+    scorer = open_scorer(cfg, args.data)
+    scored = scorer.run(args.wait, _log, _stop_on_signals(), poll=args.poll)
+    write_scores(args.out, scorer.spec.id_column, scored)
+    for line in scored.lines():
+        _log(line)
+    _log(f"wrote {args.out}: {scorer.spec.id_column}, score, rank, missing (parties without an embedding)")
+    return 0
 
 
 def add_vertical_commands(sub: Any) -> None:
@@ -174,11 +203,46 @@ def add_vertical_commands(sub: Any) -> None:
     p.add_argument("--out", type=Path, default=Path("task-deployment.json"), help="where to write the deployment")
     p.set_defaults(func=cmd_vertical_deploy)
     p = vsub.add_parser("run", help="run one member of a vertical task until the task is over")
+    _member_options(p, "this member's CSV: the id column and its columns")
+    p.add_argument(
+        "--sample-seed",
+        type=int,
+        help="(owner, demos and tests only) derive the sample ids from this seed instead of at random, "
+        "so two runs train on the same batches",
+    )
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="(a feature party) once the task is paid, stay on and answer the owner's scoring requests",
+    )
+    p.add_argument(
+        "--max-query",
+        type=at_least(1),
+        default=MAX_QUERY,
+        help=f"(a feature party) the most prospects it scores in one request (default {MAX_QUERY:,})",
+    )
+    p.add_argument("--result", type=Path, help="write what this member measured (JSON) here at the end")
+    p.set_defaults(func=cmd_vertical_run)
+    p = vsub.add_parser("score", help="(the owner) score prospects with the task's model, asking the parties online")
+    _member_options(p, "the prospects: the id column and the owner's columns (other columns are ignored)")
+    p.add_argument(
+        "--wait",
+        type=positive_float,
+        default=120.0,
+        help="seconds to wait for the parties; one that has not answered by then is offline "
+        "and its embedding is the spec's fallback (default 120)",
+    )
+    p.add_argument("--out", type=Path, default=Path("scored.csv"), help="the scored CSV (default scored.csv)")
+    p.set_defaults(func=cmd_vertical_score)
+
+
+def _member_options(p: argparse.ArgumentParser, data_help: str) -> None:
+    """The options that say who a member is, in which task, and where its chain, IPFS node and files are."""
     p.add_argument("--spec", type=Path, required=True, help="the task spec (JSON; its hash must match the task's)")
     p.add_argument("--deployment", type=Path, help="the task's deployment file (from `fedchain vertical deploy`)")
     p.add_argument("--task", help="the VerticalTask contract's address (default: the deployment's)")
     p.add_argument("--name", required=True, help="this member's name in the task spec")
-    p.add_argument("--data", type=Path, required=True, help="this member's CSV: the id column and its columns")
+    p.add_argument("--data", type=Path, required=True, help=data_help)
     p.add_argument("--keystore", type=Path, required=True, help="encrypted JSON keystore of the member's account")
     p.add_argument("--password-file", type=Path, help="file holding the keystore password (else $FEDCHAIN_PASSWORD)")
     p.add_argument(
@@ -186,6 +250,12 @@ def add_vertical_commands(sub: Any) -> None:
         type=Path,
         help="the member's X25519 key for sealed messages, encrypted with the same password "
         "(default: the keystore's path with .seal.pem; created on first run)",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="where the member keeps its trained part of the model for scoring "
+        "(default: beside the keystore, KEYSTORE.TASK.model.npz)",
     )
     p.add_argument("--rpc", help=f"JSON-RPC URL (default: the deployment's, else {LOCAL_RPC})")
     p.add_argument("--ipfs", required=True, help="Kubo API multiaddr, or embedded:DIR")
@@ -195,11 +265,3 @@ def add_vertical_commands(sub: Any) -> None:
     p.add_argument(
         "--poll", type=positive_float, default=1.0, help="the longest wait in seconds between looks at the chain"
     )
-    p.add_argument(
-        "--sample-seed",
-        type=int,
-        help="(owner, demos and tests only) derive the sample ids from this seed instead of at random, "
-        "so two runs train on the same batches",
-    )
-    p.add_argument("--result", type=Path, help="write what this member measured (JSON) here at the end")
-    p.set_defaults(func=cmd_vertical_run)

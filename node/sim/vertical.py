@@ -59,8 +59,10 @@ from node.privacy.seal import SealKey
 from node.store import EmbeddedStore
 from node.vertical.daemon import measured_by, sample_key
 from node.vertical.data import PartyData, check_disjoint
+from node.vertical.model import OwnerModel
 from node.vertical.node import OwnerNode, PartyNode
 from node.vertical.party import encode_party
+from node.vertical.scoring import Scorer
 from node.vertical.spec import Member, TaskSpec, TermsSpec
 from node.vertical.split import SplitSpec
 
@@ -387,6 +389,46 @@ class _Run:
             self.chain.advance_time(WINDOW // 4 + 1)
         return psi_seconds
 
+    def score(self, rows: Sequence[int], say: Callable[[str], None]) -> dict[str, Any]:
+        """Use the paid task's model: the owner scores customers (its test rows) through a scoring request
+        to every party still in (node.vertical.scoring), and measures the AUC of those scores."""
+        role = self.owner.role
+        assert role is not None
+        owner = self.setup.owner
+        still_in = [n for n in self.spec.names if n not in role.silent]
+        model = OwnerModel(role.top, role.fallback, self.spec.names, still_in)
+        ids = [owner.ids[r] for r in rows]
+        prospects = PartyData(owner.name, ids, owner.columns, owner.aligned(rows), owner.source)
+        scorer = Scorer(
+            self.spec,
+            owner.name,
+            model,
+            prospects,
+            self.setup.xs[owner.name][list(rows)],
+            account=self.owner.account,
+            task=self.task,
+            store=self.owner.store,
+            key=self.owner.key,
+            from_block=self.setup.block,
+        )
+        for node in self.parties.values():
+            node.serve = True
+        serving = [n.step for n in self.parties.values() if n.name in model.active]
+        scored = scorer.run(60.0, lambda _line: None, others=serving)
+        for line in scored.lines():
+            say(f"  {line}")
+        logits = np.array([z for z in scored.logits if z is not None])
+        labels = self.setup.labels[[r for r, z in zip(rows, scored.logits, strict=True) if z is not None]]
+        return {
+            "prospects": len(rows),
+            "scored": len(logits),
+            "held": scored.answered,
+            "failed": scored.failed,
+            "seconds": round(scored.seconds, 2),
+            "auc": round(auc(labels, logits), 6) if len(logits) else None,
+            "gas": scorer.stats["scoring"]["gas"] + sum(n.stats["scoring"]["gas"] for n in self.parties.values()),
+        }
+
 
 def run_vertical_demo(
     cfg: VerticalConfig,
@@ -402,15 +444,16 @@ def run_vertical_demo(
     with tempfile.TemporaryDirectory(prefix="fedchain-vertical-") as tmp:
         run = _Run(setup, EmbeddedStore(store_dir or Path(tmp) / "store"))
         psi_seconds = run.play(say)
-    if setup.task.stage() == Stage.CANCELLED:
-        raise NodeError(f"the task was cancelled: {setup.task.intersection() or 'too few'} shared customers")
-    psi = {
-        "owner_rows": len(setup.owner.ids),
-        "intersection": setup.task.intersection(),
-        "seconds": round(psi_seconds, 2),
-    }
-    measured = [measured_by(run.owner), *(measured_by(p) for p in run.parties.values())]
-    doc = setup.document(psi, measured)
+        if setup.task.stage() == Stage.CANCELLED:
+            raise NodeError(f"the task was cancelled: {setup.task.intersection() or 'too few'} shared customers")
+        psi = {
+            "owner_rows": len(setup.owner.ids),
+            "intersection": setup.task.intersection(),
+            "seconds": round(psi_seconds, 2),
+        }
+        measured = [measured_by(run.owner), *(measured_by(p) for p in run.parties.values())]
+        doc = setup.document(psi, measured)
+        doc["scoring"] = run.score(measured[0]["test_rows"], say)
     summary(doc, say)
     return doc
 
@@ -437,3 +480,9 @@ def summary(doc: Mapping[str, Any], say: Callable[[str], None]) -> None:
         f"test AUC on {doc['rows']['test']} shared customers: owner alone {doc['label_party_auc']:.4f}, "
         f"federated {doc['federated_auc']:.4f}, centralized {doc['centralized_auc']:.4f}"
     )
+    scoring = doc.get("scoring")
+    if scoring:
+        say(
+            f"then the owner scored those {scoring['prospects']} customers as prospects, asking the parties still "
+            f"in (scoring request, {scoring['seconds']:.1f} s): AUC {scoring['auc']:.4f}"
+        )

@@ -4,15 +4,19 @@ Starts an anvil (a block per transaction) and one Kubo node per party in a
 private swarm, splits the data as the embedded demo does, writes each party's
 CSV (its id column and its columns; the owner's labels too), keystore, password
 file and the task spec, deploys the task, and runs `fedchain vertical run` for
-every party as its own process, each with its own Kubo node. It waits for
-them, reads what each measured, and builds the same document as the embedded
-demo. Everything it started is stopped at the end, whatever happens.
+every party as its own process, each with its own Kubo node (the feature
+parties with `--serve`). Once the task is paid, the owner scores its test
+customers with `fedchain vertical score`, asking the parties' processes; then
+the parties are stopped. It reads what each measured, and builds the same
+document as the embedded demo. Everything it started is stopped at the end,
+whatever happens.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -22,9 +26,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ledger.chain import connect
 from ledger.keystore import create_keystore
 from node.errors import NodeError
+from node.learn.model import auc
 from node.sim.devnet import kill_process, start_parts
 from node.sim.vertical import Setup, VerticalConfig, summary
 
@@ -72,8 +79,7 @@ def run_vertical_devnet(cfg: VerticalConfig, out: Callable[[str], None] | None =
                 "--rpc", anvil.url, "--ipfs", kubo[i].api, "--from-block", str(setup.block),
                 "--poll", "0.2", "--result", f"{name}.result.json",
             ]  # fmt: skip
-            if name == setup.spec.owner.name:
-                args += ["--sample-seed", str(cfg.seed)]
+            args += ["--sample-seed", str(cfg.seed)] if name == setup.spec.owner.name else ["--serve"]
             log = (root / f"{name}.log").open("wb")
             proc = subprocess.Popen(
                 args, cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -81,12 +87,55 @@ def run_vertical_devnet(cfg: VerticalConfig, out: Callable[[str], None] | None =
             stack.callback(kill_process, proc)
             procs.append((name, proc))
         psi_seconds = _wait(setup, procs, root, started, say)
+        owner = json.loads((root / f"{setup.spec.owner.name}.result.json").read_text())
+        scoring = _score(setup, owner["test_rows"], root, kubo[0].api, anvil.url, say)
+        for name, proc in procs[1:]:  # the parties served; now they stop
+            proc.terminate()
+            if proc.wait(timeout=60) != 0:
+                tail = (root / f"{name}.log").read_text()[-800:]
+                raise NodeError(f"party {name} exited with {proc.returncode}: {tail}")
         measured = [json.loads((root / f"{name}.result.json").read_text()) for name, _ in procs]
         psi = {"owner_rows": len(setup.owner.ids), "intersection": setup.task.intersection(), "seconds": psi_seconds}
         doc = setup.document(psi, measured, devnet=True)
+        doc["scoring"] = scoring
         doc["seconds"] = round(time.perf_counter() - started, 1)
     summary(doc, say)
     return doc
+
+
+def _score(
+    setup: Setup, rows: list[int], root: Path, ipfs: str, rpc: str, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """The owner scores its test customers with `fedchain vertical score` (its own process), asking the
+    parties' processes; the scores' AUC on the owner's labels."""
+    owner = setup.owner
+    name = owner.name
+    ids = [owner.ids[r] for r in rows]
+    _write_csv(root / "prospects.csv", setup.spec.id_column, owner.columns, ids, owner.aligned(rows))
+    args = [
+        sys.executable, "-m", "node.cli", "vertical", "score",
+        "--spec", "task.json", "--task", setup.task.address, "--name", name, "--data", "prospects.csv",
+        "--keystore", f"{name}.json", "--password-file", "pw", "--rpc", rpc, "--ipfs", ipfs,
+        "--from-block", str(setup.block), "--poll", "0.2", "--wait", "300", "--out", "scored.csv",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    run = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    if run.returncode != 0:
+        raise NodeError(f"scoring failed: {run.stderr.strip()[-800:]}")
+    seconds = time.perf_counter() - started
+    with (root / "scored.csv").open() as fh:
+        scored = list(csv.DictReader(fh))
+    logits = [math.log(float(r["score"]) / (1 - float(r["score"]))) for r in scored if r["score"]]
+    labels = setup.labels[[r for r, s in zip(rows, scored, strict=True) if s["score"]]]
+    held = {m.name: sum(m.name not in s["missing"].split(";") for s in scored) for m in setup.spec.parties}
+    say(f"  scored {len(logits)} test customers with `fedchain vertical score` in {seconds:.1f} s")
+    return {
+        "prospects": len(rows),
+        "scored": len(logits),
+        "held": held,
+        "seconds": round(seconds, 2),
+        "auc": round(auc(labels, np.array(logits)), 6) if logits else None,
+    }
 
 
 def _wait(
@@ -96,9 +145,13 @@ def _wait(
     started: float,
     say: Callable[[str], None],
 ) -> float:
-    """Follow the task on the chain until every process has exited; returns the PSI's seconds."""
+    """Follow the task on the chain until the owner's process has exited and the parties have claimed
+    (they stay on to serve scoring requests); returns the PSI's seconds."""
     psi_seconds, epoch = 0.0, -1
-    while any(p.poll() is None for _, p in procs):
+    task, parties = setup.task, [setup.accounts[n].address for n in setup.spec.names]
+    while procs[0][1].poll() is None or any(task.owed(a) for a in parties):
+        if any(p.poll() is not None for _, p in procs[1:]):
+            break
         if time.perf_counter() - started > DEADLINE:
             raise NodeError(f"the dev-net task did not finish in {DEADLINE} s (logs in {root})")
         if not psi_seconds and setup.task.intersection():
@@ -110,7 +163,7 @@ def _wait(
             say(f"  epoch {e + 1} under way ({time.perf_counter() - started:.1f} s)")
         time.sleep(0.5)
     for name, p in procs:
-        if p.returncode != 0:
+        if p.poll() is not None and p.returncode != 0:
             tail = (root / f"{name}.log").read_text()[-800:]
             raise NodeError(f"party {name} exited with {p.returncode}: {tail}")
     return psi_seconds

@@ -29,11 +29,22 @@ from node.learn.data import encode_labels
 from node.privacy.seal import SealKey
 from node.store import StoreError, open_store
 from node.vertical.data import load_party
+from node.vertical.model import load_owner_model
 from node.vertical.node import OwnerNode, PartyNode
 from node.vertical.party import encode_party
+from node.vertical.psi import MAX_QUERY
+from node.vertical.scoring import Scorer
 from node.vertical.spec import TaskSpec
 
-__all__ = ["MemberConfig", "measured_by", "open_member", "run_member", "sample_key"]
+__all__ = [
+    "MemberConfig",
+    "default_model_path",
+    "measured_by",
+    "open_member",
+    "open_scorer",
+    "run_member",
+    "sample_key",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,18 @@ class MemberConfig:
     poll_seconds: float = 1.0
     sample_seed: int | None = None  # derive the owner's sample ids from a seed: demos and tests only
     fetch_timeout: float = 10.0
+    model: Path | None = None  # where the member keeps its trained part (default: next to the keystore)
+    serve: bool = False  # (a feature party) answer the owner's scoring requests once the task is paid
+    max_query: int = MAX_QUERY  # (a feature party) the most prospects it scores in one request
+
+    @property
+    def model_path(self) -> Path:
+        return self.model or default_model_path(self.keystore, self.task)
+
+
+def default_model_path(keystore: Path, task: str) -> Path:
+    """Where a member keeps its trained part of task `task` unless told: beside its keystore."""
+    return keystore.with_name(f"{keystore.stem}.{task.lower().removeprefix('0x')[:10]}.model.npz")
 
 
 def sample_key(seed: int) -> bytes:
@@ -58,10 +81,12 @@ def sample_key(seed: int) -> bytes:
     return hashlib.sha256(b"fedchain/demo/sample-ids/%d" % seed).digest()
 
 
-def _seal_key(cfg: MemberConfig, password: str) -> SealKey:
+def _seal_key(cfg: MemberConfig, password: str, create: bool = True) -> SealKey:
     path = cfg.seal_key or cfg.keystore.with_suffix(".seal.pem")
     if path.exists():
         return SealKey.load(path, password)
+    if not create:
+        raise NodeError(f"{path}: no sealing key (the one this member registered when the task began)")
     key = SealKey.generate()
     key.save(path, password)
     return key
@@ -87,13 +112,37 @@ def open_member(cfg: MemberConfig) -> tuple[Chain, OwnerNode | PartyNode]:
         "key": _seal_key(cfg, password),
         "from_block": cfg.from_block,
         "fetch_timeout": cfg.fetch_timeout,
+        "model_path": cfg.model_path,
     }
     if not is_owner:
-        return chain, PartyNode(spec, member.name, data, x, **common)
+        return chain, PartyNode(spec, member.name, data, x, serve=cfg.serve, max_query=cfg.max_query, **common)
     at = data.columns.index(spec.schema.target)
     labels = encode_labels(cfg.data, [r[at] for r in data.rows], spec.schema.target, spec.schema.positive)
     key = None if cfg.sample_seed is None else sample_key(cfg.sample_seed)
     return chain, OwnerNode(spec, member.name, data, x, labels, sample_key=key, **common)
+
+
+def open_scorer(cfg: MemberConfig, prospects: Path) -> Scorer:
+    """The owner's side of a scoring request: its kept model, its prospects, everything checked."""
+    spec = TaskSpec.load(cfg.spec)
+    member = spec.member(cfg.name)
+    if member.name != spec.owner.name:
+        raise NodeError(f"{member.name!r} is a feature party: only the task owner ({spec.owner.name}) scores")
+    password = read_password(cfg.password_file)
+    account = load_keystore(cfg.keystore, password)
+    key = _seal_key(cfg, password, create=False)
+    chain = connect(cfg.rpc)
+    task = VerticalTaskClient(chain, cfg.task)
+    if task.encryption_key(account.address) != key.public:
+        raise NodeError(f"this sealing key is not the one {member.name} registered for task {task.address}")
+    data = load_party(prospects, member.name, spec.id_column, list(member.columns))
+    x = encode_party(data, spec.part(member.name))
+    ident = {"chain_id": chain.chain_id, "contract": task.address, "spec_hash": spec.hash.hex()}
+    model = load_owner_model(cfg.model_path, ident, member.name, x.shape[1], spec.names, spec.model)
+    store = open_store(cfg.ipfs, cfg.spec.parent)
+    common: dict[str, Any] = {"account": account, "task": task, "store": store, "key": key}
+    common.update(from_block=cfg.from_block, fetch_timeout=cfg.fetch_timeout)
+    return Scorer(spec, member.name, model, data, x, **common)
 
 
 def run_member(
@@ -122,7 +171,8 @@ def run_member(
                 stop.wait(cfg.poll_seconds)
     if result is not None:
         result.write_text(json.dumps(measured_by(node), indent=1) + "\n")
-    return 0 if node.done else 1
+    serving = isinstance(node, PartyNode) and node.serve
+    return 0 if node.done or (serving and stop.is_set()) else 1  # a serving party ends when it is stopped
 
 
 def measured_by(node: OwnerNode | PartyNode) -> dict[str, Any]:

@@ -17,16 +17,31 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
 
 from node.errors import NodeError
 
-__all__ = ["BOUND", "MessageError", "Outbox", "decode_matrix", "encode_matrix", "matrix_size", "merkle_root"]
+__all__ = [
+    "BOUND",
+    "MessageError",
+    "Outbox",
+    "decode_matrix",
+    "decode_reply",
+    "encode_matrix",
+    "encode_reply",
+    "matrix_size",
+    "merkle_root",
+    "reply_size",
+]
 
 _MAGIC = b"FCVEC1\x00\x00"
 _HEADER = struct.Struct(">8sII")
+_REPLY = struct.Struct(">8sI")
+_REPLY_MAGIC = b"FCSCR1\x00\x00"
+_POSITION = struct.Struct(">I")
 _LEAF = b"\x00"
 _NODE = b"\x01"
 BOUND = 1e6  # no honest embedding or gradient comes near this
@@ -69,6 +84,41 @@ def decode_matrix(data: bytes, rows: int, cols: int, what: str, bound: float = B
     if huge:
         raise MessageError(f"{what}: {huge} values exceed {bound:g} in magnitude")
     return values
+
+
+def reply_size(rows: int, cols: int) -> int:
+    """The exact size in bytes of a scoring reply with `rows` embeddings of width `cols`."""
+    return _REPLY.size + _POSITION.size * rows + matrix_size(rows, cols)
+
+
+def encode_reply(positions: Sequence[int], embeddings: npt.NDArray[np.floating]) -> bytes:
+    """A feature party's answer to a scoring request: the positions (in the owner's list of the customers
+    it asked about) of those the party holds, increasing, and their embeddings, row for row."""
+    if len(positions) != len(embeddings):
+        raise MessageError(f"{len(positions)} positions for {len(embeddings)} embeddings")
+    body = b"".join(_POSITION.pack(p) for p in positions)
+    return _REPLY.pack(_REPLY_MAGIC, len(positions)) + body + encode_matrix(embeddings)
+
+
+def decode_reply(data: bytes, asked: int, cols: int, what: str) -> tuple[list[int], npt.NDArray[np.float32]]:
+    """A scoring reply (from a peer: untrusted) to a request about `asked` customers: its positions
+    (strictly increasing, each below `asked`) and its embeddings (checked like any matrix)."""
+    if len(data) < _REPLY.size:
+        raise MessageError(f"{what}: {len(data)} bytes, not a scoring reply")
+    magic, rows = _REPLY.unpack_from(data)
+    if magic != _REPLY_MAGIC:
+        raise MessageError(f"{what}: not a scoring reply (bad magic)")
+    if rows > asked:
+        raise MessageError(f"{what}: {rows} rows for {asked} customers asked about")
+    if len(data) != reply_size(rows, cols):
+        raise MessageError(f"{what}: {len(data)} bytes for {rows} rows of {cols}")
+    positions = [_POSITION.unpack_from(data, _REPLY.size + _POSITION.size * i)[0] for i in range(rows)]
+    if any(b <= a for a, b in pairwise(positions)):
+        raise MessageError(f"{what}: positions are not strictly increasing")
+    if positions and positions[-1] >= asked:
+        raise MessageError(f"{what}: position {positions[-1]}, past the {asked} customers asked about")
+    matrix = decode_matrix(data[_REPLY.size + _POSITION.size * rows :], rows, cols, what)
+    return positions, matrix
 
 
 def merkle_root(digests: Sequence[bytes]) -> bytes:

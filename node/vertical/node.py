@@ -32,6 +32,7 @@ import hashlib
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,18 +45,20 @@ from node.errors import NodeError
 from node.privacy.seal import OVERHEAD, Context, SealError, SealKey, seal
 from node.store import Store, StoreError, StoreRefused
 from node.vertical.data import PartyData
-from node.vertical.messages import MessageError, Outbox, decode_matrix, matrix_size, merkle_root
+from node.vertical.messages import MessageError, Outbox, decode_matrix, encode_reply, matrix_size, merkle_root
+from node.vertical.model import PartyModel, load_party_model, save_model
 from node.vertical.party import FeatureParty, OwnerParty
-from node.vertical.psi import MAX_SET, POINT, Alignment, PsiParty, point_count, task_tag
+from node.vertical.psi import MAX_QUERY, MAX_SET, POINT, Alignment, PsiParty, decode_points, point_count, task_tag
 from node.vertical.shapley import shares_bps, table_bytes
 from node.vertical.spec import TaskSpec
 from node.vertical.split import Batches
 
-__all__ = ["Malformed", "OwnerNode", "PartyNode"]
+__all__ = ["MAX_PSI", "Malformed", "OwnerNode", "PartyNode", "TaskMember"]
 
 MAX_PSI = 16 + POINT * MAX_SET + 16 * MAX_SET  # the largest PSI or alignment message (points and sample ids)
 _MAX_SEQ = MAX_SET + 2  # no epoch has more steps than rows (plus the validation and test embeddings)
 _Key = tuple[str, int, int, int]  # (the other member, kind, epoch, seq)
+_SCORING = (int(Kind.QUERY), int(Kind.REPLY))  # once paid: epoch is the request number, seq its step
 
 
 class Malformed(NodeError):
@@ -76,7 +79,7 @@ def _check_terms(spec: TaskSpec, task: VerticalTaskClient) -> None:
         raise NodeError(f"the task at {task.address} pays in {task.token.address}, not the spec's {spec.terms.token}")
 
 
-class _Member:
+class TaskMember:
     """What the owner and a party share: the chain, the store, sealing, and the messages logged to it."""
 
     def __init__(
@@ -89,6 +92,7 @@ class _Member:
         key: SealKey,
         from_block: int = 0,
         fetch_timeout: float | None = None,
+        model_path: Path | None = None,
     ) -> None:
         if spec.member(name).address != account.address:
             raise NodeError(f"the account {account.address} is not {name!r}'s in the task spec")
@@ -99,6 +103,7 @@ class _Member:
         self.address = account.address
         self.from_block = from_block
         self.fetch_timeout = fetch_timeout
+        self.model_path = model_path  # where the trained part is kept for scoring (None: memory only)
         self.tag = task_tag(task.chain.chain_id, task.address, 0)
         self.outbox = Outbox()
         self.inbox: dict[_Key, dict[str, Any]] = {}
@@ -123,7 +128,10 @@ class _Member:
             if sender is None or recipient is None:
                 continue
             place = (int(a["kind"]), int(a["epoch"]), int(a["seq"]))
-            if place[1] >= self.spec.model.epochs or place[2] > _MAX_SEQ:
+            if place[0] in _SCORING:  # (request number, step)
+                if place[2] > 1:
+                    continue
+            elif place[1] >= self.spec.model.epochs or place[2] > _MAX_SEQ:
                 continue
             if recipient == self.name:
                 self.inbox.setdefault((sender, *place), a)
@@ -200,6 +208,11 @@ class _Member:
         except MessageError as exc:
             raise self._refuse((sender, int(kind), epoch, seq), str(exc)) from None
 
+    @property
+    def ident(self) -> dict[str, Any]:
+        """What names the task in a saved model: a model of another task is refused."""
+        return {"chain_id": self.task.chain.chain_id, "contract": self.task.address, "spec_hash": self.spec.hash.hex()}
+
     def _late(self) -> bool:
         """A window has passed since the stage (or epoch) began: whoever owes a step can be timed out."""
         return self.task.chain.now() > self.task.stage_at() + self.spec.terms.window
@@ -213,12 +226,25 @@ class _Member:
         return []
 
 
-class PartyNode(_Member):
+class PartyNode(TaskMember):
     """A feature party: its columns, its bottom model; it never sees labels or the others' columns."""
 
-    def __init__(self, spec: TaskSpec, name: str, data: PartyData, x: npt.NDArray[np.float32], **kw: Any) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        name: str,
+        data: PartyData,
+        x: npt.NDArray[np.float32],
+        serve: bool = False,
+        max_query: int = MAX_QUERY,
+        **kw: Any,
+    ) -> None:
         super().__init__(spec, name, **kw)
-        self.x = x
+        self.x, self.ids = x, data.ids
+        self.serve, self.max_query = serve, max_query  # answer scoring requests once paid, up to so many ids each
+        self.model: PartyModel | None = None
+        self.served: dict[int, str] = {}  # scoring request -> what became of it
+        self._queries: dict[int, tuple[PsiParty, dict[bytes, int]]] = {}
         self.psi = PsiParty(data.ids, self.tag)
         self.alignment: Alignment | None = None
         self.role: FeatureParty | None = None
@@ -232,6 +258,12 @@ class PartyNode(_Member):
 
     def step(self) -> list[str]:
         stage = self.task.stage()
+        if stage in (Stage.VALUING, Stage.PAID) and self.model is None and self.role is not None:
+            self._keep_model()
+        if stage == Stage.PAID and self.serve and not self.task.party(self.address).dropped:
+            did = self._claim() if self.task.owed(self.address) else []
+            self.done = False  # serving until stopped
+            return [*did, *self._serve()]
         if stage in (Stage.PAID, Stage.CANCELLED):
             return self._claim()
         info = self.task.party(self.address)
@@ -320,6 +352,73 @@ class PartyNode(_Member):
                 did.append(f"refused the owner's gradient {e + 1}.{s}: {exc}")  # no update for that step
             self.cursor, self.awaiting = (e, s + 1), False
 
+    def _keep_model(self) -> None:
+        """Training is over: keep the bottom model (and on disk, when the member has a model path)."""
+        assert self.role is not None
+        self.model = PartyModel(self.role.bottom)
+        if self.model_path is not None:
+            save_model(self.model_path, self.ident, self.name, self.role.bottom.net)
+
+    def _serve(self) -> list[str]:
+        """Answer the owner's scoring requests (node.vertical.scoring): each once, in order."""
+        if self.model is None:
+            if self.model_path is None:
+                raise NodeError(f"{self.name}: no trained model to score with (this process did not train it)")
+            self.model = load_party_model(self.model_path, self.ident, self.name, self.x.shape[1], self.spec.model)
+        self._scan()
+        did: list[str] = []
+        asked = sorted(r for sender, kind, r, seq in self.inbox if sender == self.owner and kind == Kind.QUERY)
+        for r in dict.fromkeys(asked):
+            if r in self.served:
+                continue
+            if r < asked[-1] and r not in self._queries:  # the owner has moved on: it no longer waits for this
+                self.served[r] = "superseded by a later request"
+                continue
+            try:
+                did += self._answer(r)
+            except (Malformed, NodeError) as exc:
+                self.served[r] = f"refused: {exc}"
+                self._queries.pop(r, None)
+                did.append(f"refused scoring request {r}: {exc}")
+        return did
+
+    def _answer(self, r: int) -> list[str]:
+        """Scoring request `r`: the owner's blinded ids in; this party's blinded ids out; the owner's
+        re-blinding of them in, which tells this party which of its customers were asked about (and
+        where each stood in the owner's list); their embeddings out, by those positions."""
+        did: list[str] = []
+        if r not in self._queries:
+            if (self.owner, int(Kind.REPLY), r, 1) in self.posted:
+                self.served[r] = "answered"
+                return []
+            if (self.owner, int(Kind.REPLY), r, 0) in self.posted:  # its secret went with a restart
+                self.served[r] = "lost: this party restarted in the middle of it"
+                return [f"scoring request {r}: lost (restarted in the middle of it); the owner will go on without"]
+            query = self._receive(self.owner, Kind.QUERY, r, 0, MAX_PSI)
+            if query is None:
+                return []
+            count = point_count(query, f"scoring request {r}", self.max_query)
+            psi = PsiParty(self.ids, self.tag)  # a fresh secret per request
+            _, doubled = psi.reblind(query, count)  # kept here: never sent back
+            self._send(self.owner, Kind.REPLY, r, 0, psi.blinded, "scoring")
+            self._opened.pop((self.owner, int(Kind.QUERY), r, 0), None)
+            self._queries[r] = (psi, {v: i for i, v in enumerate(doubled)})
+            did.append(f"scoring request {r}: {count} customers asked about; sent its blinded ids")
+        back = self._receive(self.owner, Kind.QUERY, r, 1, MAX_PSI)
+        if back is None:
+            return did
+        psi, position = self._queries.pop(r)
+        self._opened.pop((self.owner, int(Kind.QUERY), r, 1), None)
+        points = decode_points(back, len(self.ids), f"scoring request {r}: our ids re-blinded", validate=False)
+        matched = sorted((position[v], psi.order[j]) for j, v in enumerate(points) if v in position)
+        assert self.model is not None
+        rows = [row for _, row in matched]
+        embedding = self.model.bottom.embed(self.x[rows])
+        reply = encode_reply([pos for pos, _ in matched], embedding)
+        self._send(self.owner, Kind.REPLY, r, 1, lambda: reply, "scoring")
+        self.served[r] = "answered"
+        return [*did, f"scoring request {r}: sent the embeddings of the {len(rows)} of its customers asked about"]
+
     def _owner_silent(self) -> list[str]:
         """Time out the owner when it alone owes the next step and a window has passed (the pool then
         goes to the parties): in valuation, or in an epoch every party still in has committed."""
@@ -335,7 +434,7 @@ class PartyNode(_Member):
         return []
 
 
-class OwnerNode(_Member):
+class OwnerNode(TaskMember):
     """The task owner: its columns and labels, the top model; it runs the PSI with every party."""
 
     def __init__(
@@ -556,6 +655,9 @@ class OwnerNode(_Member):
         active = [n not in self.role.silent for n in self.spec.names]
         shares = shares_bps([phi.get(n, 0.0) for n in self.spec.names], active)
         doc = table_bytes([n for n in self.spec.names if n not in self.role.silent], table, phi)
+        if self.model_path is not None:
+            still_in = [n for n in self.spec.names if n not in self.role.silent]
+            save_model(self.model_path, self.ident, self.name, self.role.top.net, self.role.fallback, still_in)
         self._account(
             "settle", self.task.settle(self.account, hashlib.sha256(doc).digest(), self.store.put(doc), shares)
         )

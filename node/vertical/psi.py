@@ -63,6 +63,7 @@ from node.errors import NodeError
 
 __all__ = [
     "DOMAIN",
+    "MAX_QUERY",
     "MAX_SET",
     "Alignment",
     "PsiError",
@@ -78,6 +79,7 @@ __all__ = [
 DOMAIN = b"fedchain/psi/v1/edwards25519/elligator2"
 POINT = 32
 MAX_SET = 2_000_000  # the most ids a party may bring to a task (64 MB of points)
+MAX_QUERY = 200_000  # the most prospects a party scores in one request, unless it says otherwise
 SAMPLE_ID = 16
 _MAGIC = b"FCPSI1\x00\x00"  # 8 bytes, then the count (uint32, big-endian), then the points
 _HEADER = struct.Struct(">8sI")

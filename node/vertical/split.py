@@ -30,9 +30,10 @@ import torch
 
 from node.errors import NodeError
 
-__all__ = ["Batches", "Bottom", "SplitSpec", "Top", "party_seed"]
+__all__ = ["FALLBACKS", "Batches", "Bottom", "SplitSpec", "Top", "party_seed"]
 
 _KINDS = ("logreg", "mlp")
+FALLBACKS = ("mean", "none")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class SplitSpec:
     seed: int = 0
     test_share: float = 0.2
     valid_share: float = 0.1
+    # scoring a customer a party does not hold, or with the party offline: "mean" uses the party's mean
+    # training embedding (as training did for a silent party), "none" leaves the customer unscored
+    fallback: str = "mean"
 
     @classmethod
     def from_spec(cls, table: Mapping[str, Any]) -> SplitSpec:
@@ -58,6 +62,8 @@ class SplitSpec:
         spec = cls(**dict(table))
         if spec.kind not in _KINDS:
             raise NodeError(f"spec [vertical.model] kind = {spec.kind!r}: expected 'logreg' or 'mlp'")
+        if spec.fallback not in FALLBACKS:
+            raise NodeError(f"spec [vertical.model] fallback = {spec.fallback!r}: expected 'mean' or 'none'")
         if min(spec.embed, spec.hidden, spec.epochs, spec.batch_size) < 1 or spec.lr <= 0:
             raise NodeError(f"spec [vertical.model] is invalid: {spec}")
         if not (0 < spec.test_share < 1 and 0 < spec.valid_share < 1 and spec.test_share + spec.valid_share < 1):

@@ -7,8 +7,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +157,7 @@ def test_parts_spec_deploy_and_a_daemon_per_member_pay_the_parties(
                 "0.2",
                 "--result",
                 f"{name}.result.json",
+                *(() if name == "campaign" else ("--serve",)),  # the parties stay on to answer scoring requests
             ],
             cwd=tmp_path,
             env={**cli_env(), "FEDCHAIN_PASSWORD": "pw"},
@@ -164,18 +167,75 @@ def test_parts_spec_deploy_and_a_daemon_per_member_pay_the_parties(
         )
         for name in PARTIES
     ]
+    task = VerticalTaskClient(chain, deployment["task"])
     try:
-        for name, p in zip(PARTIES, procs, strict=True):
-            assert p.wait(timeout=300) == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
+        assert procs[0].wait(timeout=300) == 0, (tmp_path / "campaign.log").read_text()[-2000:]
+        assert task.stage() == Stage.PAID
+        deadline = time.monotonic() + 60
+        while any(task.owed(accounts[n].address) for n in ("demographics", "finance")):  # they claim, then serve
+            assert time.monotonic() < deadline, "the parties did not claim"
+            time.sleep(0.2)
+        _score_prospects(tmp_path, procs)
     finally:
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, 9)
                 p.wait()
-    task = VerticalTaskClient(chain, deployment["task"])
-    assert task.stage() == Stage.PAID
     paid = [token.balance_of(accounts[n].address) - 100 * UNIT for n in ("demographics", "finance")]
     assert sum(paid) == 900 * UNIT + 2 * 100 * UNIT - 200 * UNIT  # the bounty; stakes came back
     result = json.loads((tmp_path / "campaign.result.json").read_text())
     assert len(result["rounds"]) == 2 and result["federated_auc"] > 0.6
     assert (tmp_path / "demographics.seal.pem").read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY")
+
+
+def _score_prospects(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    """The owner scores prospects with `fedchain vertical score`: some customers both parties hold, some
+    unknown to them; then again with the finance party stopped."""
+    with (tmp / "campaign.csv").open() as fh:
+        rows = list(csv.DictReader(fh))[:300]
+    rows += [{**rows[i], "customer": f"NEW{i}"} for i in range(20)]  # prospects no party has heard of
+    with (tmp / "prospects.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=[c for c in rows[0] if c != "y"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    score = ["vertical", "score", "--spec", "task.json", "--deployment", "task-deployment.json", "--name", "campaign"]
+    score += ["--data", "prospects.csv", "--keystore", "campaign.json", "--ipfs", "embedded:store", "--poll", "0.2"]
+    out = _fedchain(*score, "--wait", "120", cwd=tmp)
+    assert "scored 320 of 320 prospects" in out and "demographics: held" in out and "finance: held" in out
+    scored = list(csv.DictReader((tmp / "scored.csv").open()))
+    assert [r["customer"] for r in scored] == [r["customer"] for r in rows]
+    assert sorted(int(r["rank"]) for r in scored) == list(range(1, 321))
+    assert all(0 < float(r["score"]) < 1 for r in scored)
+    assert all(r["missing"] == "demographics;finance" for r in scored[300:])  # the mean embeddings stood in
+    assert sum(r["missing"] == "" for r in scored[:300]) > 200  # most are held by both (90% overlap each)
+
+    procs[2].send_signal(signal.SIGTERM)  # the finance party goes offline
+    assert procs[2].wait(timeout=30) == 0, (tmp / "finance.log").read_text()[-2000:]
+    out = _fedchain(*score, "--wait", "5", "--out", "offline.csv", cwd=tmp)
+    assert "finance: did not answer within 5 s" in out and "scored 320 of 320" in out
+    offline = list(csv.DictReader((tmp / "offline.csv").open()))
+    assert all("finance" in r["missing"] for r in offline)
+    changed = [a["score"] != b["score"] for a, b in zip(scored, offline, strict=True)]
+    assert any(changed[:300])  # finance's embeddings mattered for the customers it holds
+    assert "scoring request 0: sent the embeddings" in (tmp / "demographics.log").read_text()
+    wrong = {
+        "is a feature party": ("--name", "finance", "--keystore", "finance.json"),
+        "no trained model here": ("--model", "nowhere.npz"),
+    }
+    for message, change in wrong.items():
+        args = list(score)
+        for flag, value in zip(change[::2], change[1::2], strict=True):
+            if flag in args:
+                args[args.index(flag) + 1] = value
+            else:
+                args += [flag, value]
+        run = subprocess.run(
+            [sys.executable, "-m", "node.cli", *args],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**cli_env(), "FEDCHAIN_PASSWORD": "pw"},
+            check=False,
+        )
+        assert run.returncode == 1 and message in run.stderr and len(run.stderr.splitlines()) == 1, run.stderr

@@ -57,6 +57,12 @@ def test_the_task_pays_by_value_and_beats_the_owner_alone(bank_sample: Path, tmp
     assert doc["federated_auc"] > doc["label_party_auc"]
     assert doc["federated_auc"] >= 0.97 * doc["centralized_auc"]
     assert not Path(doc["data"]).is_absolute()
+    # the paid task's model in use: the owner scored its test customers through a scoring request to every
+    # party, and got the scores training computed for them
+    scoring = doc["scoring"]
+    assert scoring["held"] == {n: doc["rows"]["test"] for n in ("demographics", "finance", "noise")}
+    assert scoring["scored"] == scoring["prospects"] == doc["rows"]["test"] and not scoring["failed"]
+    assert scoring["auc"] == pytest.approx(doc["federated_auc"], abs=1e-6) and scoring["gas"] > 0
 
 
 def _outsider_sees_sizes_only(chain: Chain, address: str, store: Path) -> None:
@@ -77,6 +83,7 @@ def _outsider_sees_sizes_only(chain: Chain, address: str, store: Path) -> None:
     kinds = Counter(Kind(e["args"]["kind"]) for e in logged)
     assert kinds[Kind.PSI] == 3 * 3 and kinds[Kind.ALIGNMENT] == 3  # per party: its set and the owner's, both ways
     assert kinds[Kind.EMBEDDING] > kinds[Kind.GRADIENT] > 0
+    assert kinds[Kind.QUERY] == kinds[Kind.REPLY] == 2 * 3  # scoring: two each way per party
 
 
 def test_a_party_sending_garbage_is_refused_and_earns_nothing_while_the_others_train_on(bank_sample: Path) -> None:
@@ -101,6 +108,7 @@ def test_a_silent_party_is_timed_out_slashed_and_the_task_finishes_without_it(ba
     # the bounty and the slashed half stake go to the parties still in the task
     assert parties["demographics"]["reward"] + parties["noise"]["reward"] == pytest.approx(950.0)
     assert "finance" not in {p for c in doc["coalitions"] for p in c["parties"]}
+    assert set(doc["scoring"]["held"]) == {"demographics", "noise"}  # a dropped party is not asked to score
     assert len(doc["rounds"]) == 4 and doc["federated_auc"] > 0.6
 
 

@@ -56,5 +56,11 @@ def test_a_process_per_party_computes_what_the_embedded_demo_does(bank_sample: P
         return rounds, parties, doc["coalitions"], doc["federated_auc"], doc["centralized_auc"]
 
     assert model(devnet) == model(embedded)
+    # then the owner scored its test customers, asking the parties' processes: the trained model, as it scored
+    # them in training (the CSV's scores have 6 decimals: ties may shift the AUC in its 4th decimal)
+    scoring = devnet["scoring"]
+    assert scoring["held"] == embedded["scoring"]["held"] and scoring["scored"] == scoring["prospects"] > 0
+    assert scoring["auc"] == pytest.approx(embedded["scoring"]["auc"], abs=3e-4)
+    assert embedded["scoring"]["auc"] == pytest.approx(embedded["federated_auc"], abs=1e-6)
     assert devnet["federated_auc"] > devnet["label_party_auc"]
     assert all(r["gas"] > 0 for r in devnet["rounds"])

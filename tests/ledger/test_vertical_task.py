@@ -317,3 +317,37 @@ def test_the_owner_never_gains_from_a_slashing(t: Task) -> None:
     balance = t.token.balance_of(t.task.address)
     t.claim_all()
     assert t.token.balance_of(t.task.address) == balance - TERMS.bounty - 3 * (TERMS.stake - slashed // 3) == slashed
+
+
+def test_once_paid_only_the_owner_queries_parties_still_in_and_only_they_reply(t: Task) -> None:
+    t.aligned()
+    t.epoch([t.owner, *t.parties[:2]])
+    t.chain.advance_time(TERMS.window + 1)
+    t.task.timeout(t.outsider, t.parties[2].address)  # dropped: no longer asked, cannot answer
+    for kind in (Kind.QUERY, Kind.REPLY):  # scoring kinds are not training messages
+        with pytest.raises(BadParameter):
+            t.task.post(t.parties[0], t.owner.address, kind, 0, 0, ROOT, CID)
+    t.epoch([t.owner, *t.parties[:2]])
+    with pytest.raises(WrongStage):  # valuing: nobody posts
+        t.task.post(t.owner, t.parties[0].address, Kind.QUERY, 0, 0, ROOT, CID)
+    t.task.settle(t.owner, ROOT, "", [5_000, 5_000, 0])
+    assert t.task.stage() == Stage.PAID
+    t.task.post(t.owner, t.parties[0].address, Kind.QUERY, 0, 0, ROOT, CID)
+    t.task.post(t.parties[0], t.owner.address, Kind.REPLY, 0, 0, ROOT, CID)
+    refused = [
+        (NotParty, t.owner, t.parties[2].address, Kind.QUERY),  # dropped
+        (NotParty, t.owner, t.outsider.address, Kind.QUERY),
+        (BadParameter, t.owner, t.parties[0].address, Kind.EMBEDDING),  # training kinds are over
+        (BadParameter, t.owner, t.parties[0].address, Kind.REPLY),
+        (BadParameter, t.parties[0], t.owner.address, Kind.QUERY),  # a party cannot query
+        (UnknownRecipient, t.parties[0], t.parties[1].address, Kind.REPLY),  # nor reply to another party
+        (NotParty, t.parties[2], t.owner.address, Kind.REPLY),
+        (NotParty, t.outsider, t.owner.address, Kind.REPLY),
+    ]
+    for error, sender, to, kind in refused:
+        with pytest.raises(error):
+            t.task.post(sender, to, kind, 0, 0, ROOT, CID)
+    with pytest.raises(BadParameter):
+        t.task.post(t.owner, t.parties[0].address, Kind.QUERY, 0, 0, ROOT, "x")
+    logged = [(e["args"]["kind"], e["args"]["from"]) for e in t.task.events("Message")]
+    assert logged == [(int(Kind.QUERY), t.owner.address), (int(Kind.REPLY), t.parties[0].address)]
