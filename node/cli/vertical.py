@@ -156,8 +156,9 @@ def cmd_vertical_run(args: argparse.Namespace) -> int:
 
 def cmd_vertical_score(args: argparse.Namespace) -> int:
     from node.vertical.daemon import open_scorer
-    from node.vertical.scoring import write_scores
+    from node.vertical.scoring import check_writable, write_scores
 
+    check_writable(args.out)
     cfg = _member_config(args)
     scorer = open_scorer(cfg, args.data)
     scored = scorer.run(args.wait, _log, _stop_on_signals(), poll=args.poll)

@@ -73,7 +73,7 @@ class MemberConfig:
 
 def default_model_path(keystore: Path, task: str) -> Path:
     """Where a member keeps its trained part of task `task` unless told: beside its keystore."""
-    return keystore.with_name(f"{keystore.stem}.{task.lower().removeprefix('0x')[:10]}.model.npz")
+    return keystore.with_name(f"{keystore.stem}.{task.lower().removeprefix('0x')}.model.npz")
 
 
 def sample_key(seed: int) -> bytes:
@@ -81,14 +81,20 @@ def sample_key(seed: int) -> bytes:
     return hashlib.sha256(b"fedchain/demo/sample-ids/%d" % seed).digest()
 
 
-def _seal_key(cfg: MemberConfig, password: str, create: bool = True) -> SealKey:
+def _seal_key(cfg: MemberConfig, password: str, task: VerticalTaskClient, account: str, name: str) -> SealKey:
+    """The member's sealing key: created on its first run; once it has registered one for the task, that
+    one (a new key could open nothing sent to it)."""
     path = cfg.seal_key or cfg.keystore.with_suffix(".seal.pem")
-    if path.exists():
-        return SealKey.load(path, password)
-    if not create:
-        raise NodeError(f"{path}: no sealing key (the one this member registered when the task began)")
-    key = SealKey.generate()
-    key.save(path, password)
+    registered = task.encryption_key(account)
+    if not path.exists():
+        if any(registered):
+            raise NodeError(f"{path}: no sealing key, and {name} registered one for task {task.address}")
+        key = SealKey.generate()
+        key.save(path, password)
+        return key
+    key = SealKey.load(path, password)
+    if any(registered) and registered != key.public:
+        raise NodeError(f"{path}: not the sealing key {name} registered for task {task.address}")
     return key
 
 
@@ -109,7 +115,7 @@ def open_member(cfg: MemberConfig) -> tuple[Chain, OwnerNode | PartyNode]:
         "account": account,
         "task": task,
         "store": store,
-        "key": _seal_key(cfg, password),
+        "key": _seal_key(cfg, password, task, account.address, member.name),
         "from_block": cfg.from_block,
         "fetch_timeout": cfg.fetch_timeout,
         "model_path": cfg.model_path,
@@ -130,11 +136,9 @@ def open_scorer(cfg: MemberConfig, prospects: Path) -> Scorer:
         raise NodeError(f"{member.name!r} is a feature party: only the task owner ({spec.owner.name}) scores")
     password = read_password(cfg.password_file)
     account = load_keystore(cfg.keystore, password)
-    key = _seal_key(cfg, password, create=False)
     chain = connect(cfg.rpc)
     task = VerticalTaskClient(chain, cfg.task)
-    if task.encryption_key(account.address) != key.public:
-        raise NodeError(f"this sealing key is not the one {member.name} registered for task {task.address}")
+    key = _seal_key(cfg, password, task, account.address, member.name)
     data = load_party(prospects, member.name, spec.id_column, list(member.columns))
     x = encode_party(data, spec.part(member.name))
     ident = {"chain_id": chain.chain_id, "contract": task.address, "spec_hash": spec.hash.hex()}

@@ -28,10 +28,13 @@ __all__ = [
     "BOUND",
     "MessageError",
     "Outbox",
+    "decode_matches",
     "decode_matrix",
     "decode_reply",
+    "encode_matches",
     "encode_matrix",
     "encode_reply",
+    "matches_size",
     "matrix_size",
     "merkle_root",
     "reply_size",
@@ -41,6 +44,8 @@ _MAGIC = b"FCVEC1\x00\x00"
 _HEADER = struct.Struct(">8sII")
 _REPLY = struct.Struct(">8sI")
 _REPLY_MAGIC = b"FCSCR1\x00\x00"
+_MATCHES_MAGIC = b"FCSCM1\x00\x00"
+_POINT = 32
 _POSITION = struct.Struct(">I")
 _LEAF = b"\x00"
 _NODE = b"\x01"
@@ -112,13 +117,54 @@ def decode_reply(data: bytes, asked: int, cols: int, what: str) -> tuple[list[in
         raise MessageError(f"{what}: {rows} rows for {asked} customers asked about")
     if len(data) != reply_size(rows, cols):
         raise MessageError(f"{what}: {len(data)} bytes for {rows} rows of {cols}")
-    positions = [_POSITION.unpack_from(data, _REPLY.size + _POSITION.size * i)[0] for i in range(rows)]
+    positions = _positions(data, _REPLY.size, rows, _POSITION.size, asked, what)
+    matrix = decode_matrix(data[_REPLY.size + _POSITION.size * rows :], rows, cols, what)
+    return positions, matrix
+
+
+def _positions(data: bytes, at: int, rows: int, stride: int, asked: int, what: str) -> list[int]:
+    """`rows` positions (uint32) from `at`, `stride` bytes apart: strictly increasing, each below `asked`."""
+    positions = [_POSITION.unpack_from(data, at + stride * i)[0] for i in range(rows)]
     if any(b <= a for a, b in pairwise(positions)):
         raise MessageError(f"{what}: positions are not strictly increasing")
     if positions and positions[-1] >= asked:
         raise MessageError(f"{what}: position {positions[-1]}, past the {asked} customers asked about")
-    matrix = decode_matrix(data[_REPLY.size + _POSITION.size * rows :], rows, cols, what)
-    return positions, matrix
+    return positions
+
+
+def matches_size(rows: int) -> int:
+    """The exact size in bytes of an owner's list of `rows` matched prospects."""
+    return _REPLY.size + (_POSITION.size + _POINT) * rows
+
+
+def encode_matches(positions: Sequence[int], points: Sequence[bytes]) -> bytes:
+    """The owner's matched prospects in a scoring request: per prospect the party holds, its position in
+    the owner's list and its id blinded by the party's second secret alone, increasing by position."""
+    if len(positions) != len(points):
+        raise MessageError(f"{len(positions)} positions for {len(points)} points")
+    body = b"".join(_POSITION.pack(i) + p for i, p in zip(positions, points, strict=True))
+    return _REPLY.pack(_MATCHES_MAGIC, len(positions)) + body
+
+
+def decode_matches(data: bytes, asked: int, what: str) -> tuple[list[int], list[bytes]]:
+    """The owner's matched prospects (untrusted): positions strictly increasing and below `asked`, points
+    not repeated (they are only compared with the party's own, so they need no other check)."""
+    if len(data) < _REPLY.size:
+        raise MessageError(f"{what}: {len(data)} bytes, not a list of matches")
+    magic, rows = _REPLY.unpack_from(data)
+    if magic != _MATCHES_MAGIC:
+        raise MessageError(f"{what}: not a list of matches (bad magic)")
+    if rows > asked:
+        raise MessageError(f"{what}: {rows} matches for {asked} customers asked about")
+    if len(data) != matches_size(rows):
+        raise MessageError(f"{what}: {len(data)} bytes for {rows} matches")
+    stride = _POSITION.size + _POINT
+    positions = _positions(data, _REPLY.size, rows, stride, asked, what)
+    at = _REPLY.size + _POSITION.size
+    points = [data[at + stride * i : at + stride * i + _POINT] for i in range(rows)]
+    if len(set(points)) != rows:
+        raise MessageError(f"{what}: repeated points")
+    return positions, points
 
 
 def merkle_root(digests: Sequence[bytes]) -> bytes:

@@ -77,17 +77,22 @@ def save_model(
 
 def _read(path: Path, task: Mapping[str, Any], name: str) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("not an archive of arrays")
+        with archive:
             arrays = {k: archive[k] for k in archive.files}
     except FileNotFoundError:
         raise NodeError(f"{path}: no trained model here (a member keeps it when its task's training ends)") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise NodeError(f"{path}: not a fedchain vertical model ({exc})") from None
+    if any(not np.issubdtype(v.dtype, np.number) for v in arrays.values()):
+        raise NodeError(f"{path}: not a fedchain vertical model (arrays that are not numbers)")
     try:
         meta = json.loads(bytes(arrays.pop(_META)).decode())
     except (KeyError, ValueError, UnicodeDecodeError):
         raise NodeError(f"{path}: not a fedchain vertical model (no header)") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT or not isinstance(meta.get("active"), list):
         raise NodeError(f"{path}: not a fedchain vertical model")
     for k, v in task.items():
         if str(meta.get(k, "")).lower() != str(v).lower():
@@ -125,7 +130,7 @@ def load_owner_model(
     fallback = {}
     for p in parties:
         v = arrays.get(_FALLBACK + p)
-        if v is None or v.shape != (spec.embed,) or not np.isfinite(v).all():
+        if v is None or v.shape != (spec.embed,) or not np.isfinite(v.astype(np.float64)).all():
             raise NodeError(f"{path}: no usable fallback embedding for {p!r}")
         fallback[p] = np.asarray(v, dtype=np.float32)
     active = [p for p in meta.get("active", []) if p in parties]

@@ -45,10 +45,19 @@ from node.errors import NodeError
 from node.privacy.seal import OVERHEAD, Context, SealError, SealKey, seal
 from node.store import Store, StoreError, StoreRefused
 from node.vertical.data import PartyData
-from node.vertical.messages import MessageError, Outbox, decode_matrix, encode_reply, matrix_size, merkle_root
+from node.vertical.messages import (
+    MessageError,
+    Outbox,
+    decode_matches,
+    decode_matrix,
+    encode_reply,
+    matches_size,
+    matrix_size,
+    merkle_root,
+)
 from node.vertical.model import PartyModel, load_party_model, save_model
 from node.vertical.party import FeatureParty, OwnerParty
-from node.vertical.psi import MAX_QUERY, MAX_SET, POINT, Alignment, PsiParty, decode_points, point_count, task_tag
+from node.vertical.psi import MAX_QUERY, MAX_SET, POINT, Alignment, PsiError, PsiParty, point_count, task_tag
 from node.vertical.shapley import shares_bps, table_bytes
 from node.vertical.spec import TaskSpec
 from node.vertical.split import Batches
@@ -244,7 +253,7 @@ class PartyNode(TaskMember):
         self.serve, self.max_query = serve, max_query  # answer scoring requests once paid, up to so many ids each
         self.model: PartyModel | None = None
         self.served: dict[int, str] = {}  # scoring request -> what became of it
-        self._queries: dict[int, tuple[PsiParty, dict[bytes, int]]] = {}
+        self._queries: dict[int, tuple[PsiParty, int]] = {}  # request -> (its second secret, prospects)
         self.psi = PsiParty(data.ids, self.tag)
         self.alignment: Alignment | None = None
         self.role: FeatureParty | None = None
@@ -360,62 +369,70 @@ class PartyNode(TaskMember):
             save_model(self.model_path, self.ident, self.name, self.role.bottom.net)
 
     def _serve(self) -> list[str]:
-        """Answer the owner's scoring requests (node.vertical.scoring): each once, in order."""
+        """Answer the owner's scoring requests (node.vertical.scoring): only the newest; older ones are over."""
         if self.model is None:
             if self.model_path is None:
                 raise NodeError(f"{self.name}: no trained model to score with (this process did not train it)")
             self.model = load_party_model(self.model_path, self.ident, self.name, self.x.shape[1], self.spec.model)
         self._scan()
+        asked = sorted({r for sender, kind, r, seq in self.inbox if sender == self.owner and kind == Kind.QUERY})
         did: list[str] = []
-        asked = sorted(r for sender, kind, r, seq in self.inbox if sender == self.owner and kind == Kind.QUERY)
-        for r in dict.fromkeys(asked):
+        for r in asked:
             if r in self.served:
                 continue
-            if r < asked[-1] and r not in self._queries:  # the owner has moved on: it no longer waits for this
+            if r < asked[-1]:  # the owner has moved on: it no longer waits for this one
                 self.served[r] = "superseded by a later request"
+                self._queries.pop(r, None)
                 continue
             try:
                 did += self._answer(r)
-            except (Malformed, NodeError) as exc:
+            except (Malformed, PsiError, MessageError) as exc:  # the owner's doing (an outage is not)
                 self.served[r] = f"refused: {exc}"
                 self._queries.pop(r, None)
                 did.append(f"refused scoring request {r}: {exc}")
         return did
 
     def _answer(self, r: int) -> list[str]:
-        """Scoring request `r`: the owner's blinded ids in; this party's blinded ids out; the owner's
-        re-blinding of them in, which tells this party which of its customers were asked about (and
-        where each stood in the owner's list); their embeddings out, by those positions."""
+        """Scoring request `r`. In: the owner's blinded prospects a*H(p). Out: b1*a*H(p) and b2*a*H(p) in
+        the owner's order, and this party's ids b1*H(y), sorted; two fresh secrets. In: for each prospect
+        the owner found among b1*H(y), its position and b2*H(p) (the owner took its a off). This party looks
+        those up among its own b2*H(y), computed here: a match is a customer the owner named. Out: the
+        matched positions and those customers' embeddings. The owner never sees anything times b2 but its
+        own query, so it can only name customers whose ids it knows."""
         did: list[str] = []
         if r not in self._queries:
             if (self.owner, int(Kind.REPLY), r, 1) in self.posted:
                 self.served[r] = "answered"
                 return []
-            if (self.owner, int(Kind.REPLY), r, 0) in self.posted:  # its secret went with a restart
+            if (self.owner, int(Kind.REPLY), r, 0) in self.posted:  # its secrets went with a restart
                 self.served[r] = "lost: this party restarted in the middle of it"
                 return [f"scoring request {r}: lost (restarted in the middle of it); the owner will go on without"]
             query = self._receive(self.owner, Kind.QUERY, r, 0, MAX_PSI)
             if query is None:
                 return []
             count = point_count(query, f"scoring request {r}", self.max_query)
-            psi = PsiParty(self.ids, self.tag)  # a fresh secret per request
-            _, doubled = psi.reblind(query, count)  # kept here: never sent back
-            self._send(self.owner, Kind.REPLY, r, 0, psi.blinded, "scoring")
+            first, second = PsiParty(self.ids, self.tag), PsiParty(self.ids, self.tag)  # fresh secrets
+            once_first, _ = first.reblind(query, count)
+            once_second, _ = second.reblind(query, count)
+            reply = once_first + once_second + first.blinded()
+            self._send(self.owner, Kind.REPLY, r, 0, lambda: reply, "scoring")
             self._opened.pop((self.owner, int(Kind.QUERY), r, 0), None)
-            self._queries[r] = (psi, {v: i for i, v in enumerate(doubled)})
-            did.append(f"scoring request {r}: {count} customers asked about; sent its blinded ids")
-        back = self._receive(self.owner, Kind.QUERY, r, 1, MAX_PSI)
+            self._queries[r] = (second, count)
+            did.append(f"scoring request {r}: {count} prospects asked about; sent its blinded ids")
+        second, count = self._queries[r]
+        back = self._receive(self.owner, Kind.QUERY, r, 1, matches_size(count))
         if back is None:
             return did
-        psi, position = self._queries.pop(r)
-        self._opened.pop((self.owner, int(Kind.QUERY), r, 1), None)
-        points = decode_points(back, len(self.ids), f"scoring request {r}: our ids re-blinded", validate=False)
-        matched = sorted((position[v], psi.order[j]) for j, v in enumerate(points) if v in position)
+        positions, points = decode_matches(back, count, f"scoring request {r}: the owner's matches")
+        mine = second.values()
+        matched = [(i, mine[p]) for i, p in zip(positions, points, strict=True) if p in mine]
         assert self.model is not None
         rows = [row for _, row in matched]
         embedding = self.model.bottom.embed(self.x[rows])
-        reply = encode_reply([pos for pos, _ in matched], embedding)
+        reply = encode_reply([i for i, _ in matched], embedding)
         self._send(self.owner, Kind.REPLY, r, 1, lambda: reply, "scoring")
+        self._queries.pop(r)
+        self._opened.pop((self.owner, int(Kind.QUERY), r, 1), None)
         self.served[r] = "answered"
         return [*did, f"scoring request {r}: sent the embeddings of the {len(rows)} of its customers asked about"]
 

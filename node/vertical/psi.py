@@ -55,6 +55,7 @@ import nacl.exceptions
 from nacl.bindings import (
     crypto_core_ed25519_from_uniform,
     crypto_core_ed25519_is_valid_point,
+    crypto_core_ed25519_scalar_invert,
     crypto_core_ed25519_scalar_reduce,
     crypto_scalarmult_ed25519_noclamp,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "encode_points",
     "hash_to_group",
     "point_count",
+    "split_messages",
     "task_tag",
 ]
 
@@ -165,6 +167,21 @@ def decode_points(data: bytes, expected: int, what: str, validate: bool = True) 
     return points
 
 
+def split_messages(data: bytes, parts: int, what: str, limit: int) -> list[bytes]:
+    """`parts` PSI messages sent back to back, each at most `limit` points, split (the whole must be used)."""
+    out, at = [], 0
+    for i in range(parts):
+        count = point_count(data[at:], f"{what} (part {i + 1})", limit)
+        size = _HEADER.size + POINT * count
+        if len(data) < at + size:
+            raise PsiError(f"{what} (part {i + 1}): {len(data) - at} bytes for {count} points")
+        out.append(data[at : at + size])
+        at += size
+    if at != len(data):
+        raise PsiError(f"{what}: {len(data) - at} bytes after its {parts} parts")
+    return out
+
+
 @dataclass
 class PsiParty:
     """One side of a two-party PSI: its ids (one per row, unique), the task's tag, a fresh secret."""
@@ -181,16 +198,34 @@ class PsiParty:
         if repeated:
             raise PsiError(f"{len(repeated)} ids appear more than once (e.g. {repeated[0]!r}); ids must be unique")
 
-    def _times_secret(self, points: Sequence[bytes]) -> list[bytes | None]:
-        """Each point times this party's secret; None for a point libsodium refuses (outside the
-        prime-order group: non-canonical, small or mixed order)."""
+    def _times_secret(self, points: Sequence[bytes], scalar: bytes | None = None) -> list[bytes | None]:
+        """Each point times this party's secret (or `scalar`); None for a point libsodium refuses (outside
+        the prime-order group: non-canonical, small or mixed order)."""
         out: list[bytes | None] = []
         for p in points:
             try:
-                out.append(bytes(crypto_scalarmult_ed25519_noclamp(self._secret, p)))
+                out.append(bytes(crypto_scalarmult_ed25519_noclamp(scalar or self._secret, p)))
             except nacl.exceptions.RuntimeError:
                 out.append(None)
         return out
+
+    def values(self) -> dict[bytes, int]:
+        """Every id of this side hashed to the group and times its secret, each mapped to its row (kept:
+        never sent)."""
+        hashed = _on_every_core(lambda ids: self._times_secret([hash_to_group(self.tag, k) for k in ids]), self.ids)
+        if any(p is None for p in hashed):
+            raise PsiError("libsodium refused an id hashed to the group")
+        return {p: row for row, p in enumerate(hashed) if p is not None}
+
+    def unblind(self, points: Sequence[bytes], what: str) -> list[bytes]:
+        """Points times the inverse of this side's secret: the other side's blinding of our blinded ids,
+        with ours taken off (refused if libsodium refuses a point)."""
+        inverse = bytes(crypto_core_ed25519_scalar_invert(self._secret))
+        out = _on_every_core(lambda chunk: self._times_secret(chunk, inverse), points)
+        refused = next((i for i, p in enumerate(out) if p is None), None)
+        if refused is not None:
+            raise PsiError(f"{what}: point {refused} is not in the prime-order group")
+        return [p for p in out if p is not None]
 
     def blinded(self) -> bytes:
         """Step 1: every id hashed to the group, times this party's secret, sorted by value."""

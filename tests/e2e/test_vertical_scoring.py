@@ -24,9 +24,17 @@ from node.errors import NodeError
 from node.sim.vertical import BANK_PARTIES, Setup, VerticalConfig, _Run
 from node.store import EmbeddedStore
 from node.vertical.data import PartyData
+from node.vertical.messages import (
+    MessageError,
+    decode_matches,
+    decode_reply,
+    encode_matches,
+    encode_reply,
+    matches_size,
+)
 from node.vertical.model import OwnerModel, load_owner_model, save_model
 from node.vertical.node import PartyNode
-from node.vertical.psi import PsiParty, decode_points, encode_points, hash_to_group, point_count
+from node.vertical.psi import MAX_SET, decode_points, hash_to_group, point_count, split_messages
 from node.vertical.scoring import Scorer, write_scores
 
 PROSPECTS = 400
@@ -119,13 +127,19 @@ def test_scores_are_the_trained_models_and_a_party_learns_only_which_customers_w
     ids = [paid.setup.owner.ids[x].encode() for x in rows]
     for n, node in paid.parties.items():
         got = [_opened(node, a) for a in logged if paid.spec.name_of(a["to"]) == n]
-        assert [len(g) for g in got] == [12 + 32 * PROSPECTS, 12 + 32 * len(node.ids)]
+        assert [len(g) for g in got] == [12 + 32 * PROSPECTS, matches_size(scored.answered[n])]
         assert point_count(got[0], "query", PROSPECTS) == PROSPECTS
-        assert point_count(got[1], "query", len(node.ids)) == len(node.ids)
+        positions, _ = decode_matches(got[1], PROSPECTS, "matches")
+        assert [i for i, m in enumerate(scored.missing) if n not in m] == sorted(psi_rows(scorer, n, positions))
         plain = [hash_to_group(node.tag, k.decode()) for k in ids]
         for g in got:
             assert not any(k in g or hashlib.sha256(k).digest() in g for k in ids)
             assert not any(p in g for p in plain)
+
+
+def psi_rows(scorer: Scorer, party: str, positions: list[int]) -> list[int]:
+    """The owner's rows at `positions` of its blinded list sent to `party`."""
+    return [scorer.psis[party].order[i] for i in positions]
 
 
 def _opened(node: PartyNode, logged: Any) -> bytes:
@@ -158,39 +172,86 @@ def test_with_no_fallback_a_prospect_missing_a_party_is_left_unscored(paid: _Run
     assert ranks == list(range(1, unscored.count(False) + 1))
 
 
-class _Forging(PsiParty):
-    """An owner's PSI side that, instead of re-blinding a party's ids with its secret, sends back `forge`'s."""
+class _Fishing(Scorer):
+    """An owner that, instead of the matches the protocol says, sends each party points of its choosing."""
 
-    forge: Any = None
+    forge = "honest"
 
-    def reblind(self, theirs: bytes, their_count: int) -> tuple[bytes, list[bytes]]:
-        points = decode_points(theirs, their_count, "theirs", validate=False)
-        forged = self.forge(points)
-        return encode_points(forged), forged
+    def _matches(self, n: str) -> tuple[list[int], list[bytes]] | None:
+        honest = super()._matches(n)
+        if honest is None or self.forge == "honest":
+            return honest
+        positions, points = honest
+        asked = len(self.prospects.ids)
+        data = self._receive(n, Kind.REPLY, self.request, 0, 1 << 27)
+        assert data is not None
+        first, _, theirs = split_messages(data, 3, "reply", MAX_SET)
+        if self.forge == "their ids":  # the party's own blinded ids, sent back as if matched
+            pts = decode_points(theirs, point_count(theirs, "ids", MAX_SET), "ids", validate=False)[:asked]
+            return list(range(len(pts))), pts
+        if self.forge == "first secret":  # the matched prospects, but under the party's first secret
+            once = decode_points(first, asked, "first", validate=False)
+            return positions, self.psis[n].unblind([once[i] for i in positions], "first")
+        return positions, points[1:] + points[:1]  # "shifted": each point at another prospect's position
 
 
-@pytest.mark.parametrize(
-    "forge",
-    [
-        lambda points: points,  # the party's own blinded ids, unchanged
-        lambda points: [hash_to_group(b"fishing", str(i)) for i in range(len(points))],  # any points at all
-        lambda points: list(reversed(points)),
-    ],
-    ids=["unchanged", "made-up", "reordered"],
-)
-def test_an_owner_gets_no_embedding_of_a_customer_whose_id_it_does_not_ask_with(paid: _Run, forge: Any) -> None:
-    """The party decides which of its rows were asked about, with its own secret: whatever the owner sends
-    back, it matches only customers whose ids the owner blinded in its query (here: none of the party's)."""
-    outsiders = PartyData("campaign", [f"X{i}" for i in range(50)], paid.setup.owner.columns, [])
-    scorer = _scorer(paid, list(range(50)))
-    scorer.prospects = outsiders  # ids no party holds; the owner then fishes with what it sends back
-    scorer.begin()
-    for n in paid.spec.names:
-        forging = _Forging(outsiders.ids, scorer.tag)
-        forging.forge = forge
-        scorer.psis[n] = forging
-    scored = scorer.follow(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names))
-    assert scored.answered == {"demographics": 0, "finance": 0}
+@pytest.mark.parametrize("forge", ["honest", "their ids", "first secret", "shifted"])
+def test_an_owner_gets_embeddings_only_of_customers_it_names(paid: _Run, forge: str) -> None:
+    """The party decides which of its rows to embed from values it computes itself: whatever the owner
+    sends back, every embedding it gets is of a customer whose id it put in its query."""
+    owner, party = paid.setup.owner, paid.parties["finance"]
+    holds = set(paid.setup.data["finance"].ids)
+    held = [r for r in range(len(owner.ids)) if owner.ids[r] in holds][:40]
+    named = held + [r for r in range(len(owner.ids)) if owner.ids[r] not in holds][:10]  # and 10 it does not
+    base = _scorer(paid, sorted(named))
+    fishing = _Fishing(paid.spec, owner.name, base.model, base.prospects, base.x, **_member_kw(paid))
+    fishing.forge = forge
+    fishing.begin()
+    fishing.follow(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names))
+    assert party.model is not None
+    at = {k: i for i, k in enumerate(party.ids)}
+    allowed = {tuple(party.model.bottom.embed(party.x[[at[owner.ids[r]]]])[0].round(4)) for r in held}
+    _, got = fishing.got["finance"]
+    assert {tuple(e.round(4)) for e in got} <= allowed
+    assert len(got) == (40 if forge in ("honest", "shifted") else 0)
+
+
+def _member_kw(run: _Run) -> dict[str, Any]:
+    o = run.owner
+    return {"account": o.account, "task": o.task, "store": o.store, "key": o.key, "from_block": run.setup.block}
+
+
+def test_two_scoring_requests_at_once_are_refused_not_mixed(paid: _Run) -> None:
+    first, second = _scorer(paid, _rows(paid, 6)), _scorer(paid, _rows(paid, 7))
+    assert first.begin() == second.begin()
+    first.step()
+    with pytest.raises(NodeError, match="another scoring request"):
+        second.step()
+    scored = first.follow(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names))
+    assert not scored.failed
+
+
+def test_scoring_messages_are_checked_before_use() -> None:
+    positions, points = [0, 3, 7], [bytes([i]) * 32 for i in (1, 2, 3)]
+    data = encode_matches(positions, points)
+    assert decode_matches(data, 8, "m") == (positions, points)
+    for bad, why in [
+        (data[:-1], "bytes for"),
+        (encode_matches([0, 3, 8], points), "past the 8"),
+        (encode_matches([3, 3, 7], points), "strictly increasing"),
+        (encode_matches(positions, [points[0]] * 3), "repeated"),
+        (b"FCSCR1\x00\x00" + data[8:], "bad magic"),
+    ]:
+        with pytest.raises(MessageError, match=why):
+            decode_matches(bad, 8, "m")
+    with pytest.raises(MessageError, match="3 matches for 2"):
+        decode_matches(data, 2, "m")
+    reply = encode_reply([1, 4], np.ones((2, 4), dtype=np.float32))
+    assert decode_reply(reply, 5, 4, "r")[0] == [1, 4]
+    with pytest.raises(MessageError, match="past the 4"):
+        decode_reply(reply, 4, 4, "r")
+    with pytest.raises(MessageError, match="NaN"):
+        decode_reply(encode_reply([1], np.full((1, 4), np.nan, dtype=np.float32)), 5, 4, "r")
 
 
 def test_a_request_larger_than_a_party_allows_is_refused(paid: _Run) -> None:
