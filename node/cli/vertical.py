@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from node.cli.common import LOCAL_RPC, at_least, positive_float
-from node.vertical.psi import MAX_QUERY
+from node.vertical.limits import FALLBACKS, MAX_QUERY
 
 __all__ = ["add_vertical_commands"]
 
@@ -62,7 +62,8 @@ def cmd_vertical_spec(args: argparse.Namespace) -> int:
     from node.vertical.spec import TermsSpec, spec_from_parts
     from node.vertical.split import SplitSpec
 
-    model = SplitSpec.from_spec({"kind": args.model, "epochs": args.epochs, "seed": args.seed})
+    table = {"kind": args.model, "epochs": args.epochs, "seed": args.seed, "fallback": args.fallback}
+    model = SplitSpec.from_spec(table)
     terms = TermsSpec(args.bounty, args.stake, args.min_intersection, args.window, args.slash, args.token)
     spec = spec_from_parts(_read_json(args.owner), [_read_json(p) for p in args.party], model, terms)
     spec.save(args.out)
@@ -126,6 +127,7 @@ def _member_config(args: argparse.Namespace, **extra: Any) -> Any:
         from_block=args.from_block if args.from_block is not None else int(deployment.get("block", 0)),
         poll_seconds=args.poll,
         model=args.model,
+        state=args.state,
         **extra,
     )
 
@@ -186,6 +188,13 @@ def add_vertical_commands(sub: Any) -> None:
     p.add_argument("--owner", type=Path, required=True, help="the owner's part (made with --target)")
     p.add_argument("--party", type=Path, action="append", required=True, help="a feature party's part (repeat)")
     p.add_argument("--model", choices=("logreg", "mlp"), default="logreg", help="the model family (default logreg)")
+    p.add_argument(
+        "--fallback",
+        choices=FALLBACKS,
+        default="mean",
+        help="scoring a prospect a party does not hold, or with the party offline: 'mean' uses the party's "
+        "mean training embedding, 'none' leaves the prospect unscored (default mean)",
+    )
     p.add_argument("--epochs", type=at_least(1), default=10, help="training epochs (default 10)")
     p.add_argument("--seed", type=int, default=0, help="the task seed: initial weights, splits, batches")
     p.add_argument("--bounty", type=positive_float, default=900, help="tokens the owner escrows (default 900)")
@@ -257,6 +266,12 @@ def _member_options(p: argparse.ArgumentParser, data_help: str) -> None:
         type=Path,
         help="where the member keeps its trained part of the model for scoring "
         "(default: beside the keystore, KEYSTORE.TASK.model.npz)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        help="where the member keeps its working state, encrypted with its password, to go on after a restart "
+        "(default: beside the keystore, KEYSTORE.TASK.state; deleted once the task is paid out)",
     )
     p.add_argument("--rpc", help=f"JSON-RPC URL (default: the deployment's, else {LOCAL_RPC})")
     p.add_argument("--ipfs", required=True, help="Kubo API multiaddr, or embedded:DIR")

@@ -29,12 +29,13 @@ from node.learn.data import encode_labels
 from node.privacy.seal import SealKey
 from node.store import StoreError, open_store
 from node.vertical.data import load_party
+from node.vertical.limits import MAX_QUERY
 from node.vertical.model import load_owner_model
 from node.vertical.node import OwnerNode, PartyNode
 from node.vertical.party import encode_party
-from node.vertical.psi import MAX_QUERY
 from node.vertical.scoring import Scorer
 from node.vertical.spec import TaskSpec
+from node.vertical.state import StateFile
 
 __all__ = [
     "MemberConfig",
@@ -63,12 +64,17 @@ class MemberConfig:
     sample_seed: int | None = None  # derive the owner's sample ids from a seed: demos and tests only
     fetch_timeout: float = 10.0
     model: Path | None = None  # where the member keeps its trained part (default: next to the keystore)
+    state: Path | None = None  # where the member keeps its working state (default: next to the keystore)
     serve: bool = False  # (a feature party) answer the owner's scoring requests once the task is paid
     max_query: int = MAX_QUERY  # (a feature party) the most prospects it scores in one request
 
     @property
     def model_path(self) -> Path:
         return self.model or default_model_path(self.keystore, self.task)
+
+    @property
+    def state_path(self) -> Path:
+        return self.state or default_model_path(self.keystore, self.task).with_suffix("").with_suffix(".state")
 
 
 def default_model_path(keystore: Path, task: str) -> Path:
@@ -119,6 +125,7 @@ def open_member(cfg: MemberConfig) -> tuple[Chain, OwnerNode | PartyNode]:
         "from_block": cfg.from_block,
         "fetch_timeout": cfg.fetch_timeout,
         "model_path": cfg.model_path,
+        "state": StateFile(cfg.state_path, password),
     }
     if not is_owner:
         return chain, PartyNode(spec, member.name, data, x, serve=cfg.serve, max_query=cfg.max_query, **common)
@@ -159,6 +166,8 @@ def run_member(
     stop = stop or threading.Event()
     chain, node = open_member(cfg)
     log(f"{node.name}: task {node.task.address} on chain {chain.chain_id}, stage {node.task.stage().name.lower()}")
+    if node.resumed:
+        log(f"{node.name}: resumed from {cfg.state_path}")
     while not node.done and not stop.is_set():
         try:
             lines = node.step()

@@ -22,8 +22,17 @@ in `rejected`) and treated as not sent. A party that sends nothing for a whole
 window is timed out on chain by the owner, and the task goes on without it; the
 owner, silent for a window, is timed out by a party.
 
-Known limit: a member keeps its secrets and model in memory, so a member that
-restarts mid-task cannot go on (it is timed out like a silent one).
+A member with a state file (`node.vertical.state`; the daemon always has one)
+saves what it cannot read back from the chain after each step, and before it
+sends anything that depends on fresh randomness (PSI secrets, sample ids). A
+member that restarts takes it up and replays from there: sending is once per
+place (a message logged before the crash is not sent again, and its logged
+digest goes into the epoch's root), and every step is deterministic given the
+state and the messages on chain, so the task ends as if it had not stopped.
+A member whose state file is gone after its PSI began says so and stops.
+Once training ends each member keeps its trained part for scoring
+(`node.vertical.model`), and once the task is paid out the state file is
+deleted.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +54,7 @@ from node.errors import NodeError
 from node.privacy.seal import OVERHEAD, Context, SealError, SealKey, seal
 from node.store import Store, StoreError, StoreRefused
 from node.vertical.data import PartyData
+from node.vertical.limits import MAX_QUERY
 from node.vertical.messages import (
     MessageError,
     Outbox,
@@ -57,10 +67,11 @@ from node.vertical.messages import (
 )
 from node.vertical.model import PartyModel, load_party_model, save_model
 from node.vertical.party import FeatureParty, OwnerParty
-from node.vertical.psi import MAX_QUERY, MAX_SET, POINT, Alignment, PsiError, PsiParty, point_count, task_tag
+from node.vertical.psi import MAX_SET, POINT, Alignment, PsiError, PsiParty, point_count, task_tag
 from node.vertical.shapley import shares_bps, table_bytes
 from node.vertical.spec import TaskSpec
 from node.vertical.split import Batches
+from node.vertical.state import StateFile, load_module, load_optimizer, module_arrays, optimizer_arrays
 
 __all__ = ["MAX_PSI", "Malformed", "OwnerNode", "PartyNode", "TaskMember"]
 
@@ -68,6 +79,40 @@ MAX_PSI = 16 + POINT * MAX_SET + 16 * MAX_SET  # the largest PSI or alignment me
 _MAX_SEQ = MAX_SET + 2  # no epoch has more steps than rows (plus the validation and test embeddings)
 _Key = tuple[str, int, int, int]  # (the other member, kind, epoch, seq)
 _SCORING = (int(Kind.QUERY), int(Kind.REPLY))  # once paid: epoch is the request number, seq its step
+
+
+def _bytes_array(values: Sequence[bytes], width: int) -> npt.NDArray[np.uint8]:
+    """Byte strings of one width as a (n, width) array (for a state file)."""
+    return np.frombuffer(b"".join(values), dtype=np.uint8).reshape(len(values), width)
+
+
+def _alignment_arrays(prefix: str, alignment: Alignment | None) -> dict[str, npt.NDArray[Any]]:
+    if alignment is None:
+        return {}
+    return {
+        prefix + "ids": _bytes_array(list(alignment.rows), 16),
+        prefix + "rows": np.array(list(alignment.rows.values()), dtype=np.int64),
+    }
+
+
+def _alignment_from(prefix: str, arrays: Mapping[str, npt.NDArray[Any]]) -> Alignment | None:
+    if prefix + "ids" not in arrays:
+        return None
+    ids, rows = arrays[prefix + "ids"], arrays[prefix + "rows"]
+    return Alignment({bytes(i): int(r) for i, r in zip(ids, rows, strict=True)})
+
+
+def _outcome_json(outcome: Mapping[str, Any]) -> dict[str, Any] | None:
+    if not outcome:
+        return None
+    table = [[sorted(c), v] for c, v in outcome["coalitions"].items()]
+    return {**outcome, "coalitions": table}
+
+
+def _outcome_from(doc: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not doc:
+        return {}
+    return {**doc, "coalitions": {frozenset(c): float(v) for c, v in doc["coalitions"]}}
 
 
 class Malformed(NodeError):
@@ -102,6 +147,7 @@ class TaskMember:
         from_block: int = 0,
         fetch_timeout: float | None = None,
         model_path: Path | None = None,
+        state: StateFile | None = None,
     ) -> None:
         if spec.member(name).address != account.address:
             raise NodeError(f"the account {account.address} is not {name!r}'s in the task spec")
@@ -113,13 +159,16 @@ class TaskMember:
         self.from_block = from_block
         self.fetch_timeout = fetch_timeout
         self.model_path = model_path  # where the trained part is kept for scoring (None: memory only)
+        self.state = state  # where the working state is kept, to go on after a restart (None: memory only)
         self.tag = task_tag(task.chain.chain_id, task.address, 0)
         self.outbox = Outbox()
         self.inbox: dict[_Key, dict[str, Any]] = {}
         self.posted: set[_Key] = set()
+        self.posted_digest: dict[_Key, bytes] = {}
         self.rejected: Counter[str] = Counter()  # malformed messages received, by sender
         self.stats: dict[str, Counter[str]] = defaultdict(Counter)  # "psi", "epoch 1", ... -> bytes, gas, messages
         self.done = False
+        self.over = False  # the task is paid or cancelled: nothing to keep for a restart
         self._keys: dict[str, bytes] = {}
         self._opened: dict[_Key, bytes | Malformed] = {}
         self._seen = 0  # Message events read so far
@@ -146,6 +195,7 @@ class TaskMember:
                 self.inbox.setdefault((sender, *place), a)
             elif sender == self.name:
                 self.posted.add((recipient, *place))
+                self.posted_digest.setdefault((recipient, *place), bytes(a["digest"]))
 
     def _context(self, sender: str, recipient: str, kind: Kind, epoch: int, seq: int) -> Context:
         addresses = self.spec.member(sender).address, self.spec.member(recipient).address
@@ -155,20 +205,25 @@ class TaskMember:
         self.stats[stat]["gas"] += int(receipt["gasUsed"])
 
     def _send(self, to: str, kind: Kind, epoch: int, seq: int, make: Callable[[], bytes], stat: str) -> bool:
-        """Seal what `make()` returns to `to`, store it, log it; once per place (False: sent before)."""
-        if (to, int(kind), epoch, seq) in self.posted:
+        """Seal what `make()` returns to `to`, store it, log it; once per place (False: sent before, maybe
+        by this member before a restart: then its logged digest goes into this epoch's outbox)."""
+        place = (to, int(kind), epoch, seq)
+        if place in self.posted:
+            if kind in (Kind.EMBEDDING, Kind.GRADIENT) and place in self.posted_digest:
+                self.outbox.add(place, self.posted_digest[place])
             return False
         if to not in self._keys:
             self._keys[to] = self.task.encryption_key(self.spec.member(to).address)
         sealed = seal(make(), self._keys[to], self._context(self.name, to, kind, epoch, seq))
-        if kind in (Kind.EMBEDDING, Kind.GRADIENT):
-            self.outbox.add(sealed)
         cid = self.store.put(sealed)
         digest = hashlib.sha256(sealed).digest()
+        if kind in (Kind.EMBEDDING, Kind.GRADIENT):
+            self.outbox.add(place, digest)
         self._account(stat, self.task.post(self.account, self.spec.member(to).address, kind, epoch, seq, digest, cid))
         self.stats[stat]["bytes"] += len(sealed)
         self.stats[stat]["messages"] += 1
-        self.posted.add((to, int(kind), epoch, seq))
+        self.posted.add(place)
+        self.posted_digest[place] = digest
         return True
 
     def _receive(self, sender: str, kind: Kind, epoch: int, seq: int, max_size: int) -> bytes | None:
@@ -227,12 +282,49 @@ class TaskMember:
         return self.task.chain.now() > self.task.stage_at() + self.spec.terms.window
 
     def _claim(self) -> list[str]:
-        self.done = True
+        self.done = self.over = True
         owed = self.task.owed(self.address)
         if owed:
             self.task.claim(self.account)
-            return [f"claimed {owed / 10**18:g} tokens"]
-        return []
+        if self.state is not None:  # the task is over and paid out: its secrets need not stay on disk
+            self.state.path.unlink(missing_ok=True)
+        return [f"claimed {owed / 10**18:g} tokens"] if owed else []
+
+    # -- the working state ------------------------------------------------------
+
+    def save(self) -> None:
+        """Keep what a restart needs (nothing without a state file, or once the task is over)."""
+        if self.state is not None and not self.over:
+            meta, arrays = self._state()
+            self.state.save({"task": self.ident, "name": self.name, **meta}, arrays)
+
+    def _restore_from(self, state: StateFile | None) -> bool:
+        """Take up the saved state, if there is one for this task and member; True if there was."""
+        saved = state.load() if state is not None else None
+        if saved is None:
+            return False
+        meta, arrays = saved
+        if meta.get("task") != self.ident or meta.get("name") != self.name:
+            raise NodeError(f"{state.path if state else ''}: the state of another task or member")
+        try:
+            self._restore(meta, arrays)
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise NodeError(f"{state.path if state else ''}: a damaged member state ({exc})") from None
+        return True
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        raise NotImplementedError
+
+    def _restore(self, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+        raise NotImplementedError
+
+    def _outbox_state(self) -> tuple[list[list[Any]], npt.NDArray[np.uint8]]:
+        places = [list(p) for p in self.outbox.sent]
+        return places, _bytes_array(self.outbox.digests, 32)
+
+    def _restore_outbox(self, places: list[list[Any]], digests: npt.NDArray[np.uint8]) -> None:
+        pairs = zip(places, digests, strict=True)
+        self.outbox.sent = {(str(p[0]), int(p[1]), int(p[2]), int(p[3])): bytes(d) for p, d in pairs}
 
 
 class PartyNode(TaskMember):
@@ -260,12 +352,53 @@ class PartyNode(TaskMember):
         self.batches: Batches | None = None
         self.cursor = (0, 0)
         self.awaiting = False
+        self.resumed = self._restore_from(self.state)
+        self._secrets_ok = self.resumed  # else: checked against the chain before the first PSI message
+        if not self.resumed:
+            self.save()  # the PSI secret, before anything that depends on it is sent
 
     @property
     def owner(self) -> str:
         return self.spec.owner.name
 
+    def _state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        secret, order = self.psi.export()
+        places, digests = self._outbox_state()
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "psi/secret": np.frombuffer(secret, dtype=np.uint8),
+            "psi/order": np.array(order, dtype=np.int64),
+            "outbox": digests,
+            **_alignment_arrays("align/", self.alignment),
+        }
+        meta: dict[str, Any] = {"cursor": list(self.cursor), "awaiting": self.awaiting, "outbox": places}
+        if self.role is not None:
+            opt, groups = optimizer_arrays("opt/", self.role.bottom.opt)
+            arrays.update(module_arrays("net/", self.role.bottom.net), **opt)
+            meta["groups"] = groups
+        return meta, arrays
+
+    def _restore(self, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+        self.psi = PsiParty.resume(self.ids, self.tag, bytes(arrays["psi/secret"]), arrays["psi/order"].tolist())
+        self.alignment = _alignment_from("align/", arrays)
+        self._restore_outbox(meta["outbox"], arrays["outbox"])
+        self.cursor, self.awaiting = (int(meta["cursor"][0]), int(meta["cursor"][1])), bool(meta["awaiting"])
+        if self.alignment is not None:
+            self.batches = Batches.of(list(self.alignment.rows), self.spec.model)
+            self.role = FeatureParty(self.name, self.x, self.alignment, self.spec.model)
+            if "groups" in meta:
+                load_module("net/", self.role.bottom.net, arrays)
+                load_optimizer("opt/", self.role.bottom.opt, arrays, meta["groups"])
+            if self.awaiting:  # the embedding sent for the step under way: computed again, to take its gradient
+                e, s = self.cursor
+                self.role.forward(self.batches.epoch(e)[s])
+
     def step(self) -> list[str]:
+        did = self._step()
+        if did:
+            self.save()
+        return did
+
+    def _step(self) -> list[str]:
         stage = self.task.stage()
         if stage in (Stage.VALUING, Stage.PAID) and self.model is None and self.role is not None:
             self._keep_model()
@@ -297,8 +430,18 @@ class PartyNode(TaskMember):
         return [f"left the task before training, its stake back: {why}", *self._claim()]
 
     def _align(self, confirmed: bool) -> list[str]:
-        if confirmed:
-            return []
+        if self.role is not None:  # aligned in this life or a former one
+            if confirmed:
+                return []
+            size = self.task.intersection()
+            self._account("psi", self.task.confirm(self.account, size))
+            return [f"confirmed {size} aligned customers"]
+        if not self._secrets_ok and (self.owner, int(Kind.PSI), 0, 0) in self.posted:
+            raise NodeError(
+                f"{self.name} took part in this task's PSI with a secret it no longer has (its state file is gone): "
+                "it cannot go on"
+            )
+        self._secrets_ok = True  # checked once, before this process sends anything
         did = []
         try:
             if self._send(self.owner, Kind.PSI, 0, 0, self.psi.blinded, "psi"):
@@ -312,12 +455,18 @@ class PartyNode(TaskMember):
             size = self.task.intersection()
             message = self._receive(self.owner, Kind.ALIGNMENT, 0, 0, MAX_PSI) if size else None
             if message is not None:
+                if not self.psi.order:  # sent before a restart saved where each id went: the secret says again
+                    self.psi.blinded()
                 alignment = Alignment.receive(message, size, self.psi.order)
                 batches = Batches.of(list(alignment.rows), self.spec.model)
                 self.alignment, self.batches = alignment, batches
                 self.role = FeatureParty(self.name, self.x, alignment, self.spec.model)
-                self._account("psi", self.task.confirm(self.account, size))
+                self.save()
+                if not confirmed:
+                    self._account("psi", self.task.confirm(self.account, size))
                 return [*did, f"confirmed {size} aligned customers"]
+        except StoreError:
+            raise  # this member's own IPFS node is down: wait it out
         except (Malformed, NodeError) as exc:  # PsiError, SealError, too few rows to split: all NodeErrors
             return self._leave(str(exc))
         if size and self._deadline_near():  # the owner posted a size but no usable alignment reached us
@@ -325,14 +474,17 @@ class PartyNode(TaskMember):
         return did
 
     def _train(self, epochs_done: int) -> list[str]:
+        if self.role is None:  # confirmed before a restart that lost the alignment: receive it again
+            self._align(confirmed=True)
         role, batches = self.role, self.batches
         if role is None or batches is None:
-            return []  # confirmed in another life: nothing to train with (see the module's known limit)
+            return []
         e = self.task.epoch()
         if epochs_done > e:
             return self._owner_silent()
         if self.cursor[0] != e:
             self.cursor, self.awaiting = (e, 0), False
+            self.outbox.start_epoch(e)
         steps = batches.epoch(e)
         stat, did = f"epoch {e + 1}", list[str]()
         while True:
@@ -349,9 +501,11 @@ class PartyNode(TaskMember):
                 return [*did, f"epoch {e + 1}: {s} steps, committed" + (f" ({why})" if why else "")]
             batch = steps[s]
             if not self.awaiting:
-                if self._send(self.owner, Kind.EMBEDDING, e, s, lambda: role.forward(batch), stat):  # noqa: B023
+                embedding = role.forward(batch)  # even if sent before a restart: its gradient needs the graph
+                if self._send(self.owner, Kind.EMBEDDING, e, s, lambda: embedding, stat):  # noqa: B023
                     did.append(f"sent the embedding of step {e + 1}.{s}")
                 self.awaiting = True
+                self.save()
             try:
                 grad = self._matrix(self.owner, Kind.GRADIENT, e, s, len(batch))
                 if grad is None:
@@ -360,6 +514,7 @@ class PartyNode(TaskMember):
             except Malformed as exc:
                 did.append(f"refused the owner's gradient {e + 1}.{s}: {exc}")  # no update for that step
             self.cursor, self.awaiting = (e, s + 1), False
+            self.save()
 
     def _keep_model(self) -> None:
         """Training is over: keep the bottom model (and on disk, when the member has a model path)."""
@@ -465,7 +620,7 @@ class OwnerNode(TaskMember):
         **kw: Any,
     ) -> None:
         super().__init__(spec, name, **kw)
-        self.x, self.labels, self.sample_key = x, labels, sample_key
+        self.data, self.x, self.labels, self.sample_key = data, x, labels, sample_key
         self.psis = {n: PsiParty(data.ids, self.tag) for n in spec.names}  # a fresh secret per party
         self.party_double: dict[str, list[bytes]] = {}
         self.pairwise: dict[str, dict[int, bytes]] = {}
@@ -482,8 +637,88 @@ class OwnerNode(TaskMember):
         self.outcome: dict[str, Any] = {}
         self._waits: dict[tuple[str, int, int], int] = {}  # (party, epoch, seq) -> chain time the wait began
         self._absent: set[tuple[str, int]] = set()  # (party, epoch): given up on for the rest of that epoch
+        self.closed: tuple[int, bytes] | None = None  # an epoch closed here whose commitment may not be on chain
+        self.resumed = self._restore_from(self.state)
+        self._secrets_ok = self.resumed  # else: checked against the chain before the first PSI message
+        if not self.resumed:
+            self.save()  # the PSI secrets, before anything that depends on them is sent
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        places, digests = self._outbox_state()
+        arrays: dict[str, npt.NDArray[Any]] = {"outbox": digests, **_alignment_arrays("align/", self.alignment)}
+        for n, psi in self.psis.items():
+            secret, order = psi.export()
+            arrays[f"psi/{n}/secret"] = np.frombuffer(secret, dtype=np.uint8)
+            arrays[f"psi/{n}/order"] = np.array(order, dtype=np.int64)
+        for n, points in self.party_double.items():
+            arrays[f"double/{n}"] = _bytes_array(points, POINT)
+        for n, shared in self.pairwise.items():
+            arrays[f"pairwise/{n}/rows"] = np.array(list(shared), dtype=np.int64)
+            arrays[f"pairwise/{n}/points"] = _bytes_array(list(shared.values()), POINT)
+        for which, got in (("valid", self.valid), ("test", self.test)):
+            for n, e in got.items():
+                if e is not None:
+                    arrays[f"{which}/{n}"] = e
+        meta: dict[str, Any] = {
+            "outbox": places,
+            "excluded": self.excluded,
+            "cursor": list(self.cursor),
+            "losses": self.losses,
+            "rounds": self.rounds,
+            "got": {"valid": sorted(self.valid), "test": sorted(self.test)},
+            "waits": [[*k, v] for k, v in self._waits.items()],
+            "absent": sorted(self._absent),
+            "closed": [self.closed[0], self.closed[1].hex()] if self.closed else None,
+            "outcome": _outcome_json(self.outcome),
+        }
+        if self.role is not None:
+            role = self.role
+            opt, groups = optimizer_arrays("opt/", role.top.opt)
+            arrays.update(module_arrays("net/", role.top.net), **opt)
+            arrays.update({f"fallback/{p}": v for p, v in role.fallback.items()})
+            arrays.update({f"sums/{p}": v for p, v in role.sums.items()})
+            meta.update(groups=groups, counts=role.counts, silent=sorted(role.silent))
+        return meta, arrays
+
+    def _restore(self, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+        ids = self.data.ids
+        for n in self.spec.names:
+            secret, order = bytes(arrays[f"psi/{n}/secret"]), arrays[f"psi/{n}/order"].tolist()
+            self.psis[n] = PsiParty.resume(ids, self.tag, secret, order)
+            if f"double/{n}" in arrays:
+                self.party_double[n] = [bytes(p) for p in arrays[f"double/{n}"]]
+            if f"pairwise/{n}/rows" in arrays:
+                rows, points = arrays[f"pairwise/{n}/rows"], arrays[f"pairwise/{n}/points"]
+                self.pairwise[n] = {int(r): bytes(p) for r, p in zip(rows, points, strict=True)}
+        self._restore_outbox(meta["outbox"], arrays["outbox"])
+        self.excluded = dict(meta["excluded"])
+        self.cursor = (int(meta["cursor"][0]), int(meta["cursor"][1]))
+        self.losses, self.rounds = list(meta["losses"]), list(meta["rounds"])
+        self.valid = {n: arrays.get(f"valid/{n}") for n in meta["got"]["valid"]}
+        self.test = {n: arrays.get(f"test/{n}") for n in meta["got"]["test"]}
+        self._waits = {(str(w[0]), int(w[1]), int(w[2])): int(w[3]) for w in meta["waits"]}
+        self._absent = {(str(a[0]), int(a[1])) for a in meta["absent"]}
+        self.closed = (int(meta["closed"][0]), bytes.fromhex(meta["closed"][1])) if meta["closed"] else None
+        self.outcome = _outcome_from(meta["outcome"])
+        self.alignment = _alignment_from("align/", arrays)
+        if self.alignment is not None:
+            self.batches = Batches.of(list(self.alignment.rows), self.spec.model)
+            self.role = OwnerParty(self.x, self.labels, self.alignment, self.spec.names, self.spec.model)
+            if "groups" in meta:
+                load_module("net/", self.role.top.net, arrays)
+                load_optimizer("opt/", self.role.top.opt, arrays, meta["groups"])
+                self.role.fallback = {p: np.array(arrays[f"fallback/{p}"]) for p in self.spec.names}
+                self.role.sums = {p: np.array(arrays[f"sums/{p}"]) for p in self.spec.names}
+                self.role.counts = {p: int(meta["counts"][p]) for p in self.spec.names}
+                self.role.silent = set(meta["silent"])
 
     def step(self) -> list[str]:
+        did = self._step()
+        if did:
+            self.save()
+        return did
+
+    def _step(self) -> list[str]:
         stage = self.task.stage()
         if stage in (Stage.PAID, Stage.CANCELLED):
             return self._claim()
@@ -505,6 +740,12 @@ class OwnerNode(TaskMember):
 
     def _align(self) -> list[str]:
         did: list[str] = []
+        if not self._secrets_ok and any((n, int(Kind.PSI), 0, 0) in self.posted for n in self.spec.names):
+            raise NodeError(
+                "the owner took part in this task's PSI with secrets it no longer has (its state file is "
+                "gone): it cannot go on"
+            )
+        self._secrets_ok = True  # checked once, before this process sends anything
         if self.task.intersection():
             return self._timeouts(lambda n: not self.task.party(self.spec.member(n).address).confirmed)
         for n in self._parties():
@@ -519,9 +760,13 @@ class OwnerNode(TaskMember):
                     self._opened.pop((n, int(Kind.PSI), 0, 0), None)  # done with it: free the memory
                 mine_back = self._receive(n, Kind.PSI, 0, 1, MAX_PSI)
                 if mine_back is not None and n in self.party_double:
+                    if not self.psis[n].order:  # sent before a restart saved where each id went
+                        self.psis[n].blinded()
                     self.pairwise[n] = self.psis[n].intersect(mine_back, self.party_double[n])
                     self._opened.pop((n, int(Kind.PSI), 0, 1), None)
                     did.append(f"shares {len(self.pairwise[n])} customers with {n}")
+            except StoreError:
+                raise  # this member's own IPFS node is down: wait it out
             except (Malformed, NodeError) as exc:  # PsiError, SealError (a key it cannot seal to) too
                 self.excluded[n] = str(exc)
                 did.append(f"left {n} out of the alignment: {exc}")
@@ -537,29 +782,34 @@ class OwnerNode(TaskMember):
 
     def _post_alignment(self) -> list[str]:
         """Hand out the sample ids (each party's message: where each aligned customer stands in its own
-        list) and post the intersection size; or cancel when there is nothing to train on."""
-        rows = sorted(set.intersection(*(set(v) for v in self.pairwise.values()))) if self.pairwise else []
-        sample_ids = Alignment.choose(rows, self.sample_key)
-        try:
-            if len(rows) < self.spec.terms.min_intersection:
-                raise NodeError(
-                    f"only {len(rows)} shared customers, below the task's {self.spec.terms.min_intersection}"
-                )
-            batches = Batches.of(sample_ids, self.spec.model)
-        except NodeError as exc:
-            self.task.cancel(self.account)
-            return [f"cancelled the task before training: {exc}"]
-        self.alignment, self.batches = Alignment(dict(zip(sample_ids, rows, strict=True))), batches
+        list) and post the intersection size; or cancel when there is nothing to train on. The sample ids
+        are kept before anything is sent: a restart sends the same ones."""
+        if self.alignment is None:
+            rows = sorted(set.intersection(*(set(v) for v in self.pairwise.values()))) if self.pairwise else []
+            sample_ids = Alignment.choose(rows, self.sample_key)
+            try:
+                if len(rows) < self.spec.terms.min_intersection:
+                    raise NodeError(
+                        f"only {len(rows)} shared customers, below the task's {self.spec.terms.min_intersection}"
+                    )
+                batches = Batches.of(sample_ids, self.spec.model)
+            except NodeError as exc:
+                self.task.cancel(self.account)
+                return [f"cancelled the task before training: {exc}"]
+            self.alignment, self.batches = Alignment(dict(zip(sample_ids, rows, strict=True))), batches
+            self.role = OwnerParty(self.x, self.labels, self.alignment, self.spec.names, self.spec.model)
+            self.role.silent.update(n for n in self.spec.names if n not in self.pairwise)
+            self.save()
+        sample_ids, rows = list(self.alignment.rows), list(self.alignment.rows.values())
         digests = []
         for n, shared in self.pairwise.items():
             where = {v: j for j, v in enumerate(self.party_double[n])}
             message = Alignment.message([(where[shared[r]], sid) for r, sid in zip(rows, sample_ids, strict=True)])
             self._send(n, Kind.ALIGNMENT, 0, 0, lambda: message, "psi")  # noqa: B023 (called at once)
             digests.append(hashlib.sha256(message).digest())
-        self.party_double.clear()
         self._account("psi", self.task.align(self.account, len(rows), merkle_root(digests)))
-        self.role = OwnerParty(self.x, self.labels, self.alignment, self.spec.names, self.spec.model)
-        self.role.silent.update(n for n in self.spec.names if n not in self.pairwise)
+        self.party_double.clear()  # done with the PSI: only who took part is kept
+        self.pairwise = {n: {} for n in self.pairwise}
         self.epoch_started = time.perf_counter()
         return [f"posted {len(rows)} aligned customers"]
 
@@ -619,13 +869,14 @@ class OwnerNode(TaskMember):
 
     def _train(self) -> list[str]:
         if self.role is None or self.batches is None:
-            raise NodeError("the owner lost its alignment: a restarted owner cannot go on (a known limit)")
+            raise NodeError("the owner has no alignment for this task (its state file is gone): it cannot go on")
         self._dropped()
         e = self.task.epoch()
         if self.task.owner_epochs() > e:  # committed: waiting for parties, or timing them out
             return self._timeouts(lambda n: self.task.party(self.spec.member(n).address).epochs_done <= e)
         if self.cursor[0] != e:
             self.cursor, self.losses, self.epoch_started = (e, 0), [], time.perf_counter()
+            self.outbox.start_epoch(e)
         steps = self.batches.epoch(e)
         stat, did = f"epoch {e + 1}", list[str]()
         while True:
@@ -642,7 +893,11 @@ class OwnerNode(TaskMember):
                     self._send(n, Kind.GRADIENT, e, s, lambda: g, stat)  # noqa: B023
                 did.append(f"step {e + 1}.{s}: loss {loss:.4f}, gradients sent")
                 self.cursor = (e, s + 1)
+                self.save()
                 continue
+            if self.closed is not None and self.closed[0] == e:  # closed before a restart: commit it
+                self._account(stat, self.task.commit_epoch(self.account, e, self.closed[1]))
+                return [*did, f"epoch {e + 1}: committed"]
             last = e + 1 == self.spec.model.epochs
             valid, missing = self._embeddings(e, s, len(self.batches.valid))
             test, missing_test = self._embeddings(e, s + 1, len(self.batches.test)) if last else ({}, [])
@@ -654,7 +909,7 @@ class OwnerNode(TaskMember):
             self.valid, self.test = valid, test
             valid_auc = self.role.auc(self.batches.valid, valid)
             self.role.close_epoch()
-            self._account(stat, self.task.commit_epoch(self.account, e, self.outbox.close_epoch()))
+            self.closed = (e, self.outbox.close_epoch())
             self.rounds.append(
                 {
                     "epoch": e + 1,
@@ -663,6 +918,8 @@ class OwnerNode(TaskMember):
                     "seconds": round(time.perf_counter() - self.epoch_started, 3),
                 }
             )
+            self.save()  # the closed epoch first: a restart commits it, it does not close it twice
+            self._account(stat, self.task.commit_epoch(self.account, e, self.closed[1]))
             return [*did, f"epoch {e + 1}: loss {self.rounds[-1]['loss']:.4f}, valid AUC {valid_auc:.4f}, committed"]
 
     def _settle(self) -> list[str]:
@@ -675,13 +932,14 @@ class OwnerNode(TaskMember):
         if self.model_path is not None:
             still_in = [n for n in self.spec.names if n not in self.role.silent]
             save_model(self.model_path, self.ident, self.name, self.role.top.net, self.role.fallback, still_in)
-        self._account(
-            "settle", self.task.settle(self.account, hashlib.sha256(doc).digest(), self.store.put(doc), shares)
-        )
         self.outcome = {
             "federated_auc": self.role.auc(self.batches.test, self.test),
             "shapley": phi,
             "shares": dict(zip(self.spec.names, shares, strict=True)),
             "coalitions": table,
         }
+        self.save()
+        self._account(
+            "settle", self.task.settle(self.account, hashlib.sha256(doc).digest(), self.store.put(doc), shares)
+        )
         return ["valued the parties and paid the bounty by their shares"]

@@ -80,8 +80,8 @@ class OwnerParty:
         self._x, self._y, self._rows = x, y, alignment.rows
         self.top = Top(x.shape[1], len(self.parties), spec, party_seed(spec.seed, "owner"))
         self.fallback = {p: np.zeros(spec.embed, dtype=np.float32) for p in self.parties}
-        self._sums = {p: np.zeros(spec.embed, dtype=np.float64) for p in self.parties}
-        self._counts = dict.fromkeys(self.parties, 0)
+        self.sums = {p: np.zeros(spec.embed, dtype=np.float64) for p in self.parties}
+        self.counts = dict.fromkeys(self.parties, 0)
         self.silent: set[str] = set()
 
     def rows(self, sample_ids: Sequence[bytes]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -96,8 +96,8 @@ class OwnerParty:
                 out.append(np.tile(self.fallback[p], (len(sample_ids), 1)))
                 continue
             if track:
-                self._sums[p] += e.sum(axis=0, dtype=np.float64)
-                self._counts[p] += len(e)
+                self.sums[p] += e.sum(axis=0, dtype=np.float64)
+                self.counts[p] += len(e)
             out.append(e)
         return out
 
@@ -115,10 +115,10 @@ class OwnerParty:
     def close_epoch(self) -> None:
         """End an epoch: each party's fallback becomes its mean embedding over the epoch."""
         for p in self.parties:
-            if self._counts[p]:
-                self.fallback[p] = (self._sums[p] / self._counts[p]).astype(np.float32)
-            self._sums[p][:] = 0
-            self._counts[p] = 0
+            if self.counts[p]:
+                self.fallback[p] = (self.sums[p] / self.counts[p]).astype(np.float32)
+            self.sums[p][:] = 0
+            self.counts[p] = 0
 
     def scores(self, sample_ids: Sequence[bytes], got: Embeddings) -> npt.NDArray[np.float64]:
         """Scores of rows from the parties' embeddings of the same rows (None: the fallback)."""

@@ -64,7 +64,6 @@ from node.errors import NodeError
 
 __all__ = [
     "DOMAIN",
-    "MAX_QUERY",
     "MAX_SET",
     "Alignment",
     "PsiError",
@@ -81,7 +80,6 @@ __all__ = [
 DOMAIN = b"fedchain/psi/v1/edwards25519/elligator2"
 POINT = 32
 MAX_SET = 2_000_000  # the most ids a party may bring to a task (64 MB of points)
-MAX_QUERY = 200_000  # the most prospects a party scores in one request, unless it says otherwise
 SAMPLE_ID = 16
 _MAGIC = b"FCPSI1\x00\x00"  # 8 bytes, then the count (uint32, big-endian), then the points
 _HEADER = struct.Struct(">8sI")
@@ -246,6 +244,15 @@ class PsiParty:
             raise PsiError(f"{what}: point {refused} is not in the prime-order group")
         valid = [p for p in points if p is not None]
         return encode_points(valid), valid
+
+    def export(self) -> tuple[bytes, list[int]]:
+        """This side's secret and the order its set was sent in: what a restarted member needs (keep it secret)."""
+        return self._secret, list(self._order)
+
+    @classmethod
+    def resume(cls, ids: Sequence[str], tag: bytes, secret: bytes, order: Sequence[int]) -> PsiParty:
+        """A side from its `export`ed secret and order (a member that restarted)."""
+        return cls(ids, tag, secret, list(order))
 
     @property
     def order(self) -> list[int]:

@@ -29,11 +29,11 @@ import numpy.typing as npt
 import torch
 
 from node.errors import NodeError
+from node.vertical.limits import FALLBACKS
 
-__all__ = ["FALLBACKS", "Batches", "Bottom", "SplitSpec", "Top", "party_seed"]
+__all__ = ["Batches", "Bottom", "SplitSpec", "Top", "party_seed"]
 
 _KINDS = ("logreg", "mlp")
-FALLBACKS = ("mean", "none")
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,7 @@ class SplitSpec:
     seed: int = 0
     test_share: float = 0.2
     valid_share: float = 0.1
-    # scoring a customer a party does not hold, or with the party offline: "mean" uses the party's mean
-    # training embedding (as training did for a silent party), "none" leaves the customer unscored
-    fallback: str = "mean"
+    fallback: str = "mean"  # scoring without a party's embedding: node.vertical.limits.FALLBACKS
 
     @classmethod
     def from_spec(cls, table: Mapping[str, Any]) -> SplitSpec:

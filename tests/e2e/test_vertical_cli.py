@@ -133,8 +133,8 @@ def test_parts_spec_deploy_and_a_daemon_per_member_pay_the_parties(
     assert "deployed" in out
     deployment = json.loads((tmp_path / "task-deployment.json").read_text())
 
-    procs = [
-        subprocess.Popen(
+    def member(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -161,14 +161,21 @@ def test_parts_spec_deploy_and_a_daemon_per_member_pay_the_parties(
             ],
             cwd=tmp_path,
             env={**cli_env(), "FEDCHAIN_PASSWORD": "pw"},
-            stdout=(tmp_path / f"{name}.log").open("wb"),
+            stdout=(tmp_path / f"{name}.log").open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        for name in PARTIES
-    ]
+
+    procs = [member(name) for name in PARTIES]
     task = VerticalTaskClient(chain, deployment["task"])
     try:
+        deadline = time.monotonic() + 120
+        while task.stage() != Stage.TRAINING:  # the finance party is killed as training starts, and restarted
+            assert time.monotonic() < deadline and procs[2].poll() is None, "training did not start"
+            time.sleep(0.1)
+        os.killpg(procs[2].pid, 9)
+        procs[2].wait()
+        procs[2] = member("finance")
         assert procs[0].wait(timeout=300) == 0, (tmp_path / "campaign.log").read_text()[-2000:]
         assert task.stage() == Stage.PAID
         deadline = time.monotonic() + 60
@@ -181,6 +188,8 @@ def test_parts_spec_deploy_and_a_daemon_per_member_pay_the_parties(
             if p.poll() is None:
                 os.killpg(p.pid, 9)
                 p.wait()
+    assert "finance: resumed from" in (tmp_path / "finance.log").read_text()
+    assert not any(task.party(accounts[n].address).dropped for n in ("demographics", "finance"))
     paid = [token.balance_of(accounts[n].address) - 100 * UNIT for n in ("demographics", "finance")]
     assert sum(paid) == 900 * UNIT + 2 * 100 * UNIT - 200 * UNIT  # the bounty; stakes came back
     result = json.loads((tmp_path / "campaign.result.json").read_text())
