@@ -270,7 +270,7 @@ def _member_options(p: argparse.ArgumentParser, data_help: str) -> None:
     p.add_argument(
         "--state",
         type=Path,
-        help="where the member keeps its working state, encrypted with its password, to go on after a restart "
+        help="where the member keeps its working state, encrypted under its account key, to go on after a restart "
         "(default: beside the keystore, KEYSTORE.TASK.state; deleted once the task is paid out)",
     )
     p.add_argument("--rpc", help=f"JSON-RPC URL (default: the deployment's, else {LOCAL_RPC})")

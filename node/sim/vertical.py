@@ -66,7 +66,16 @@ from node.vertical.scoring import Scorer
 from node.vertical.spec import Member, TaskSpec, TermsSpec
 from node.vertical.split import SplitSpec
 
-__all__ = ["ADULT_PARTIES", "BANK_PARTIES", "Setup", "VerticalConfig", "run_vertical_demo", "split_parties", "summary"]
+__all__ = [
+    "ADULT_PARTIES",
+    "BANK_PARTIES",
+    "Setup",
+    "TaskRun",
+    "VerticalConfig",
+    "run_vertical_demo",
+    "split_parties",
+    "summary",
+]
 
 # The bundled bank data as a campaign owner, a demographics party and a finance party.
 BANK_PARTIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -328,7 +337,7 @@ class Setup:
         }
 
 
-class _Run:
+class TaskRun:
     """One task with every party in this process: one step machine per party, stepped in turn."""
 
     def __init__(self, setup: Setup, store: EmbeddedStore) -> None:
@@ -442,7 +451,7 @@ def run_vertical_demo(
     setup = Setup.deploy(cfg, chain or embedded_chain())
     say(setup.banner("the embedded chain"))
     with tempfile.TemporaryDirectory(prefix="fedchain-vertical-") as tmp:
-        run = _Run(setup, EmbeddedStore(store_dir or Path(tmp) / "store"))
+        run = TaskRun(setup, EmbeddedStore(store_dir or Path(tmp) / "store"))
         psi_seconds = run.play(say)
         if setup.task.stage() == Stage.CANCELLED:
             raise NodeError(f"the task was cancelled: {setup.task.intersection() or 'too few'} shared customers")

@@ -125,7 +125,7 @@ def open_member(cfg: MemberConfig) -> tuple[Chain, OwnerNode | PartyNode]:
         "from_block": cfg.from_block,
         "fetch_timeout": cfg.fetch_timeout,
         "model_path": cfg.model_path,
-        "state": StateFile(cfg.state_path, password),
+        "state": StateFile(cfg.state_path, bytes(account.key), f"{task.address}|{member.name}"),
     }
     if not is_owner:
         return chain, PartyNode(spec, member.name, data, x, serve=cfg.serve, max_query=cfg.max_query, **common)
@@ -174,6 +174,9 @@ def run_member(
         except (ChainUnreachable, StoreError, ContractRevert) as exc:  # an outage, or a race another member won
             log(f"{node.name}: waiting: {exc}")
             stop.wait(cfg.poll_seconds)
+            reopened = _reopen(cfg, log, stop)  # from the state file: the step may have been half done
+            if reopened is not None:
+                chain, node = reopened
             continue
         for line in lines:
             log(f"{time.strftime('%H:%M:%S')} {node.name}: {line}")
@@ -186,6 +189,20 @@ def run_member(
         result.write_text(json.dumps(measured_by(node), indent=1) + "\n")
     serving = isinstance(node, PartyNode) and node.serve
     return 0 if node.done or (serving and stop.is_set()) else 1  # a serving party ends when it is stopped
+
+
+def _reopen(
+    cfg: MemberConfig, log: Callable[[str], None], stop: threading.Event
+) -> tuple[Chain, OwnerNode | PartyNode] | None:
+    """The member afresh from its state file, as a restart would have it, once the chain and IPFS answer
+    (None if stopped first)."""
+    while not stop.is_set():
+        try:
+            return open_member(cfg)
+        except (ChainUnreachable, StoreError, ContractRevert) as exc:
+            log(f"{cfg.name}: waiting: {exc}")
+            stop.wait(cfg.poll_seconds)
+    return None
 
 
 def measured_by(node: OwnerNode | PartyNode) -> dict[str, Any]:

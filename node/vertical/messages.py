@@ -27,7 +27,6 @@ from node.errors import NodeError
 __all__ = [
     "BOUND",
     "MessageError",
-    "Outbox",
     "decode_matches",
     "decode_matrix",
     "decode_reply",
@@ -179,28 +178,3 @@ def merkle_root(digests: Sequence[bytes]) -> bytes:
             nxt.append(level[-1])
         level = nxt
     return level[0]
-
-
-class Outbox:
-    """The digests of the messages a member sent this epoch, in the order sent, by place (recipient, kind,
-    epoch, seq): recording a place twice keeps the first (a restarted member re-records what it sent)."""
-
-    def __init__(self) -> None:
-        self.sent: dict[tuple[str, int, int, int], bytes] = {}
-
-    @property
-    def digests(self) -> list[bytes]:
-        return list(self.sent.values())
-
-    def add(self, place: tuple[str, int, int, int], digest: bytes) -> None:
-        self.sent.setdefault(place, digest)
-
-    def start_epoch(self, epoch: int) -> None:
-        """Forget what was sent in other epochs (their roots are committed)."""
-        self.sent = {p: d for p, d in self.sent.items() if p[2] == epoch}
-
-    def close_epoch(self) -> bytes:
-        """The epoch's Merkle root; the outbox starts over."""
-        root = merkle_root(self.digests)
-        self.sent = {}
-        return root

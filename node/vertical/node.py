@@ -26,9 +26,10 @@ A member with a state file (`node.vertical.state`; the daemon always has one)
 saves what it cannot read back from the chain after each step, and before it
 sends anything that depends on fresh randomness (PSI secrets, sample ids). A
 member that restarts takes it up and replays from there: sending is once per
-place (a message logged before the crash is not sent again, and its logged
-digest goes into the epoch's root), and every step is deterministic given the
-state and the messages on chain, so the task ends as if it had not stopped.
+place (a message logged before the crash is not sent again), an epoch's root
+is of the messages the chain shows it logged, and every step is deterministic
+given the state and the messages on chain, so the task ends as if it had not
+stopped.
 A member whose state file is gone after its PSI began says so and stops.
 Once training ends each member keeps its trained part for scoring
 (`node.vertical.model`), and once the task is paid out the state file is
@@ -57,7 +58,6 @@ from node.vertical.data import PartyData
 from node.vertical.limits import MAX_QUERY
 from node.vertical.messages import (
     MessageError,
-    Outbox,
     decode_matches,
     decode_matrix,
     encode_reply,
@@ -161,10 +161,10 @@ class TaskMember:
         self.model_path = model_path  # where the trained part is kept for scoring (None: memory only)
         self.state = state  # where the working state is kept, to go on after a restart (None: memory only)
         self.tag = task_tag(task.chain.chain_id, task.address, 0)
-        self.outbox = Outbox()
         self.inbox: dict[_Key, dict[str, Any]] = {}
         self.posted: set[_Key] = set()
-        self.posted_digest: dict[_Key, bytes] = {}
+        self.logged: dict[_Key, bytes] = {}  # the first digest logged at each of this member's places, in log order
+        self.sent: dict[_Key, bytes] = {}  # what this process sent, in order (the log may not show it yet)
         self.rejected: Counter[str] = Counter()  # malformed messages received, by sender
         self.stats: dict[str, Counter[str]] = defaultdict(Counter)  # "psi", "epoch 1", ... -> bytes, gas, messages
         self.done = False
@@ -172,6 +172,8 @@ class TaskMember:
         self._keys: dict[str, bytes] = {}
         self._opened: dict[_Key, bytes | Malformed] = {}
         self._seen = 0  # Message events read so far
+        self._secrets_ok = False  # this process's PSI secrets are those of its PSI messages (or there are none)
+        self._static_version, self._static_saved = 1, 0
 
     # -- messages ---------------------------------------------------------------
 
@@ -195,7 +197,7 @@ class TaskMember:
                 self.inbox.setdefault((sender, *place), a)
             elif sender == self.name:
                 self.posted.add((recipient, *place))
-                self.posted_digest.setdefault((recipient, *place), bytes(a["digest"]))
+                self.logged.setdefault((recipient, *place), bytes(a["digest"]))
 
     def _context(self, sender: str, recipient: str, kind: Kind, epoch: int, seq: int) -> Context:
         addresses = self.spec.member(sender).address, self.spec.member(recipient).address
@@ -206,25 +208,31 @@ class TaskMember:
 
     def _send(self, to: str, kind: Kind, epoch: int, seq: int, make: Callable[[], bytes], stat: str) -> bool:
         """Seal what `make()` returns to `to`, store it, log it; once per place (False: sent before, maybe
-        by this member before a restart: then its logged digest goes into this epoch's outbox)."""
+        by this member before a restart)."""
         place = (to, int(kind), epoch, seq)
         if place in self.posted:
-            if kind in (Kind.EMBEDDING, Kind.GRADIENT) and place in self.posted_digest:
-                self.outbox.add(place, self.posted_digest[place])
             return False
         if to not in self._keys:
             self._keys[to] = self.task.encryption_key(self.spec.member(to).address)
         sealed = seal(make(), self._keys[to], self._context(self.name, to, kind, epoch, seq))
         cid = self.store.put(sealed)
         digest = hashlib.sha256(sealed).digest()
-        if kind in (Kind.EMBEDDING, Kind.GRADIENT):
-            self.outbox.add(place, digest)
         self._account(stat, self.task.post(self.account, self.spec.member(to).address, kind, epoch, seq, digest, cid))
         self.stats[stat]["bytes"] += len(sealed)
         self.stats[stat]["messages"] += 1
         self.posted.add(place)
-        self.posted_digest[place] = digest
+        self.sent[place] = digest
         return True
+
+    def _epoch_root(self, epoch: int) -> bytes:
+        """The Merkle root of the training messages this member logged in `epoch`, in log order: what its
+        recipients read (the first logged at each place), then whatever it sent that the log does not show
+        yet. Read from the chain, so a member that restarted commits what it logged in its former life."""
+        self._scan()
+        kinds = (int(Kind.EMBEDDING), int(Kind.GRADIENT))
+        first = [d for p, d in self.logged.items() if p[2] == epoch and p[1] in kinds]
+        later = [d for p, d in self.sent.items() if p[2] == epoch and p[1] in kinds and p not in self.logged]
+        return merkle_root(first + later)
 
     def _receive(self, sender: str, kind: Kind, epoch: int, seq: int, max_size: int) -> bytes | None:
         """The plaintext `sender` logged for this place, None if not (yet) there or not fetchable yet;
@@ -287,44 +295,64 @@ class TaskMember:
         if owed:
             self.task.claim(self.account)
         if self.state is not None:  # the task is over and paid out: its secrets need not stay on disk
-            self.state.path.unlink(missing_ok=True)
+            self.state.remove()
         return [f"claimed {owed / 10**18:g} tokens"] if owed else []
 
     # -- the working state ------------------------------------------------------
 
     def save(self) -> None:
-        """Keep what a restart needs (nothing without a state file, or once the task is over)."""
-        if self.state is not None and not self.over:
-            meta, arrays = self._state()
-            self.state.save({"task": self.ident, "name": self.name, **meta}, arrays)
+        """Keep what a restart needs (nothing without a state file, or once the task is over); the static
+        part (PSI secrets and results, the alignment) only when it changed."""
+        if self.state is None or self.over:
+            return
+        meta, arrays = self._state()
+        static = self._static() if self._static_version != self._static_saved else None
+        meta = {"task": self.ident, "name": self.name, "secrets_ok": self._secrets_ok, **meta}
+        self.state.save(meta, arrays, static)
+        self._static_saved = self._static_version
+
+    def _changed(self) -> None:
+        """The static part changed: the next save writes it."""
+        self._static_version += 1
 
     def _restore_from(self, state: StateFile | None) -> bool:
         """Take up the saved state, if there is one for this task and member; True if there was."""
         saved = state.load() if state is not None else None
-        if saved is None:
+        if state is None or saved is None:
             return False
         meta, arrays = saved
         if meta.get("task") != self.ident or meta.get("name") != self.name:
-            raise NodeError(f"{state.path if state else ''}: the state of another task or member")
+            raise NodeError(f"{state.path}: the state of another task or member")
         try:
             self._restore(meta, arrays)
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise NodeError(f"{state.path if state else ''}: a damaged member state ({exc})") from None
+        except (KeyError, IndexError, AttributeError, ValueError, TypeError, RuntimeError) as exc:
+            raise NodeError(f"{state.path}: a damaged member state ({exc})") from None
+        self._secrets_ok = bool(meta.get("secrets_ok"))
+        self._static_saved = self._static_version
         return True
+
+    def _check_secrets(self, took_part: bool) -> None:
+        """Before the first PSI message of this process: refuse to go on with PSI secrets that are not the
+        ones this member's PSI messages on chain were made with (its state file was lost); then keep them."""
+        if self._secrets_ok:
+            return
+        if took_part:
+            raise NodeError(
+                f"{self.name} took part in this task's PSI with secrets it no longer has (its state file is gone): "
+                "it cannot go on"
+            )
+        self._secrets_ok = True
+        self._changed()
+        self.save()
 
     def _state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
         raise NotImplementedError
 
-    def _restore(self, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+    def _static(self) -> dict[str, npt.NDArray[Any]]:
         raise NotImplementedError
 
-    def _outbox_state(self) -> tuple[list[list[Any]], npt.NDArray[np.uint8]]:
-        places = [list(p) for p in self.outbox.sent]
-        return places, _bytes_array(self.outbox.digests, 32)
-
-    def _restore_outbox(self, places: list[list[Any]], digests: npt.NDArray[np.uint8]) -> None:
-        pairs = zip(places, digests, strict=True)
-        self.outbox.sent = {(str(p[0]), int(p[1]), int(p[2]), int(p[3])): bytes(d) for p, d in pairs}
+    def _restore(self, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+        raise NotImplementedError
 
 
 class PartyNode(TaskMember):
@@ -353,24 +381,20 @@ class PartyNode(TaskMember):
         self.cursor = (0, 0)
         self.awaiting = False
         self.resumed = self._restore_from(self.state)
-        self._secrets_ok = self.resumed  # else: checked against the chain before the first PSI message
-        if not self.resumed:
-            self.save()  # the PSI secret, before anything that depends on it is sent
 
     @property
     def owner(self) -> str:
         return self.spec.owner.name
 
-    def _state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+    def _static(self) -> dict[str, npt.NDArray[Any]]:
+        if self.alignment is not None:  # aligned: the PSI's secret is of no more use
+            return _alignment_arrays("align/", self.alignment)
         secret, order = self.psi.export()
-        places, digests = self._outbox_state()
-        arrays: dict[str, npt.NDArray[Any]] = {
-            "psi/secret": np.frombuffer(secret, dtype=np.uint8),
-            "psi/order": np.array(order, dtype=np.int64),
-            "outbox": digests,
-            **_alignment_arrays("align/", self.alignment),
-        }
-        meta: dict[str, Any] = {"cursor": list(self.cursor), "awaiting": self.awaiting, "outbox": places}
+        return {"psi/secret": np.frombuffer(secret, dtype=np.uint8), "psi/order": np.array(order, dtype=np.int64)}
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        meta: dict[str, Any] = {"cursor": list(self.cursor), "awaiting": self.awaiting}
         if self.role is not None:
             opt, groups = optimizer_arrays("opt/", self.role.bottom.opt)
             arrays.update(module_arrays("net/", self.role.bottom.net), **opt)
@@ -378,9 +402,10 @@ class PartyNode(TaskMember):
         return meta, arrays
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
-        self.psi = PsiParty.resume(self.ids, self.tag, bytes(arrays["psi/secret"]), arrays["psi/order"].tolist())
+        if "psi/secret" in arrays:
+            secret, order = bytes(arrays["psi/secret"]), arrays["psi/order"].tolist()
+            self.psi = PsiParty.resume(self.ids, self.tag, secret, order)
         self.alignment = _alignment_from("align/", arrays)
-        self._restore_outbox(meta["outbox"], arrays["outbox"])
         self.cursor, self.awaiting = (int(meta["cursor"][0]), int(meta["cursor"][1])), bool(meta["awaiting"])
         if self.alignment is not None:
             self.batches = Batches.of(list(self.alignment.rows), self.spec.model)
@@ -403,7 +428,7 @@ class PartyNode(TaskMember):
         if stage in (Stage.VALUING, Stage.PAID) and self.model is None and self.role is not None:
             self._keep_model()
         if stage == Stage.PAID and self.serve and not self.task.party(self.address).dropped:
-            did = self._claim() if self.task.owed(self.address) else []
+            did = self._claim() if not self.over else []
             self.done = False  # serving until stopped
             return [*did, *self._serve()]
         if stage in (Stage.PAID, Stage.CANCELLED):
@@ -412,8 +437,8 @@ class PartyNode(TaskMember):
         if stage == Stage.OPEN and not info.joined:
             self.task.join(self.account, self.key.public)
             return ["joined"]
-        if info.dropped:
-            return self._claim() if self.task.owed(self.address) else []
+        if info.dropped:  # its stake (what is left of it) back, and done
+            return self._claim()
         if stage in (Stage.OPEN, Stage.VALUING):
             return self._owner_silent() if stage == Stage.VALUING else []
         self._scan()
@@ -436,15 +461,11 @@ class PartyNode(TaskMember):
             size = self.task.intersection()
             self._account("psi", self.task.confirm(self.account, size))
             return [f"confirmed {size} aligned customers"]
-        if not self._secrets_ok and (self.owner, int(Kind.PSI), 0, 0) in self.posted:
-            raise NodeError(
-                f"{self.name} took part in this task's PSI with a secret it no longer has (its state file is gone): "
-                "it cannot go on"
-            )
-        self._secrets_ok = True  # checked once, before this process sends anything
+        self._check_secrets((self.owner, int(Kind.PSI), 0, 0) in self.posted)
         did = []
         try:
             if self._send(self.owner, Kind.PSI, 0, 0, self.psi.blinded, "psi"):
+                self._changed()  # the order its ids went in
                 did.append("sent its blinded ids")
             theirs = self._receive(self.owner, Kind.PSI, 0, 0, MAX_PSI)
             if theirs is not None and (self.owner, int(Kind.PSI), 0, 1) not in self.posted:
@@ -457,10 +478,12 @@ class PartyNode(TaskMember):
             if message is not None:
                 if not self.psi.order:  # sent before a restart saved where each id went: the secret says again
                     self.psi.blinded()
+                    self._changed()
                 alignment = Alignment.receive(message, size, self.psi.order)
                 batches = Batches.of(list(alignment.rows), self.spec.model)
                 self.alignment, self.batches = alignment, batches
                 self.role = FeatureParty(self.name, self.x, alignment, self.spec.model)
+                self._changed()
                 self.save()
                 if not confirmed:
                     self._account("psi", self.task.confirm(self.account, size))
@@ -484,7 +507,6 @@ class PartyNode(TaskMember):
             return self._owner_silent()
         if self.cursor[0] != e:
             self.cursor, self.awaiting = (e, 0), False
-            self.outbox.start_epoch(e)
         steps = batches.epoch(e)
         stat, did = f"epoch {e + 1}", list[str]()
         while True:
@@ -495,7 +517,7 @@ class PartyNode(TaskMember):
                     self._send(self.owner, Kind.EMBEDDING, e, s, lambda: role.embed(batches.valid), stat)
                     if e + 1 == self.spec.model.epochs:
                         self._send(self.owner, Kind.EMBEDDING, e, s + 1, lambda: role.embed(batches.test), stat)
-                self._account(stat, self.task.commit_epoch(self.account, e, self.outbox.close_epoch()))
+                self._account(stat, self.task.commit_epoch(self.account, e, self._epoch_root(e)))
                 self.cursor, self.awaiting = (e + 1, 0), False
                 why = f"the owner's gradient {e + 1}.{s} never came; committed before the window ran out" if cut else ""
                 return [*did, f"epoch {e + 1}: {s} steps, committed" + (f" ({why})" if why else "")]
@@ -505,7 +527,6 @@ class PartyNode(TaskMember):
                 if self._send(self.owner, Kind.EMBEDDING, e, s, lambda: embedding, stat):  # noqa: B023
                     did.append(f"sent the embedding of step {e + 1}.{s}")
                 self.awaiting = True
-                self.save()
             try:
                 grad = self._matrix(self.owner, Kind.GRADIENT, e, s, len(batch))
                 if grad is None:
@@ -639,13 +660,11 @@ class OwnerNode(TaskMember):
         self._absent: set[tuple[str, int]] = set()  # (party, epoch): given up on for the rest of that epoch
         self.closed: tuple[int, bytes] | None = None  # an epoch closed here whose commitment may not be on chain
         self.resumed = self._restore_from(self.state)
-        self._secrets_ok = self.resumed  # else: checked against the chain before the first PSI message
-        if not self.resumed:
-            self.save()  # the PSI secrets, before anything that depends on them is sent
 
-    def _state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
-        places, digests = self._outbox_state()
-        arrays: dict[str, npt.NDArray[Any]] = {"outbox": digests, **_alignment_arrays("align/", self.alignment)}
+    def _static(self) -> dict[str, npt.NDArray[Any]]:
+        arrays = _alignment_arrays("align/", self.alignment)
+        if self.pairwise and not any(self.pairwise.values()):  # aligned on chain: the PSI is of no more use
+            return arrays
         for n, psi in self.psis.items():
             secret, order = psi.export()
             arrays[f"psi/{n}/secret"] = np.frombuffer(secret, dtype=np.uint8)
@@ -655,12 +674,16 @@ class OwnerNode(TaskMember):
         for n, shared in self.pairwise.items():
             arrays[f"pairwise/{n}/rows"] = np.array(list(shared), dtype=np.int64)
             arrays[f"pairwise/{n}/points"] = _bytes_array(list(shared.values()), POINT)
+        return arrays
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        arrays: dict[str, npt.NDArray[Any]] = {}
         for which, got in (("valid", self.valid), ("test", self.test)):
             for n, e in got.items():
                 if e is not None:
                     arrays[f"{which}/{n}"] = e
         meta: dict[str, Any] = {
-            "outbox": places,
+            "aligned_with": sorted(self.pairwise),
             "excluded": self.excluded,
             "cursor": list(self.cursor),
             "losses": self.losses,
@@ -682,15 +705,16 @@ class OwnerNode(TaskMember):
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
         ids = self.data.ids
+        self.pairwise = {n: {} for n in meta["aligned_with"]}
         for n in self.spec.names:
-            secret, order = bytes(arrays[f"psi/{n}/secret"]), arrays[f"psi/{n}/order"].tolist()
-            self.psis[n] = PsiParty.resume(ids, self.tag, secret, order)
+            if f"psi/{n}/secret" in arrays:
+                secret, order = bytes(arrays[f"psi/{n}/secret"]), arrays[f"psi/{n}/order"].tolist()
+                self.psis[n] = PsiParty.resume(ids, self.tag, secret, order)
             if f"double/{n}" in arrays:
                 self.party_double[n] = [bytes(p) for p in arrays[f"double/{n}"]]
             if f"pairwise/{n}/rows" in arrays:
                 rows, points = arrays[f"pairwise/{n}/rows"], arrays[f"pairwise/{n}/points"]
                 self.pairwise[n] = {int(r): bytes(p) for r, p in zip(rows, points, strict=True)}
-        self._restore_outbox(meta["outbox"], arrays["outbox"])
         self.excluded = dict(meta["excluded"])
         self.cursor = (int(meta["cursor"][0]), int(meta["cursor"][1]))
         self.losses, self.rounds = list(meta["losses"]), list(meta["rounds"])
@@ -740,17 +764,17 @@ class OwnerNode(TaskMember):
 
     def _align(self) -> list[str]:
         did: list[str] = []
-        if not self._secrets_ok and any((n, int(Kind.PSI), 0, 0) in self.posted for n in self.spec.names):
-            raise NodeError(
-                "the owner took part in this task's PSI with secrets it no longer has (its state file is "
-                "gone): it cannot go on"
-            )
-        self._secrets_ok = True  # checked once, before this process sends anything
         if self.task.intersection():
+            if any(self.pairwise.values()) or self.party_double:  # aligned on chain: done with the PSI
+                self.party_double.clear()
+                self.pairwise = {n: {} for n in self.pairwise}
+                self._changed()
             return self._timeouts(lambda n: not self.task.party(self.spec.member(n).address).confirmed)
+        self._check_secrets(any((n, int(Kind.PSI), 0, 0) in self.posted for n in self.spec.names))
         for n in self._parties():
             if n in self.excluded or n in self.pairwise:
                 continue
+            self._changed()  # PSI progress: the static part changes
             try:
                 if self._send(n, Kind.PSI, 0, 0, self.psis[n].blinded, "psi"):
                     did.append(f"sent {n} its blinded ids")
@@ -799,6 +823,7 @@ class OwnerNode(TaskMember):
             self.alignment, self.batches = Alignment(dict(zip(sample_ids, rows, strict=True))), batches
             self.role = OwnerParty(self.x, self.labels, self.alignment, self.spec.names, self.spec.model)
             self.role.silent.update(n for n in self.spec.names if n not in self.pairwise)
+            self._changed()
             self.save()
         sample_ids, rows = list(self.alignment.rows), list(self.alignment.rows.values())
         digests = []
@@ -810,6 +835,7 @@ class OwnerNode(TaskMember):
         self._account("psi", self.task.align(self.account, len(rows), merkle_root(digests)))
         self.party_double.clear()  # done with the PSI: only who took part is kept
         self.pairwise = {n: {} for n in self.pairwise}
+        self._changed()
         self.epoch_started = time.perf_counter()
         return [f"posted {len(rows)} aligned customers"]
 
@@ -840,8 +866,11 @@ class OwnerNode(TaskMember):
         the rest of epoch e (the step goes on with their constant embedding). Half a window, so the owner
         gives up on a slow party before the others must commit the epoch to keep their stakes."""
         now = self.task.chain.now()
+        before = len(self._waits), len(self._absent)
         late = [n for n in names if now - self._waits.setdefault((n, e, seq), now) > self.spec.terms.window // 2]
         self._absent.update((n, e) for n in late)
+        if (len(self._waits), len(self._absent)) != before:  # kept before anything it decides is sent
+            self.save()
         return late
 
     def _embeddings(self, e: int, seq: int, rows: int) -> tuple[dict[str, npt.NDArray[np.float32] | None], list[str]]:
@@ -876,7 +905,6 @@ class OwnerNode(TaskMember):
             return self._timeouts(lambda n: self.task.party(self.spec.member(n).address).epochs_done <= e)
         if self.cursor[0] != e:
             self.cursor, self.losses, self.epoch_started = (e, 0), [], time.perf_counter()
-            self.outbox.start_epoch(e)
         steps = self.batches.epoch(e)
         stat, did = f"epoch {e + 1}", list[str]()
         while True:
@@ -909,7 +937,7 @@ class OwnerNode(TaskMember):
             self.valid, self.test = valid, test
             valid_auc = self.role.auc(self.batches.valid, valid)
             self.role.close_epoch()
-            self.closed = (e, self.outbox.close_epoch())
+            self.closed = (e, self._epoch_root(e))
             self.rounds.append(
                 {
                     "epoch": e + 1,

@@ -110,7 +110,7 @@ class Scorer(TaskMember):
         self.model, self.prospects, self.x = model, prospects, x
         self.request = -1
         self.psis: dict[str, PsiParty] = {}
-        self.sent: set[str] = set()  # parties asked (Query r.0 logged)
+        self.asked: set[str] = set()  # parties asked (Query r.0 logged)
         self.matched: dict[str, set[int]] = {}  # party -> the positions it holds (Query r.1 logged)
         self.got: dict[str, tuple[list[int], npt.NDArray[np.float32]]] = {}
         self.failed: dict[str, str] = {}
@@ -132,7 +132,7 @@ class Scorer(TaskMember):
         asked = [e for (_, kind, e, _) in self.posted if kind == Kind.QUERY]
         self.request = max(asked, default=-1) + 1
         self.psis = {n: PsiParty(self.prospects.ids, self.tag) for n in self.model.active}  # fresh secrets
-        self.sent, self.matched, self.got, self.failed = set(), {}, {}, {}
+        self.asked, self.matched, self.got, self.failed = set(), {}, {}, {}
         self.started = time.perf_counter()
         return self.request
 
@@ -142,16 +142,16 @@ class Scorer(TaskMember):
         r, did = self.request, list[str]()
         self._scan()
         for n in self.pending:
-            if n not in self.sent and not self._send(n, Kind.QUERY, r, 0, self.psis[n].blinded, "scoring"):
+            if n not in self.asked and not self._send(n, Kind.QUERY, r, 0, self.psis[n].blinded, "scoring"):
                 raise NodeError(f"another scoring request of this task ({r}) is under way: try again once it ends")
-            if n not in self.sent:
-                self.sent.add(n)
+            if n not in self.asked:
+                self.asked.add(n)
                 did.append(f"asked {n} about {len(self.prospects.ids)} prospects")
             try:
                 matches = self._matches(n) if n not in self.matched else None
                 if matches is not None:
-                    self.matched[n] = set(matches[0])
                     self._send(n, Kind.QUERY, r, 1, lambda: encode_matches(*matches), "scoring")  # noqa: B023
+                    self.matched[n] = set(matches[0])  # once sent (an outage in between: computed again)
                     self._opened.pop((n, int(Kind.REPLY), r, 0), None)
                 if n in self.matched and self._embeddings(n):
                     did.append(f"{n} sent the embeddings of {len(self.got[n][0])} prospects")

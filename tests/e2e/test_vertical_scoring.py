@@ -21,7 +21,7 @@ import pytest
 from ledger.chain import embedded_chain
 from ledger.vertical import Kind
 from node.errors import NodeError
-from node.sim.vertical import BANK_PARTIES, Setup, VerticalConfig, _Run
+from node.sim.vertical import BANK_PARTIES, Setup, TaskRun, VerticalConfig
 from node.store import EmbeddedStore
 from node.vertical.data import PartyData
 from node.vertical.messages import (
@@ -41,11 +41,11 @@ PROSPECTS = 400
 
 
 @pytest.fixture(scope="module")
-def paid(bank_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> _Run:
+def paid(bank_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> TaskRun:
     cfg = VerticalConfig(data=bank_sample, parties=BANK_PARTIES, id_column="customer", rounds=2, overlap=0.9)
     setup = Setup.deploy(cfg, embedded_chain())
     tmp = tmp_path_factory.mktemp("scoring")
-    run = _Run(setup, EmbeddedStore(tmp / "store"))
+    run = TaskRun(setup, EmbeddedStore(tmp / "store"))
     for node in (run.owner, *run.parties.values()):
         node.model_path = tmp / f"{node.name}.model.npz"
     run.play(lambda _line: None)
@@ -54,18 +54,18 @@ def paid(bank_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> _Run:
     return run
 
 
-def _rows(run: _Run, seed: int = 0) -> list[int]:
+def _rows(run: TaskRun, seed: int = 0) -> list[int]:
     """Some of the owner's customers: most are held by every party, some (overlap 0.9) are not."""
     return sorted(np.random.default_rng(seed).choice(len(run.setup.owner.ids), PROSPECTS, replace=False).tolist())
 
 
-def _owner_model(run: _Run) -> OwnerModel:
+def _owner_model(run: TaskRun) -> OwnerModel:
     role = run.owner.role
     assert role is not None
     return OwnerModel(role.top, role.fallback, run.spec.names, [n for n in run.spec.names if n not in role.silent])
 
 
-def _scorer(run: _Run, rows: list[int], model: OwnerModel | None = None) -> Scorer:
+def _scorer(run: TaskRun, rows: list[int], model: OwnerModel | None = None) -> Scorer:
     owner = run.setup.owner
     prospects = PartyData(owner.name, [owner.ids[r] for r in rows], owner.columns, owner.aligned(rows))
     o = run.owner
@@ -83,7 +83,7 @@ def _scorer(run: _Run, rows: list[int], model: OwnerModel | None = None) -> Scor
     )
 
 
-def _expected(run: _Run, rows: list[int], offline: tuple[str, ...] = ()) -> tuple[npt.NDArray[Any], list[list[str]]]:
+def _expected(run: TaskRun, rows: list[int], offline: tuple[str, ...] = ()) -> tuple[npt.NDArray[Any], list[list[str]]]:
     """What the scores must be, computed with every party's data in one place (only a test can)."""
     model, setup = _owner_model(run), run.setup
     ids = [setup.owner.ids[r] for r in rows]
@@ -102,11 +102,11 @@ def _expected(run: _Run, rows: list[int], offline: tuple[str, ...] = ()) -> tupl
     return model.top.scores(setup.xs[setup.owner.name][rows], inputs), missing
 
 
-def _serving(run: _Run, *names: str) -> list[Any]:
+def _serving(run: TaskRun, *names: str) -> list[Any]:
     return [run.parties[n].step for n in names]
 
 
-def test_scores_are_the_trained_models_and_a_party_learns_only_which_customers_were_asked(paid: _Run) -> None:
+def test_scores_are_the_trained_models_and_a_party_learns_only_which_customers_were_asked(paid: TaskRun) -> None:
     rows = _rows(paid)
     scorer = _scorer(paid, rows)
     scored = scorer.run(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names))
@@ -147,7 +147,7 @@ def _opened(node: PartyNode, logged: Any) -> bytes:
     return node.key.open(node.store.get(logged["cid"], 1 << 26), ctx, 1 << 26)
 
 
-def test_a_party_offline_is_named_and_its_mean_embedding_stands_in(paid: _Run) -> None:
+def test_a_party_offline_is_named_and_its_mean_embedding_stands_in(paid: TaskRun) -> None:
     rows = _rows(paid, 1)
     lines: list[str] = []
     scored = _scorer(paid, rows).run(10.0, lines.append, others=_serving(paid, "demographics"), poll=0.2)
@@ -158,7 +158,7 @@ def test_a_party_offline_is_named_and_its_mean_embedding_stands_in(paid: _Run) -
     np.testing.assert_allclose(np.array(scored.logits), expected, rtol=0, atol=1e-5)
 
 
-def test_with_no_fallback_a_prospect_missing_a_party_is_left_unscored(paid: _Run, tmp_path: Path) -> None:
+def test_with_no_fallback_a_prospect_missing_a_party_is_left_unscored(paid: TaskRun, tmp_path: Path) -> None:
     rows = _rows(paid, 2)
     scorer = _scorer(paid, rows)
     scorer.spec = dataclasses.replace(scorer.spec, model=dataclasses.replace(scorer.spec.model, fallback="none"))
@@ -196,7 +196,7 @@ class _Fishing(Scorer):
 
 
 @pytest.mark.parametrize("forge", ["honest", "their ids", "first secret", "shifted"])
-def test_an_owner_gets_embeddings_only_of_customers_it_names(paid: _Run, forge: str) -> None:
+def test_an_owner_gets_embeddings_only_of_customers_it_names(paid: TaskRun, forge: str) -> None:
     """The party decides which of its rows to embed from values it computes itself: whatever the owner
     sends back, every embedding it gets is of a customer whose id it put in its query."""
     owner, party = paid.setup.owner, paid.parties["finance"]
@@ -216,12 +216,12 @@ def test_an_owner_gets_embeddings_only_of_customers_it_names(paid: _Run, forge: 
     assert len(got) == (40 if forge in ("honest", "shifted") else 0)
 
 
-def _member_kw(run: _Run) -> dict[str, Any]:
+def _member_kw(run: TaskRun) -> dict[str, Any]:
     o = run.owner
     return {"account": o.account, "task": o.task, "store": o.store, "key": o.key, "from_block": run.setup.block}
 
 
-def test_two_scoring_requests_at_once_are_refused_not_mixed(paid: _Run) -> None:
+def test_two_scoring_requests_at_once_are_refused_not_mixed(paid: TaskRun) -> None:
     first, second = _scorer(paid, _rows(paid, 6)), _scorer(paid, _rows(paid, 7))
     assert first.begin() == second.begin()
     first.step()
@@ -254,7 +254,7 @@ def test_scoring_messages_are_checked_before_use() -> None:
         decode_reply(encode_reply([1], np.full((1, 4), np.nan, dtype=np.float32)), 5, 4, "r")
 
 
-def test_a_request_larger_than_a_party_allows_is_refused(paid: _Run) -> None:
+def test_a_request_larger_than_a_party_allows_is_refused(paid: TaskRun) -> None:
     node = paid.parties["finance"]
     node.max_query = PROSPECTS - 1
     try:
@@ -265,7 +265,7 @@ def test_a_request_larger_than_a_party_allows_is_refused(paid: _Run) -> None:
     assert "more than the 399 allowed" in node.served[scored.request]
 
 
-def test_a_malformed_reply_is_refused_and_the_fallback_used(paid: _Run) -> None:
+def test_a_malformed_reply_is_refused_and_the_fallback_used(paid: TaskRun) -> None:
     node = paid.parties["demographics"]
     honest = node._send
 
@@ -285,7 +285,7 @@ def test_a_malformed_reply_is_refused_and_the_fallback_used(paid: _Run) -> None:
     np.testing.assert_allclose(np.array(scored.logits), expected, rtol=0, atol=1e-5)
 
 
-def test_models_kept_on_disk_score_exactly_as_in_memory_after_a_restart(paid: _Run, tmp_path: Path) -> None:
+def test_models_kept_on_disk_score_exactly_as_in_memory_after_a_restart(paid: TaskRun, tmp_path: Path) -> None:
     rows = _rows(paid, 5)
     in_memory = _scorer(paid, rows).run(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names))
     o = paid.owner

@@ -32,8 +32,7 @@ def test_anvil_writes_no_state_history_to_disk(tmp_path: Path, monkeypatch: pyte
         sender, receiver = w3.eth.accounts[:2]
         for _ in range(BLOCKS):  # automine: one block, one new state per transaction
             w3.eth.send_transaction({"from": sender, "to": receiver, "value": 1})
-        assert w3.eth.block_number >= BLOCKS
-        assert w3.eth.get_balance(receiver) % 10**18 == BLOCKS  # the chain still works
+        assert w3.eth.get_balance(receiver) % 10**18 == BLOCKS  # every transaction mined: the chain still works
     finally:
         node.stop()
     left = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file())
