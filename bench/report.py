@@ -340,6 +340,7 @@ def _vertical_lines(vertical: dict[str, Any]) -> list[str]:
                 f"{per_epoch['bytes'] / 2**20:.2f}",
                 f"{per_epoch['gas'] / 1e6:.2f}",
                 f"{per_epoch['seconds']:.2f}",
+                f"{r['scoring']['auc']:.4f} ({r['scoring']['prospects']:,} in {r['scoring']['seconds']:.0f} s)",
             ]
         )
     return table(
@@ -353,6 +354,7 @@ def _vertical_lines(vertical: dict[str, Any]) -> list[str]:
             "MB / epoch",
             "Mgas / epoch",
             "s / epoch",
+            "scoring after payout: AUC (prospects in s)",
         ],
         rows,
     )
@@ -474,7 +476,8 @@ def main() -> int:
         "## Cross-domain (vertical) federation",
         "",
         _stamp(docs["vertical"]) + " Details (each party's Shapley value and reward, a party of pure noise, the "
-        "dev-net's time per epoch): [bench/results/vertical.md](bench/results/vertical.md).",
+        "dev-net's time per epoch, scoring prospects with the paid task's model): "
+        "[bench/results/vertical.md](bench/results/vertical.md).",
         "",
         *_vertical_lines(docs["vertical"]),
         "",
