@@ -107,18 +107,24 @@ def encode_reply(positions: Sequence[int], embeddings: npt.NDArray[np.floating])
 def decode_reply(data: bytes, asked: int, cols: int, what: str) -> tuple[list[int], npt.NDArray[np.float32]]:
     """A scoring reply (from a peer: untrusted) to a request about `asked` customers: its positions
     (strictly increasing, each below `asked`) and its embeddings (checked like any matrix)."""
-    if len(data) < _REPLY.size:
-        raise MessageError(f"{what}: {len(data)} bytes, not a scoring reply")
-    magic, rows = _REPLY.unpack_from(data)
-    if magic != _REPLY_MAGIC:
-        raise MessageError(f"{what}: not a scoring reply (bad magic)")
-    if rows > asked:
-        raise MessageError(f"{what}: {rows} rows for {asked} customers asked about")
+    rows = _count(data, _REPLY_MAGIC, "a scoring reply", asked, what)
     if len(data) != reply_size(rows, cols):
         raise MessageError(f"{what}: {len(data)} bytes for {rows} rows of {cols}")
     positions = _positions(data, _REPLY.size, rows, _POSITION.size, asked, what)
     matrix = decode_matrix(data[_REPLY.size + _POSITION.size * rows :], rows, cols, what)
     return positions, matrix
+
+
+def _count(data: bytes, magic: bytes, kind: str, asked: int, what: str) -> int:
+    """How many rows a scoring message announces: its magic checked, at most `asked`."""
+    if len(data) < _REPLY.size:
+        raise MessageError(f"{what}: {len(data)} bytes, not {kind}")
+    found, rows = _REPLY.unpack_from(data)
+    if found != magic:
+        raise MessageError(f"{what}: not {kind} (bad magic)")
+    if rows > asked:
+        raise MessageError(f"{what}: {rows} rows for {asked} customers asked about")
+    return int(rows)
 
 
 def _positions(data: bytes, at: int, rows: int, stride: int, asked: int, what: str) -> list[int]:
@@ -148,13 +154,7 @@ def encode_matches(positions: Sequence[int], points: Sequence[bytes]) -> bytes:
 def decode_matches(data: bytes, asked: int, what: str) -> tuple[list[int], list[bytes]]:
     """The owner's matched prospects (untrusted): positions strictly increasing and below `asked`, points
     not repeated (they are only compared with the party's own, so they need no other check)."""
-    if len(data) < _REPLY.size:
-        raise MessageError(f"{what}: {len(data)} bytes, not a list of matches")
-    magic, rows = _REPLY.unpack_from(data)
-    if magic != _MATCHES_MAGIC:
-        raise MessageError(f"{what}: not a list of matches (bad magic)")
-    if rows > asked:
-        raise MessageError(f"{what}: {rows} matches for {asked} customers asked about")
+    rows = _count(data, _MATCHES_MAGIC, "a list of matches", asked, what)
     if len(data) != matches_size(rows):
         raise MessageError(f"{what}: {len(data)} bytes for {rows} matches")
     stride = _POSITION.size + _POINT

@@ -35,7 +35,8 @@ PARTIES = {
 }
 
 
-def _fedchain(*args: str, cwd: Path) -> str:
+def _fedchain(*args: str, cwd: Path, fails: bool = False) -> str:
+    """The command's output (stdout; stderr if it is to fail, with exit code 1)."""
     run = subprocess.run(
         [sys.executable, "-m", "node.cli", *args],
         cwd=cwd,
@@ -45,8 +46,8 @@ def _fedchain(*args: str, cwd: Path) -> str:
         env={**cli_env(), "FEDCHAIN_PASSWORD": "pw"},
         check=False,
     )
-    assert run.returncode == 0, run.stderr
-    return run.stdout
+    assert run.returncode == (1 if fails else 0), run.stderr
+    return run.stderr if fails else run.stdout
 
 
 def _split(source: Path, tmp: Path) -> None:
@@ -238,13 +239,5 @@ def _score_prospects(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> None:
                 args[args.index(flag) + 1] = value
             else:
                 args += [flag, value]
-        run = subprocess.run(
-            [sys.executable, "-m", "node.cli", *args],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**cli_env(), "FEDCHAIN_PASSWORD": "pw"},
-            check=False,
-        )
-        assert run.returncode == 1 and message in run.stderr and len(run.stderr.splitlines()) == 1, run.stderr
+        stderr = _fedchain(*args, cwd=tmp, fails=True)
+        assert message in stderr and len(stderr.splitlines()) == 1, stderr

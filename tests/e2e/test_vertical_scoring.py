@@ -244,7 +244,7 @@ def test_scoring_messages_are_checked_before_use() -> None:
     ]:
         with pytest.raises(MessageError, match=why):
             decode_matches(bad, 8, "m")
-    with pytest.raises(MessageError, match="3 matches for 2"):
+    with pytest.raises(MessageError, match="3 rows for 2"):
         decode_matches(data, 2, "m")
     reply = encode_reply([1, 4], np.ones((2, 4), dtype=np.float32))
     assert decode_reply(reply, 5, 4, "r")[0] == [1, 4]
