@@ -1,0 +1,155 @@
+"""An update only the federation's members can read: one AEAD ciphertext, its key wrapped for each member.
+
+The first building block of sealed horizontal updates (issue 16; not yet used by
+the peers). An update is encrypted once with ChaCha20-Poly1305 under a fresh
+random key K (so a zero nonce is safe); K is sealed (HPKE, `node.privacy.seal`)
+to every recipient's registered X25519 key, each wrap bound to the chain,
+contract, sender, recipient, round and kind. The envelope is:
+
+    magic (8) | n (u16) | n x (recipient address (20) | wrap (80)), by address | ciphertext
+
+The associated data of the ciphertext binds the place (chain, contract, sender,
+round, kind) and the whole recipient table, so a wrap swapped, a recipient
+added or dropped, or the envelope replayed elsewhere makes it refuse to open.
+The plaintext is a fresh 32-byte blind then the content: its sha256 (`inner
+hash`) is what a commitment can bind, and the blind keeps that hash from
+confirming a guessed update. Everything that cannot be used raises
+`EnvelopeError` (one line): a reader treats it as a malformed update, never a
+crash. No cryptography is written here: AEAD, HPKE and X25519 are
+`cryptography`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from eth_utils import is_address, to_canonical_address, to_checksum_address
+
+from node.errors import NodeError
+from node.privacy.seal import OVERHEAD, Context, SealError, SealKey, seal
+
+__all__ = ["BLIND", "EnvelopeError", "Opened", "Place", "open_envelope", "seal_envelope", "sealable"]
+
+_MAGIC = b"FCENV1\x00\x00"
+_COUNT = struct.Struct(">H")
+KEY = 32
+BLIND = 32
+WRAP = KEY + OVERHEAD  # a sealed key: the encapsulated key, the key, the tag
+_ENTRY = 20 + WRAP
+_TAG = 16
+_NONCE = bytes(12)  # every key is fresh and used once
+MAX_RECIPIENTS = 1024
+
+
+class EnvelopeError(NodeError):
+    """An envelope that cannot be used: not for us, changed, replayed or truncated (one line)."""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where an envelope belongs: bound into its encryption, so it opens nowhere else."""
+
+    chain_id: int
+    contract: str
+    sender: str
+    round: int
+    kind: str = "update"
+
+    def context(self, recipient: str) -> Context:
+        return Context(self.chain_id, self.contract, self.sender, recipient, f"{self.kind}-key", self.round, 0)
+
+    def aad(self, table: bytes) -> bytes:
+        head = b"fedchain/envelope/v1|%d|%s|%s|%d|%s|" % (
+            self.chain_id,
+            self.contract.lower().encode(),
+            self.sender.lower().encode(),
+            self.round,
+            self.kind.encode(),
+        )
+        return head + hashlib.sha256(table).digest()
+
+
+@dataclass(frozen=True)
+class Opened:
+    content: bytes
+    inner_hash: bytes  # sha256(blind | content): what the sender committed to
+
+
+def sealable(public: bytes) -> bool:
+    """Whether a key can be sealed to (a low-order point, as a malicious member may register, cannot)."""
+    try:
+        seal(b"", public, Context(0, "", "", "", "probe", 0, 0))
+    except SealError:
+        return False
+    return True
+
+
+def _address(a: str) -> bytes:
+    if not is_address(a):
+        raise EnvelopeError(f"{a!r} is not an address")
+    return to_canonical_address(a)
+
+
+def seal_envelope(content: bytes, recipients: Mapping[str, bytes], place: Place) -> tuple[bytes, bytes, list[str]]:
+    """`content` for `recipients` (address -> X25519 public key): the envelope, its inner hash (to commit to),
+    and the recipients left out because their key cannot be sealed to."""
+    skipped = sorted(a for a, k in recipients.items() if not sealable(k))
+    chosen = sorted((_address(a), a) for a in recipients if a not in skipped)
+    if not chosen:
+        raise EnvelopeError("no recipient to seal the update to")
+    if len(chosen) > MAX_RECIPIENTS:
+        raise EnvelopeError(f"{len(chosen)} recipients, more than {MAX_RECIPIENTS}")
+    key = os.urandom(KEY)
+    table = _COUNT.pack(len(chosen)) + b"".join(
+        raw + seal(key, recipients[a], place.context(to_checksum_address(raw))) for raw, a in chosen
+    )
+    inner = os.urandom(BLIND) + content
+    ciphertext = ChaCha20Poly1305(key).encrypt(_NONCE, inner, place.aad(table))
+    return _MAGIC + table + ciphertext, hashlib.sha256(inner).digest(), skipped
+
+
+def open_envelope(
+    data: bytes, place: Place, me: str, key: SealKey, required: Iterable[str] = (), max_size: int = 1 << 30
+) -> Opened:
+    """The content of `data` (from a peer: untrusted) for member `me`, checked: every `required` recipient
+    has a wrap (a sender cannot leave a member out unseen), ours opens, the ciphertext opens for this place."""
+    what = f"the {place.kind} of {place.sender} for round {place.round}"
+    if len(data) < len(_MAGIC) + _COUNT.size or not data.startswith(_MAGIC):
+        raise EnvelopeError(f"{what}: not a fedchain envelope")
+    (n,) = _COUNT.unpack_from(data, len(_MAGIC))
+    end = len(_MAGIC) + _COUNT.size + n * _ENTRY
+    if n == 0 or n > MAX_RECIPIENTS or len(data) < end + BLIND + _TAG:
+        raise EnvelopeError(f"{what}: {len(data)} bytes for {n} recipients")
+    if len(data) - end > max_size + BLIND + _TAG:
+        raise EnvelopeError(f"{what}: larger than the {max_size} bytes allowed")
+    at = len(_MAGIC) + _COUNT.size
+    wraps = {
+        data[at + i * _ENTRY : at + i * _ENTRY + 20]: data[at + i * _ENTRY + 20 : at + (i + 1) * _ENTRY]
+        for i in range(n)
+    }
+    listed = [data[at + i * _ENTRY : at + i * _ENTRY + 20] for i in range(n)]
+    if listed != sorted(set(listed)):
+        raise EnvelopeError(f"{what}: its recipients are repeated or out of order")
+    missing = sorted(to_checksum_address(_address(a)) for a in required if _address(a) not in wraps)
+    if missing:
+        raise EnvelopeError(f"{what}: not sealed to {', '.join(missing)}, a member of the round")
+    mine = wraps.get(_address(me))
+    if mine is None:
+        raise EnvelopeError(f"{what}: not sealed to {to_checksum_address(_address(me))} (not a recipient)")
+    try:
+        k = key.open(mine, place.context(to_checksum_address(_address(me))), KEY)
+    except SealError as exc:
+        raise EnvelopeError(f"{what}: our key does not open ({exc})") from None
+    if len(k) != KEY:
+        raise EnvelopeError(f"{what}: a wrapped key of {len(k)} bytes")
+    try:
+        inner = ChaCha20Poly1305(k).decrypt(_NONCE, data[end:], place.aad(data[len(_MAGIC) : end]))
+    except InvalidTag:
+        raise EnvelopeError(f"{what}: does not open (changed, or not for this round and sender)") from None
+    return Opened(inner[BLIND:], hashlib.sha256(inner).digest())
