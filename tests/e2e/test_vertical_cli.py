@@ -125,7 +125,7 @@ def test_parts_spec_deploy_and_a_daemon_per_member_pay_the_parties(
         "--party",
         "finance.part.json",
         "--epochs",
-        "2",
+        "4",  # 3 steps an epoch on this sample: fewer leave the model's test AUC to chance
         "--token",
         token_address,
         cwd=tmp_path,
@@ -194,7 +194,7 @@ def test_parts_spec_deploy_and_a_daemon_per_member_pay_the_parties(
     paid = [token.balance_of(accounts[n].address) - 100 * UNIT for n in ("demographics", "finance")]
     assert sum(paid) == 900 * UNIT + 2 * 100 * UNIT - 200 * UNIT  # the bounty; stakes came back
     result = json.loads((tmp_path / "campaign.result.json").read_text())
-    assert len(result["rounds"]) == 2 and result["federated_auc"] > 0.6
+    assert len(result["rounds"]) == 4 and result["federated_auc"] > 0.6
     assert (tmp_path / "demographics.seal.pem").read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY")
 
 
