@@ -39,7 +39,7 @@ from node.vertical.state import StateFile
 
 __all__ = [
     "MemberConfig",
-    "default_model_path",
+    "beside_keystore",
     "measured_by",
     "open_member",
     "open_scorer",
@@ -70,16 +70,16 @@ class MemberConfig:
 
     @property
     def model_path(self) -> Path:
-        return self.model or default_model_path(self.keystore, self.task)
+        return self.model or beside_keystore(self.keystore, self.task, "model.npz")
 
     @property
     def state_path(self) -> Path:
-        return self.state or default_model_path(self.keystore, self.task).with_suffix("").with_suffix(".state")
+        return self.state or beside_keystore(self.keystore, self.task, "state")
 
 
-def default_model_path(keystore: Path, task: str) -> Path:
-    """Where a member keeps its trained part of task `task` unless told: beside its keystore."""
-    return keystore.with_name(f"{keystore.stem}.{task.lower().removeprefix('0x')}.model.npz")
+def beside_keystore(keystore: Path, task: str, suffix: str) -> Path:
+    """A member's file for task `task` unless told where: beside its keystore, KEYSTORE.TASK.SUFFIX."""
+    return keystore.with_name(f"{keystore.stem}.{task.lower().removeprefix('0x')}.{suffix}")
 
 
 def sample_key(seed: int) -> bytes:

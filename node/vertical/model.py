@@ -10,9 +10,6 @@ member, and a file for another task or member is refused.
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +22,11 @@ import torch
 from ledger.files import write_atomic
 from node.errors import NodeError
 from node.vertical.split import Bottom, SplitSpec, Top
+from node.vertical.state import load_module, module_arrays, pack_arrays, unpack_arrays
 
 __all__ = ["OwnerModel", "PartyModel", "load_owner_model", "load_party_model", "save_model"]
 
 _FORMAT = "fedchain/vertical-model/v1"
-_META = "meta"
 _NET = "net/"
 _FALLBACK = "fallback/"
 
@@ -62,37 +59,23 @@ def save_model(
     """Write `name`'s trained network (and, for the owner, the fallbacks and the parties still in) for
     task `task` (chain_id, contract, spec_hash) to `path`, atomically."""
     meta = {"format": _FORMAT, **task, "name": name, "active": list(active)}
-    arrays: dict[str, npt.NDArray[Any]] = {
-        _META: np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    }
-    for k, v in net.state_dict().items():
-        arrays[_NET + k] = v.detach().numpy().astype(np.float32)
-    for p, v in (fallback or {}).items():
-        arrays[_FALLBACK + p] = np.asarray(v, dtype=np.float32)
-    buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False, **arrays)
+    arrays = module_arrays(_NET, net)
+    arrays.update({_FALLBACK + p: np.asarray(v, dtype=np.float32) for p, v in (fallback or {}).items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, buf.getvalue(), mode=0o600)
+    write_atomic(path, pack_arrays(meta, arrays), mode=0o600)
 
 
 def _read(path: Path, task: Mapping[str, Any], name: str) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("not an archive of arrays")
-        with archive:
-            arrays = {k: archive[k] for k in archive.files}
+        data = path.read_bytes()
     except FileNotFoundError:
         raise NodeError(f"{path}: no trained model here (a member keeps it when its task's training ends)") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise NodeError(f"{path}: not a fedchain vertical model ({exc})") from None
+    except OSError as exc:
+        raise NodeError(f"{path}: cannot read the model ({exc.strerror})") from None
+    meta, arrays = unpack_arrays(data, f"{path}: not a fedchain vertical model")
     if any(not np.issubdtype(v.dtype, np.number) for v in arrays.values()):
         raise NodeError(f"{path}: not a fedchain vertical model (arrays that are not numbers)")
-    try:
-        meta = json.loads(bytes(arrays.pop(_META)).decode())
-    except (KeyError, ValueError, UnicodeDecodeError):
-        raise NodeError(f"{path}: not a fedchain vertical model (no header)") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT or not isinstance(meta.get("active"), list):
+    if meta.get("format") != _FORMAT or not isinstance(meta.get("active"), list):
         raise NodeError(f"{path}: not a fedchain vertical model")
     for k, v in task.items():
         if str(meta.get(k, "")).lower() != str(v).lower():
@@ -103,11 +86,9 @@ def _read(path: Path, task: Mapping[str, Any], name: str) -> tuple[dict[str, Any
 
 
 def _load_net(net: torch.nn.Module, arrays: Mapping[str, npt.NDArray[Any]], path: Path) -> None:
-    nets = {k[len(_NET) :]: v for k, v in arrays.items() if k.startswith(_NET)}
-    state = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in nets.items()}
     try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+        load_module(_NET, net, arrays)
+    except (RuntimeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise NodeError(f"{path}: the model does not fit this task's spec ({first})") from None
 

@@ -345,6 +345,16 @@ class TaskMember:
         self._changed()
         self.save()
 
+    def step(self) -> list[str]:
+        """Whatever is due now (a line for each thing done), kept in the state file if anything was."""
+        did = self._step()
+        if did:
+            self.save()
+        return did
+
+    def _step(self) -> list[str]:
+        raise NotImplementedError
+
     def _state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
         raise NotImplementedError
 
@@ -416,12 +426,6 @@ class PartyNode(TaskMember):
             if self.awaiting:  # the embedding sent for the step under way: computed again, to take its gradient
                 e, s = self.cursor
                 self.role.forward(self.batches.epoch(e)[s])
-
-    def step(self) -> list[str]:
-        did = self._step()
-        if did:
-            self.save()
-        return did
 
     def _step(self) -> list[str]:
         stage = self.task.stage()
@@ -735,12 +739,6 @@ class OwnerNode(TaskMember):
                 self.role.sums = {p: np.array(arrays[f"sums/{p}"]) for p in self.spec.names}
                 self.role.counts = {p: int(meta["counts"][p]) for p in self.spec.names}
                 self.role.silent = set(meta["silent"])
-
-    def step(self) -> list[str]:
-        did = self._step()
-        if did:
-            self.save()
-        return did
 
     def _step(self) -> list[str]:
         stage = self.task.stage()

@@ -207,13 +207,17 @@ class PsiParty:
                 out.append(None)
         return out
 
-    def values(self) -> dict[bytes, int]:
-        """Every id of this side hashed to the group and times its secret, each mapped to its row (kept:
-        never sent)."""
+    def _own_points(self) -> list[bytes]:
+        """Every id of this side hashed to the group and times its secret, in row order."""
         hashed = _on_every_core(lambda ids: self._times_secret([hash_to_group(self.tag, k) for k in ids]), self.ids)
-        if any(p is None for p in hashed):
+        points = [p for p in hashed if p is not None]
+        if len(points) != len(hashed):  # from_uniform maps into the group: never, but never silently
             raise PsiError("libsodium refused an id hashed to the group")
-        return {p: row for row, p in enumerate(hashed) if p is not None}
+        return points
+
+    def values(self) -> dict[bytes, int]:
+        """This side's points (`_own_points`), each mapped to its row (kept: never sent)."""
+        return {p: row for row, p in enumerate(self._own_points())}
 
     def unblind(self, points: Sequence[bytes], what: str) -> list[bytes]:
         """Points times the inverse of this side's secret: the other side's blinding of our blinded ids,
@@ -227,10 +231,7 @@ class PsiParty:
 
     def blinded(self) -> bytes:
         """Step 1: every id hashed to the group, times this party's secret, sorted by value."""
-        hashed = _on_every_core(lambda ids: self._times_secret([hash_to_group(self.tag, k) for k in ids]), self.ids)
-        points = [p for p in hashed if p is not None]
-        if len(points) != len(hashed):  # from_uniform maps into the group: never, but never silently
-            raise PsiError("libsodium refused an id hashed to the group")
+        points = self._own_points()
         self._order = sorted(range(len(points)), key=points.__getitem__)
         return encode_points([points[i] for i in self._order])
 

@@ -39,6 +39,7 @@ whose embedding was missing for it.
 from __future__ import annotations
 
 import csv
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -233,21 +234,14 @@ class Scorer(TaskMember):
         stop: threading.Event | None = None,
         poll: float = 1.0,
         others: Sequence[Callable[[], Sequence[str]]] = (),
+        begun: bool = False,
     ) -> Scored:
-        """Begin a request and step it until every party answered or `wait` seconds passed. `others` are
-        stepped too, in this thread (the demo's parties; a daemon runs in its own process)."""
-        log(f"scoring request {self.begin()}: {len(self.prospects.ids)} prospects, {len(self.model.active)} parties")
-        return self.follow(wait, log, stop, poll, others)
-
-    def follow(
-        self,
-        wait: float,
-        log: Callable[[str], None],
-        stop: threading.Event | None = None,
-        poll: float = 1.0,
-        others: Sequence[Callable[[], Sequence[str]]] = (),
-    ) -> Scored:
-        """Step the request `begin` opened until every party answered or `wait` seconds passed."""
+        """Begin a request (unless `begun`: `begin` opened it) and step it until every party answered or
+        `wait` seconds passed. `others` are stepped too, in this thread (the demo's parties; a daemon runs
+        in its own process)."""
+        if not begun:
+            r = self.begin()
+            log(f"scoring request {r}: {len(self.prospects.ids)} prospects, {len(self.model.active)} parties")
         stop = stop or threading.Event()
         deadline = time.monotonic() + wait
         while self.pending and not stop.is_set():
@@ -276,11 +270,8 @@ def check_writable(path: Path) -> None:
     """Refuse, before any work, an output path that cannot be written."""
     if path.is_dir() or not path.parent.is_dir():
         raise NodeError(f"{path}: cannot write the scores there (not a file in an existing directory)")
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise NodeError(f"{path}: cannot write the scores there ({exc.strerror})") from None
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise NodeError(f"{path}: cannot write the scores there (permission denied)")
 
 
 def write_scores(path: Path, id_column: str, scored: Scored) -> None:

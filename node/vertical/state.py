@@ -40,7 +40,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ledger.files import write_atomic
 from node.errors import NodeError
 
-__all__ = ["StateFile", "load_module", "load_optimizer", "module_arrays", "optimizer_arrays"]
+__all__ = [
+    "StateFile",
+    "load_module",
+    "load_optimizer",
+    "module_arrays",
+    "optimizer_arrays",
+    "pack_arrays",
+    "unpack_arrays",
+]
 
 _MAGIC = b"FCVST2\x00\x00"
 _SALT = 16
@@ -68,12 +76,10 @@ class StateFile:
         return self._keys[salt]
 
     def _seal(self, meta: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]], part: bytes) -> bytes:
-        buf = io.BytesIO()
-        header = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-        np.savez(buf, allow_pickle=False, **{_META: header, **arrays})
         nonce = os.urandom(_NONCE)
         aad = _MAGIC + self._salt + part + b"|" + self._context
-        return _MAGIC + self._salt + nonce + ChaCha20Poly1305(self._key(self._salt)).encrypt(nonce, buf.getvalue(), aad)
+        plain = pack_arrays(meta, arrays)
+        return _MAGIC + self._salt + nonce + ChaCha20Poly1305(self._key(self._salt)).encrypt(nonce, plain, aad)
 
     def _open(self, path: Path, part: bytes) -> tuple[bytes, dict[str, Any], dict[str, npt.NDArray[Any]]] | None:
         try:
@@ -92,14 +98,7 @@ class StateFile:
         except InvalidTag:
             why = "another account or task, or changed"
             raise NodeError(f"{path}: this member's state does not open ({why})") from None
-        try:
-            with np.load(io.BytesIO(plain), allow_pickle=False) as archive:
-                arrays = {k: archive[k] for k in archive.files}
-            meta = json.loads(bytes(arrays.pop(_META)).decode())
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise NodeError(f"{path}: a damaged member state ({exc})") from None
-        if not isinstance(meta, dict):
-            raise NodeError(f"{path}: a damaged member state")
+        meta, arrays = unpack_arrays(plain, f"{path}: a damaged member state")
         self._salt = salt
         return data, meta, arrays
 
@@ -136,6 +135,30 @@ class StateFile:
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
         self.static_path.unlink(missing_ok=True)
+
+
+def pack_arrays(meta: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
+    """Arrays and a JSON header as one NumPy archive (no pickle)."""
+    buf = io.BytesIO()
+    header = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    np.savez(buf, allow_pickle=False, **{_META: header, **arrays})
+    return buf.getvalue()
+
+
+def unpack_arrays(data: bytes, refused: str) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+    """The header and arrays `pack_arrays` made (loading runs no code); anything else is NodeError(`refused`)."""
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("not an archive of arrays")
+        with archive:
+            arrays = {k: archive[k] for k in archive.files}
+        meta = json.loads(bytes(arrays.pop(_META)).decode())
+    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        raise NodeError(f"{refused} ({exc})") from None
+    if not isinstance(meta, dict):
+        raise NodeError(refused)
+    return meta, arrays
 
 
 def module_arrays(prefix: str, module: torch.nn.Module) -> dict[str, npt.NDArray[Any]]:

@@ -207,7 +207,7 @@ def test_an_owner_gets_embeddings_only_of_customers_it_names(paid: TaskRun, forg
     fishing = _Fishing(paid.spec, owner.name, base.model, base.prospects, base.x, **_member_kw(paid))
     fishing.forge = forge
     fishing.begin()
-    fishing.follow(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names))
+    fishing.run(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names), begun=True)
     assert party.model is not None
     at = {k: i for i, k in enumerate(party.ids)}
     allowed = {tuple(party.model.bottom.embed(party.x[[at[owner.ids[r]]]])[0].round(4)) for r in held}
@@ -227,7 +227,7 @@ def test_two_scoring_requests_at_once_are_refused_not_mixed(paid: TaskRun) -> No
     first.step()
     with pytest.raises(NodeError, match="another scoring request"):
         second.step()
-    scored = first.follow(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names))
+    scored = first.run(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names), begun=True)
     assert not scored.failed
 
 
