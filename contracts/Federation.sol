@@ -325,7 +325,7 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     /// @inheritdoc IFederation
-    function commit(uint256 round, bytes32 commitment, bytes32 vote_) external {
+    function commit(uint256 round, bytes32 commitment, bytes32 vote_, uint32 epsilonMilli) external {
         _syncAt(round);
         if (vote_ != 0) {
             // The vote first: it may decide (or fail) the round before, and with it this one.
@@ -347,6 +347,7 @@ contract Federation is IFederation, ReentrancyGuard {
         _word[msg.sender] = round | _COMMITTED << _STATE_SHIFT | prev << _PREV_SHIFT | c << _COMMITMENT_SHIFT;
         uint16 commits = ++R.commits;
         emit Committed(round, msg.sender, commitment);
+        if (epsilonMilli != 0) emit PrivacySpent(round, msg.sender, epsilonMilli);
         if (commits == R.eligible && commits >= _minPeers) _enterReveal(round, R, block.timestamp);
     }
 

@@ -159,6 +159,10 @@ def _apply(rec: RoundRecord, name: str, args: dict[str, Any], when: dict[str, An
         rec.phase = Phase(args["phase"]).name
     elif name == "Committed":
         rec.commits.append({"member": str(args["member"]), "commitment": _hex(args["commitment"]), **when})
+    elif name == "PrivacySpent":  # logged right after its commit: the member's own statement, in thousandths
+        for c in rec.commits:
+            if c["member"] == str(args["member"]):
+                c["epsilon"] = int(args["epsilonMilli"]) / 1000
     elif name == "Revealed":
         rec.reveals.append(
             {"member": str(args["member"]), "content_hash": _hex(args["contentHash"]), "cid": args["cid"], **when}

@@ -304,9 +304,12 @@ class FederationClient(StakedClient):
     def advance(self, signer: LocalAccount) -> TxReceipt:
         return self._send(signer, "advance")
 
-    def commit(self, signer: LocalAccount, round_id: int, commitment_: bytes, vote: bytes = bytes(32)) -> TxReceipt:
-        """Commit to round `round_id`, voting (unless `vote` is zero) for proposal `vote` of the round before."""
-        return self._send(signer, "commit", round_id, commitment_, vote)
+    def commit(
+        self, signer: LocalAccount, round_id: int, commitment_: bytes, vote: bytes = bytes(32), epsilon_milli: int = 0
+    ) -> TxReceipt:
+        """Commit to round `round_id`, voting (unless `vote` is zero) for proposal `vote` of the round before,
+        logging the differential privacy spent with the update (thousandths of epsilon; 0: no DP)."""
+        return self._send(signer, "commit", round_id, commitment_, vote, epsilon_milli)
 
     def reveal(
         self,

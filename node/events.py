@@ -30,6 +30,7 @@ EventKind = Literal[
     "rejected",
     "unrevealable",
     "model-unavailable",
+    "budget-spent",
 ]
 
 
@@ -73,7 +74,13 @@ class StepEvent:
             case "advanced":
                 return f"advanced round {r} past its {d['window']} window"
             case "committed":
-                return f"committed round {r} update {d['hash'][:12]} ({d['bytes']} bytes, published at reveal)"
+                spent = f", epsilon {d['epsilon']:.3f} spent" if "epsilon" in d else ""
+                return f"committed round {r} update {d['hash'][:12]} ({d['bytes']} bytes, published at reveal{spent})"
+            case "budget-spent":
+                return (
+                    f"round {r}: privacy budget spent (epsilon {d['epsilon']:.3f} of {d['budget']:g}): "
+                    "no more updates from this peer"
+                )
             case "revealed":
                 return f"revealed round {r}"
             case "voted":

@@ -72,8 +72,10 @@ def _member_rows(rec: dict[str, Any], members: list[str]) -> list[str]:
     for m in members[: rec["member_count"]]:
         reveal, vote = by["reveals"].get(m), by["votes"].get(m)
         score = winner["scores"].get(m, 0) if winner else "-"
+        commit = by["commits"].get(m)
+        committed = "no" if commit is None else f"eps {commit['epsilon']:g}" if "epsilon" in commit else "yes"
         rows.append(
-            f"{m}  {'yes' if m in by['commits'] else 'no':9} {short(reveal['content_hash']) if reveal else 'no':13} "
+            f"{m}  {committed:9} {short(reveal['content_hash']) if reveal else 'no':13} "
             f"{short(vote['proposal']) if vote else 'no':13} {score!s:>8} "
             f"{tokens(by['rewards'][m]['amount']) if m in by['rewards'] else '-':>10} "
             f"{tokens(by['slashes'][m]['amount']) if m in by['slashes'] else '-':>10}"

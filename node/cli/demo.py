@@ -111,9 +111,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         poison=args.poison,
         free_riders=args.free_riders,
         free_ride=args.free_ride,
-        scoring=args.scoring,
+        scoring=args.scoring or ("agreement" if args.epsilon is not None else "evaluation"),
         liars=args.liars,
+        epsilon=args.epsilon,
+        clip=args.clip,
     )
+    if args.epsilon is None and args.clip != 1.0:
+        raise NodeError("--clip bounds DP-SGD's gradients: give --epsilon too")
     if args.devnet and (args.poisoners or args.free_riders or args.liars):
         raise NodeError("--poisoners, --free-riders and --liars run on the embedded default only, not with --devnet")
     if cfg.split_by is None and cfg.peers is None:
@@ -161,8 +165,16 @@ def add_demo_command(sub: Any) -> None:
     p.add_argument(
         "--scoring",
         choices=SCORINGS,
-        default="evaluation",
-        help="how rewards are scored: peer evaluation of value on private rows (default), or peer agreement",
+        help="how rewards are scored: peer evaluation of value on private rows (default), or peer agreement "
+        "(the default with --epsilon)",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=positive_float,
+        help="train with differential privacy (DP-SGD): each company's budget over the run ([privacy] epsilon)",
+    )
+    p.add_argument(
+        "--clip", type=positive_float, default=1.0, help="with --epsilon: each customer's gradient norm bound"
     )
     p.add_argument("--liars", type=at_least(0), default=0, help="companies that collude in their evaluations")
     p.add_argument("--devnet", action="store_true", help="anvil + Kubo nodes, one peer process each")

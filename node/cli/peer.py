@@ -152,7 +152,8 @@ def cmd_spec_init(args: argparse.Namespace) -> int:
             "model": {"kind": args.model, "hidden": 32, "seed": 0},
             "training": {"epochs": 1, "batch_size": 64, "lr": 0.01, "optimizer": "adam", "seed": 0},
             "aggregation": {"rule": args.rule, "trim": 0.2, "attackers": 0},
-            "scoring": {"rule": args.scoring},
+            "scoring": {"rule": args.scoring or ("agreement" if args.epsilon is not None else "evaluation")},
+            **({} if args.epsilon is None else {"privacy": {"epsilon": args.epsilon, "rounds": args.dp_rounds}}),
         }
     )
     NodeSpec.from_federation(spec)  # the peers must be able to read it
@@ -177,8 +178,16 @@ def add_spec_commands(sub: Any) -> None:
     p.add_argument(
         "--scoring",
         choices=SCORINGS,
-        default="evaluation",
-        help="how rewards are scored: peer evaluation of value (default), or peer agreement",
+        help="how rewards are scored: peer evaluation of value (default), or peer agreement (the default, and "
+        "the only choice, with --epsilon)",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=positive_float,
+        help="a [privacy] table: every member trains with DP-SGD and spends at most this epsilon (delta 1e-5)",
+    )
+    p.add_argument(
+        "--dp-rounds", type=at_least(1), default=10, help="with --epsilon: the rounds the budget must last"
     )
     p.add_argument("--out", type=Path, default=Path("spec.toml"))
     p.set_defaults(func=cmd_spec_init)

@@ -34,6 +34,7 @@ from node.horizontal.verify import rerun
 from node.learn.data import Dataset
 from node.learn.evaluation import evaluate_updates
 from node.learn.model import train
+from node.privacy.dp import DPTraining, noise_seed, onchain_epsilon, train_private
 from node.store import Store, StoreError, fetch_verified
 
 __all__ = ["EvaluationMaker", "Peer", "UpdateMaker"]
@@ -82,6 +83,15 @@ class Peer:
         # seconds spent in train, encode, publish, chain (transactions), fetch, aggregate, adopt; added up
         self.timings = Timings()
         self._step_timings = Timings(self.timings)
+        self._budget_noted = False  # whether this peer said its privacy budget is spent
+        t, dp = nspec.training, nspec.privacy
+        # This peer's DP-SGD (its own sampling rate and noise), when the spec has [privacy].
+        self.dp: DPTraining | None = None if dp is None else dp.for_member(len(data.y), t.batch_size, t.epochs)
+
+    @property
+    def epsilon(self) -> float:
+        """The differential privacy this peer has spent so far (0 without [privacy])."""
+        return 0.0 if self.dp is None else self.dp.spent(len(self.state.dp_rounds))
 
     @property
     def address(self) -> str:
@@ -128,10 +138,14 @@ class Peer:
     def trained_update(
         self, round_id: int, base: dict[str, IntArray], data: Dataset | None = None
     ) -> dict[str, IntArray]:
-        """Train on local data (or `data`) from `base` for round `round_id`; the update is the difference."""
-        trained = train(
-            self.nspec.model, base, self.data if data is None else data, self.nspec.training.for_round(round_id)
-        )
+        """Train on local data (or `data`) from `base` for round `round_id`; the update is the difference.
+        With [privacy], on its own data, by DP-SGD, its sampling and noise seeded from its account key."""
+        cfg = self.nspec.training.for_round(round_id)
+        if self.dp is not None and data is None:
+            seed = noise_seed(bytes(self.account.key), f"{self.fed.chain.chain_id}|{self.fed.address}|{round_id}")
+            trained = train_private(self.nspec.model, base, self.data, cfg, self.dp, seed)
+        else:
+            trained = train(self.nspec.model, base, self.data if data is None else data, cfg)
         return {k: np.clip(trained[k] - base[k], -MAX_ABS, MAX_ABS) for k in base}
 
     def step(self) -> StepEvent:
@@ -188,7 +202,17 @@ class Peer:
         return StepEvent("idle", r)
 
     def _takes_part(self, r: int) -> bool:
-        return self.last_round is None or r <= self.last_round
+        """Whether this peer commits to round r: not after its last round, nor once its privacy budget cannot
+        pay for another update (it says so once; it still votes on the rounds it revealed in)."""
+        if self.last_round is not None and r > self.last_round:
+            return False
+        dp = self.dp
+        if dp is None or r in self.state.dp_rounds or dp.can_train(len(self.state.dp_rounds)):
+            return True
+        if not self._budget_noted:
+            self._budget_noted = True
+            self.on_event(self._event("budget-spent", r, epsilon=self.epsilon, budget=dp.config.epsilon))
+        return False
 
     def _previous_model(self) -> dict[str, IntArray] | None:
         """The global model before the one this peer holds (None when it holds the initial model)."""
@@ -233,6 +257,7 @@ class Peer:
             with self._timed("chain"):
                 self.fed.add_stake(self.account, stake - me.stake)
             return self._event("topped-up", r, amount=stake - me.stake)
+        dp = self.dp
         try:
             base = self._base(r)
         except NodeError as exc:
@@ -251,13 +276,19 @@ class Peer:
         # Before the commit: a crash after it must still be able to reveal. Not published yet.
         self.state.keep_update(r, data)
         self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex()}
+        if dp is not None and r not in self.state.dp_rounds:  # spent once trained: counted before it can leak
+            self.state.dp_rounds.append(r)
         self.state.save()
         pid = proposal_id(vote.model_hash, vote.model_cid, vote.scores) if vote else bytes(32)
+        epsilon = self.epsilon
         with self._timed("chain"):
-            self.fed.commit(self.account, r, self.fed.commitment_for(r, self.address, digest, salt), pid)
+            commitment = self.fed.commitment_for(r, self.address, digest, salt)
+            self.fed.commit(self.account, r, commitment, pid, onchain_epsilon(epsilon))
         if vote is not None:
             self.on_event(self._voted(r - 1, vote))
-        return self._event("committed", r, hash=digest.hex(), bytes=len(data))
+        if dp is None:
+            return self._event("committed", r, hash=digest.hex(), bytes=len(data))
+        return self._event("committed", r, hash=digest.hex(), bytes=len(data), epsilon=epsilon)
 
     def _reveal(self, r: int, previous: Proposal | None) -> StepEvent:
         c = self.state.commits[str(r)]

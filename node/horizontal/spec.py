@@ -17,6 +17,7 @@ from node.core.scoring import SCORINGS
 from node.errors import NodeError
 from node.learn.data import Schema
 from node.learn.model import ModelSpec, TrainConfig, initial_params, layout
+from node.privacy.dp import DPConfig
 
 __all__ = ["EVALUATION", "NodeSpec", "aggregation_settings", "model_hash", "scoring_rule"]
 
@@ -34,6 +35,7 @@ class NodeSpec:
     attackers: int  # the most attackers a round must withstand (Krum's f)
     krum_m: int | None
     scoring: str = "agreement"
+    privacy: DPConfig | None = None  # the spec's [privacy]: every member trains with DP-SGD
 
     @classmethod
     def from_federation(cls, spec: FederationSpec) -> NodeSpec:
@@ -41,7 +43,13 @@ class NodeSpec:
         schema = Schema.from_spec(data.get("data", {}))
         model = ModelSpec.from_spec(data.get("model", {}), schema.n_features)
         training = TrainConfig.from_spec(data.get("training", {}))
-        return cls(spec, schema, model, training, *aggregation_settings(spec), scoring_rule(spec))
+        scoring, privacy = scoring_rule(spec), DPConfig.from_spec(data)
+        if privacy is not None and scoring == "evaluation":
+            raise NodeError(
+                "spec [privacy] with [scoring] rule = 'evaluation': a member's evaluation of the others' updates "
+                "on its rows is published outside the privacy accountant; score by 'agreement'"
+            )
+        return cls(spec, schema, model, training, *aggregation_settings(spec), scoring, privacy)
 
     @property
     def layout(self) -> Layout:

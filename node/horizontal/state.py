@@ -37,6 +37,8 @@ class PeerState:
     model_cid: str = ""
     commits: dict[str, dict[str, str]] = field(default_factory=dict)  # round -> hash, salt (and cid once published)
     round_blocks: dict[str, int] = field(default_factory=dict)  # round -> a block at or before its opening
+    # The rounds this peer trained a DP update for (kept for life: what its privacy accountant counts).
+    dp_rounds: list[int] = field(default_factory=list)
     # Updates committed but not yet published, in memory; also on disk beside the state file.
     updates: dict[int, bytes] = field(default_factory=dict, repr=False)
 
@@ -74,6 +76,7 @@ class PeerState:
             "model_cid": self.model_cid,
             "commits": self.commits,
             "round_blocks": self.round_blocks,
+            "dp_rounds": self.dp_rounds,
         }
         write_atomic(self.path, json.dumps(doc))
 
@@ -92,8 +95,8 @@ class PeerState:
             raise NodeError(f"peer state {path} is corrupt ({what}); move it aside to start afresh") from exc
 
 
-def _parse(data: Any) -> tuple[int, str, dict[str, dict[str, str]], dict[str, int]]:
-    """model_round, model_cid, commits and round_blocks from a state document, each checked."""
+def _parse(data: Any) -> tuple[int, str, dict[str, dict[str, str]], dict[str, int], list[int]]:
+    """model_round, model_cid, commits, round_blocks and dp_rounds from a state document, each checked."""
     if not isinstance(data, dict):
         raise TypeError(f"expected a JSON object, found {type(data).__name__}")
     commits = data["commits"]
@@ -105,4 +108,5 @@ def _parse(data: Any) -> tuple[int, str, dict[str, dict[str, str]], dict[str, in
     for k in commits:
         int(k)
     blocks = {str(int(k)): int(v) for k, v in dict(data.get("round_blocks", {})).items()}
-    return int(data["model_round"]), str(data["model_cid"]), dict(commits), blocks
+    dp_rounds = sorted({int(r) for r in list(data.get("dp_rounds", []))})
+    return int(data["model_round"]), str(data["model_cid"]), dict(commits), blocks, dp_rounds

@@ -48,6 +48,8 @@ class DemoConfig:
     free_ride: str = "zero"
     scoring: str = "evaluation"  # [scoring] rule: "evaluation" or "agreement"
     liars: int = 0  # companies whose evaluations collude (the cheaters first, when there are any)
+    epsilon: float | None = None  # [privacy]: every company trains with DP-SGD on this budget over the run
+    clip: float = 1.0  # [privacy] clip: each customer's gradient bound
 
 
 def _cheating_order(cfg: DemoConfig, names: list[str]) -> list[str]:

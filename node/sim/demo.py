@@ -55,6 +55,7 @@ __all__ = [
     "document",
     "personal_folds",
     "play_round",
+    "private_row",
     "round_row",
     "run_demo",
     "summary",
@@ -114,15 +115,27 @@ def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> F
             "training": {**training, "seed": cfg.seed},
             "aggregation": {"rule": cfg.rule, "trim": float(trim), "attackers": attackers},
             "scoring": {"rule": cfg.scoring},
+            **({} if cfg.epsilon is None else {"privacy": _privacy(cfg)}),
         }
     )
 
 
-def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None, chain: Chain | None = None) -> dict[str, Any]:
+def _privacy(cfg: DemoConfig) -> dict[str, Any]:
+    """The demo's [privacy]: the budget over the run's rounds, noise solved for it per company."""
+    return {"epsilon": cfg.epsilon, "clip": cfg.clip, "rounds": cfg.rounds}
+
+
+def run_demo(
+    cfg: DemoConfig,
+    out: Callable[[str], None] | None = None,
+    chain: Chain | None = None,
+    observe: Callable[[int, list[Peer]], None] | None = None,
+) -> dict[str, Any]:
     """Run the whole demo; returns the JSON document, printing the live table through `out`.
 
     The chain is the embedded one unless `chain` is given (a development chain that can
     fund accounts and move time, e.g. anvil: the speed benchmark compares the two).
+    `observe(r, peers)` sees the peers after each round r (the privacy benchmark's attacker).
     """
     say = out or (lambda _line: None)
     schema, companies = load_companies(cfg, say)
@@ -163,18 +176,37 @@ def run_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None, chain: C
             fed.join(p.account)
             p.last_round = cfg.rounds
         say(ROUND_HEADER)
-        rounds = [_round(fed, peers, r, chain, companies, nspec, test_all, say) for r in range(1, cfg.rounds + 1)]
+        rounds = []
+        for r in range(1, cfg.rounds + 1):
+            rounds.append(_round(fed, peers, r, chain, companies, nspec, test_all, say))
+            if observe is not None:
+                observe(r, peers)
     federated = peers[0].params
     if any(any(not np.array_equal(p.params[k], federated[k]) for k in federated) for p in peers):
         raise NodeError("peers ended with different models")
     central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
     peer_rows = [
-        compare(fed, p.address, c, nspec, federated, central, own, _role(roles[c.name], c.name in liars))
+        {
+            **compare(fed, p.address, c, nspec, federated, central, own, _role(roles[c.name], c.name in liars)),
+            **private_row(p),
+        }
         for c, p, own in zip(companies, peers, personal_folds(nspec, companies, cfg.rounds, cfg.seed), strict=True)
     ]
     doc = document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all)
     summary(doc, say)
     return doc
+
+
+def private_row(peer: Peer) -> dict[str, Any]:
+    """A company's differential privacy: the epsilon it spent (at the spec's delta), its noise multiplier
+    and the rounds it trained; None without [privacy]."""
+    if peer.dp is None:
+        return {"epsilon": None}
+    return {
+        "epsilon": round(peer.epsilon, 4),
+        "noise_multiplier": round(peer.dp.noise, 4),
+        "dp_rounds": len(peer.state.dp_rounds),
+    }
 
 
 def _role(behaviour: Behaviour | None, liar: bool) -> str:
@@ -226,6 +258,14 @@ def document(
         "free_riders": cfg.free_riders,
         "free_ride": cfg.free_ride if cfg.free_riders else None,
         "scoring": nspec.scoring,
+        "privacy": None
+        if nspec.privacy is None
+        else {
+            "epsilon": nspec.privacy.epsilon,
+            "delta": nspec.privacy.delta,
+            "clip": nspec.privacy.clip,
+            "accountant": nspec.privacy.accountant,
+        },
         "liars": cfg.liars,
         "rewards_paid": str(paid),
         "cheater_reward_share": round(cheaters / paid, 4) if paid else 0.0,
@@ -318,9 +358,10 @@ def compare(
 
 def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
     say("")
+    private = doc.get("privacy") is not None
     say(
         f"{'company':16} {'role':10} {'rows':>6} {'local AUC':>9} {'global':>7} {'uses':>11} {'AUC':>6} {'gain':>7} "
-        f"{'reward':>10}"
+        f"{'reward':>10}" + (f" {'epsilon':>7}" if private else "")
     )
     for p in doc["peers"]:
         gain = p["federated_auc"] - p["local_auc"]
@@ -328,7 +369,11 @@ def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
         say(
             f"{p['name']:16} {p['role']:10} {p['rows']:>6} {p['local_auc']:>9.4f} {p['global_auc']:>7.4f} "
             f"{p['choice']:>11} {p['federated_auc']:>6.4f} {gain:>+7.4f} {reward:>10.4f}"
+            + (f" {'-' if p['epsilon'] is None else format(p['epsilon'], '.3f'):>7}" if private else "")
         )
+    if private:
+        dp = doc["privacy"]
+        say(f"differential privacy: epsilon spent per company at delta {dp['delta']:g} (budget {dp['epsilon']:g})")
     if doc["poisoners"] or doc["free_riders"] or doc["liars"]:
         say(f"cheaters' share of the rewards paid: {doc['cheater_reward_share']:.1%}")
     fed_auc, central = doc["federated_auc"], doc["centralized_auc"]

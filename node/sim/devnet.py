@@ -40,7 +40,7 @@ from node.sim.evaluate import concat, train_alone
 from node.store import KuboStore, fetch_verified
 from node.store.kubo import KuboNode, new_swarm_key, start_kubo
 
-__all__ = ["kill_process", "run_devnet_demo", "start_parts"]
+__all__ = ["kill_process", "run_devnet_demo", "spent_on_chain", "start_parts"]
 
 WINDOW = 30
 MAX_KUBO = 3
@@ -81,6 +81,17 @@ def start_parts(
             node.connect(other)
         kubo.append(node)
     return anvil, kubo
+
+
+def spent_on_chain(fed: FederationClient, from_block: int) -> dict[str, float]:
+    """Each member's last statement of the differential privacy it spent, from its commits' events (the
+    daemons' own figures, read where an auditor reads them)."""
+    from ledger.audit import read_audit
+
+    said: dict[str, float] = {}
+    for rec in sorted(read_audit(fed, from_block).rounds.values(), key=lambda r: r.round):
+        said.update({c["member"]: c["epsilon"] for c in rec.commits if "epsilon" in c})
+    return said
 
 
 def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -136,7 +147,11 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
                 raise NodeError(f"peer {companies[i].name} exited with {p.returncode}: {tail}")
         central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
         pairs = zip(companies, accounts, personal_folds(nspec, companies, cfg.rounds, cfg.seed), strict=True)
-        peer_rows = [compare(fed, a.address, c, nspec, federated, central, own) for c, a, own in pairs]
+        said = spent_on_chain(fed, deployment.block)
+        peer_rows = [
+            {**compare(fed, a.address, c, nspec, federated, central, own), "epsilon": said.get(a.address)}
+            for c, a, own in pairs
+        ]
     doc = document(cfg, deployment, rounds, peer_rows, nspec, federated, central, test_all, devnet=True)
     summary(doc, say)
     return doc

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -93,15 +94,18 @@ class Federation:
         return events
 
 
-def embedded_federation(csv: Path, root: Path, n: int, rule: str = "fedavg", scoring: str = "agreement") -> Federation:
+def embedded_federation(
+    csv: Path, root: Path, n: int, rule: str = "fedavg", scoring: str = "agreement", **demo: Any
+) -> Federation:
     """`n` founders joined (round 1 open), one peer each with a state file under `root`. Scores by agreement
-    unless `scoring` says otherwise: these tests check a round's own scores."""
+    unless `scoring` says otherwise: these tests check a round's own scores. `demo` sets more of the demo's
+    spec (`DemoConfig`: epsilon and rounds give a [privacy] budget lasting that many rounds)."""
     schema, companies = companies_of(csv, n)
     chain = embedded_chain()
     deployer, *accounts = [Account.create() for _ in range(n + 1)]
     for a in (deployer, *accounts):
         chain.fund(a.address, 10**21)
-    cfg = DemoConfig(data=csv, split_by=None, peers=n, rounds=1, rule=rule, scoring=scoring)
+    cfg = DemoConfig(data=csv, split_by=None, peers=n, rule=rule, scoring=scoring, **{"rounds": 1, **demo})
     spec = demo_spec(cfg, schema, [a.address for a in accounts], n)
     deployment = deploy(chain, deployer, spec)
     fed = FederationClient(chain, deployment.federation)

@@ -236,6 +236,17 @@ def test_demo_on_the_devnet_runs_a_process_per_peer(sample_csv: Path) -> None:
     assert int(doc["rewards_paid"]) == sum(int(p["reward"]) for p in doc["peers"]) > 0
 
 
+def test_demo_on_the_devnet_with_differential_privacy_reports_what_each_daemon_spent(sample_csv: Path) -> None:
+    """Each daemon trains by DP-SGD and states on chain what it spent; the demo reads it from the audit trail."""
+    data = ("--data", str(sample_csv), "--target", "y", "--positive", "yes", "--drop", "duration")
+    out = run_cli("demo", "--devnet", *data, "--peers", "3", "--rounds", "2", "--epsilon", "2", "--json", timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["scoring"] == "agreement" and doc["privacy"]["epsilon"] == 2.0
+    assert [r["status"] for r in doc["rounds"]] == ["finalized", "finalized"]
+    assert all(1.9 < p["epsilon"] <= 2.0 * 1.01 + 0.001 for p in doc["peers"]), doc["peers"]
+
+
 def _wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while not check():

@@ -286,3 +286,21 @@ def test_deploy_refuses_an_unknown_scoring_rule_before_touching_a_chain(
     path.write_text(spec.to_toml())
     line = one_error(capsys, "deploy", "--keystore", str(tmp_path / "none.json"), "--spec", str(path))
     assert "[scoring] rule 'popularity': expected one of agreement, evaluation" in line
+
+
+def test_spec_init_with_epsilon_writes_a_privacy_table_and_refuses_scoring_by_evaluation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ledger.spec import load_spec
+    from node.datasets import DEFAULT_DATA
+    from node.horizontal.spec import NodeSpec
+
+    common = ("spec", "init", "--data", str(DEFAULT_DATA), "--target", "y", "--positive", "yes", "--founders", *DEV)
+    out = tmp_path / "spec.toml"
+    assert main([*common, "--drop", "duration", "--epsilon", "3", "--dp-rounds", "20", "--out", str(out)]) == 0
+    nspec = NodeSpec.from_federation(load_spec(out))
+    assert nspec.privacy is not None and (nspec.privacy.epsilon, nspec.privacy.rounds) == (3.0, 20)
+    assert nspec.scoring == "agreement"
+    line = one_error(capsys, *common, "--epsilon", "3", "--scoring", "evaluation", "--out", str(tmp_path / "x.toml"))
+    assert "published outside the privacy accountant" in line
+    assert not (tmp_path / "x.toml").exists()
