@@ -32,6 +32,8 @@ bench:
 	$(VENV)/python -m bench.accuracy
 	$(VENV)/python -m bench.attacks
 	$(VENV)/python -m bench.rewards
+	$(VENV)/python -m bench.privacy
+	$(VENV)/python -m bench.envelope
 	$(VENV)/python -m bench.report
 
 artifacts:

@@ -66,7 +66,9 @@ def attack(nspec: NodeSpec, params: dict[str, IntArray], members: Dataset, outsi
     order = np.argsort(-score, kind="mergesort")
     tpr = np.cumsum(truth[order]) / len(members)
     fpr = np.cumsum(1 - truth[order]) / len(outsiders)
-    return {"auc": auc(truth.astype(np.float32), score), "advantage": float(np.max(tpr - fpr))}
+    ranked = score[order]
+    cut = np.append(ranked[1:] != ranked[:-1], True)  # thresholds between distinct scores only (ties together)
+    return {"auc": auc(truth.astype(np.float32), score), "advantage": float(max(0.0, np.max((tpr - fpr)[cut])))}
 
 
 def run(cfg: DemoConfig) -> dict[str, Any]:

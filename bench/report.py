@@ -33,7 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PLOTS = RESULTS / "plots"
 OUT = ROOT / "BENCHMARKS.md"
 TWO_CP_MID = sum(TWO_CP) // 2
-NEEDED = ("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed", "rewards", "psi", "vertical")
+NEEDED = (
+    *("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed", "rewards", "psi", "vertical"),
+    *("privacy", "envelope"),
+)
 
 
 def load(stem: str) -> dict[str, Any]:
@@ -67,6 +70,27 @@ def plot_accuracy(acc: dict[str, Any]) -> str:
     axes[0][0].set_ylabel("AUC, all companies' test rows")
     axes[0][0].legend(fontsize=8)
     return _save(fig, "accuracy.png")
+
+
+def _eps_label(run: dict[str, Any]) -> str:
+    return "none" if run["epsilon_budget"] is None else f"{run['epsilon_budget']:g}"
+
+
+def plot_privacy(privacy: dict[str, Any]) -> str:
+    """Population AUC and the member's attack AUC against the epsilon budget, one line per configuration."""
+    fig, (auc_ax, mia_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, runs in privacy["runs"].items():
+        labels = [_eps_label(r) for r in runs]
+        auc_ax.plot(labels, [r["federated_auc"] for r in runs], "o-", label=name)
+        mia_ax.plot(labels, [statistics.mean(a["member"]["auc"] for a in r["attacks"]) for r in runs], "o-", label=name)
+    auc_ax.set_ylabel("population AUC (global model)")
+    mia_ax.set_ylabel("member's attack AUC (mean over companies)")
+    mia_ax.axhline(0.5, color="k", lw=0.8, ls=":")
+    for ax in (auc_ax, mia_ax):
+        ax.set_xlabel("epsilon budget over the run")
+        ax.grid(alpha=0.3)
+    auc_ax.legend(fontsize=8)
+    return _save(fig, "privacy.png")
 
 
 def plot_timing(timing: dict[str, Any]) -> str:
@@ -323,6 +347,47 @@ def _psi_lines(psi: dict[str, Any]) -> list[str]:
     )
 
 
+def _privacy_lines(privacy: dict[str, Any], envelope: dict[str, Any]) -> list[str]:
+    def mean_of(run: dict[str, Any], who: str) -> str:
+        return f"{statistics.mean(a[who]['auc'] for a in run['attacks']):.3f}"
+
+    rows = [
+        [
+            name,
+            _eps_label(r),
+            f"{r['federated_auc']:.4f}",
+            f"{r['mean_federated_auc']:.4f}",
+            mean_of(r, "member"),
+            mean_of(r, "outsider"),
+        ]
+        for name, runs in privacy["runs"].items()
+        for r in runs
+    ]
+    seal = [
+        [kind, str(r["members"]), f"{r['overhead_bytes']:,}", f"{r['seal_ms']:.2f}", f"{r['member_round_ms']:.2f}"]
+        for kind, runs in envelope["runs"].items()
+        for r in runs
+    ]
+    return [
+        *table(
+            [
+                "configuration",
+                "epsilon budget",
+                "population AUC",
+                "mean own-rows AUC (used)",
+                "member's attack AUC",
+                "outsider's attack AUC",
+            ],
+            rows,
+        ),
+        "",
+        "Sealing each update to every member (`node/privacy/envelope.py`, not in use by the peers yet) would add, "
+        f"per update: {_stamp(envelope)} Details: [bench/results/envelope.md](bench/results/envelope.md).",
+        "",
+        *table(["model", "members", "bytes added", "seal (ms)", "one member's round (ms)"], seal),
+    ]
+
+
 def _vertical_lines(vertical: dict[str, Any]) -> list[str]:
     ratio = vertical["ratio_target"]
     rows = []
@@ -368,6 +433,7 @@ def main() -> int:
         "timing": plot_timing(timing),
         "gas": plot_gas(gas),
         "scale": plot_scale(scale),
+        "privacy": plot_privacy(docs["privacy"]),
     }
     over = docs["overhead"]["runs"]
     auto5 = next((r for r in over if r["peers"] == 5 and not r["block_time"]), None)
@@ -480,6 +546,15 @@ def main() -> int:
         "[bench/results/vertical.md](bench/results/vertical.md).",
         "",
         *_vertical_lines(docs["vertical"]),
+        "",
+        "## Privacy: differential privacy and membership inference",
+        "",
+        _stamp(docs["privacy"]) + " Details (each company's epsilon and attack, the advantage, how the attack "
+        "works): [bench/results/privacy.md](bench/results/privacy.md). Attack AUC 0.5 is a coin toss.",
+        "",
+        f"![privacy]({plots['privacy']})",
+        "",
+        *_privacy_lines(docs["privacy"], docs["envelope"]),
         "",
     ]
     OUT.write_text("\n".join(lines))

@@ -193,7 +193,7 @@ interface IFederation {
     /// @notice `member` committed `commitment` in `round`.
     event Committed(uint256 indexed round, address indexed member, bytes32 commitment);
     /// @notice With its commit to `round`, `member` says it has spent `epsilonMilli` / 1000 of differential
-    ///         privacy with the update committed (its own statement; logged only when not zero).
+    ///         privacy so far, the update committed included (its own statement; logged only when not zero).
     event PrivacySpent(uint256 indexed round, address indexed member, uint32 epsilonMilli);
     /// @notice `member` revealed update `contentHash`, stored at `cid`, in `round`.
     event Revealed(uint256 indexed round, address indexed member, bytes32 contentHash, string cid);
@@ -249,8 +249,8 @@ interface IFederation {
     /// @notice Commit to an update: `commitment = keccak256(abi.encode(chainid, this, round, sender, contentHash, salt))`,
     ///         and, if `vote_` is not zero, vote for proposal `vote_` of round `round - 1` (which the
     ///         caller revealed in, and which is in its vote). `epsilonMilli` is the caller's own statement of
-    ///         the differential privacy it has spent with this update, in thousandths of epsilon (0 for
-    ///         none): logged (`PrivacySpent`) for the audit trail, not checked (nothing on chain can).
+    ///         the differential privacy it has spent so far, this update included, in thousandths of epsilon
+    ///         (0 for none): logged (`PrivacySpent`) for the audit trail, not checked (nothing on chain can).
     function commit(uint256 round, bytes32 commitment, bytes32 vote_, uint32 epsilonMilli) external;
 
     /// @notice Reveal the committed update's hash and where it is stored. If `previous` is round

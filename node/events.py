@@ -31,6 +31,7 @@ EventKind = Literal[
     "unrevealable",
     "model-unavailable",
     "budget-spent",
+    "privacy-recovered",
 ]
 
 
@@ -76,6 +77,11 @@ class StepEvent:
             case "committed":
                 spent = f", epsilon {d['epsilon']:.3f} spent" if "epsilon" in d else ""
                 return f"committed round {r} update {d['hash'][:12]} ({d['bytes']} bytes, published at reveal{spent})"
+            case "privacy-recovered":
+                return (
+                    f"counted rounds {', '.join(map(str, d['rounds']))} as privacy spent: the chain shows DP updates "
+                    "from this peer that its state file does not hold"
+                )
             case "budget-spent":
                 return (
                     f"round {r}: privacy budget spent (epsilon {d['epsilon']:.3f} of {d['budget']:g}): "

@@ -186,8 +186,6 @@ def add_spec_commands(sub: Any) -> None:
         type=positive_float,
         help="a [privacy] table: every member trains with DP-SGD and spends at most this epsilon (delta 1e-5)",
     )
-    p.add_argument(
-        "--dp-rounds", type=at_least(1), default=10, help="with --epsilon: the rounds the budget must last"
-    )
+    p.add_argument("--dp-rounds", type=at_least(1), default=10, help="with --epsilon: the rounds the budget must last")
     p.add_argument("--out", type=Path, default=Path("spec.toml"))
     p.set_defaults(func=cmd_spec_init)

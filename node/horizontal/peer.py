@@ -11,6 +11,7 @@ twice.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -34,7 +35,7 @@ from node.horizontal.verify import rerun
 from node.learn.data import Dataset
 from node.learn.evaluation import evaluate_updates
 from node.learn.model import train
-from node.privacy.dp import DPTraining, noise_seed, onchain_epsilon, train_private
+from node.privacy.dp import DPTraining, Mechanism, onchain_epsilon, train_private
 from node.store import Store, StoreError, fetch_verified
 
 __all__ = ["EvaluationMaker", "Peer", "UpdateMaker"]
@@ -84,6 +85,7 @@ class Peer:
         self.timings = Timings()
         self._step_timings = Timings(self.timings)
         self._budget_noted = False  # whether this peer said its privacy budget is spent
+        self._dp_checked = False  # whether its privacy history was checked against the chain
         t, dp = nspec.training, nspec.privacy
         # This peer's DP-SGD (its own sampling rate and noise), when the spec has [privacy].
         self.dp: DPTraining | None = None if dp is None else dp.for_member(len(data.y), t.batch_size, t.epochs)
@@ -91,7 +93,30 @@ class Peer:
     @property
     def epsilon(self) -> float:
         """The differential privacy this peer has spent so far (0 without [privacy])."""
-        return 0.0 if self.dp is None else self.dp.spent(len(self.state.dp_rounds))
+        return 0.0 if self.dp is None else self.dp.config.spent(self._dp_history())
+
+    def _dp_history(self) -> list[Mechanism]:
+        return [(float(m[0]), float(m[1]), int(m[2])) for m in self.state.dp_rounds.values()]
+
+    def _recover_dp_rounds(self) -> None:
+        """Count every round the chain shows this peer committed a DP update to (its `PrivacySpent` events)
+        that its state file does not hold (a state lost or restored from a backup), at its mechanism now:
+        a lost file must not reset the budget."""
+        if self._dp_checked or self.dp is None:
+            return
+        mine = self.address.lower()
+        on_chain = {
+            str(int(e["args"]["round"]))
+            for e in self.fed.events("PrivacySpent", self.from_block)
+            if str(e["args"]["member"]).lower() == mine
+        }
+        lost = sorted(on_chain - set(self.state.dp_rounds), key=int)
+        self._dp_checked = True
+        if lost:
+            for r in lost:
+                self.state.dp_rounds[r] = list(self.dp.mechanism)
+            self.state.save()
+            self.on_event(self._event("privacy-recovered", int(lost[-1]), rounds=[int(r) for r in lost]))
 
     @property
     def address(self) -> str:
@@ -139,11 +164,10 @@ class Peer:
         self, round_id: int, base: dict[str, IntArray], data: Dataset | None = None
     ) -> dict[str, IntArray]:
         """Train on local data (or `data`) from `base` for round `round_id`; the update is the difference.
-        With [privacy], on its own data, by DP-SGD, its sampling and noise seeded from its account key."""
+        With [privacy], on its own data, by DP-SGD."""
         cfg = self.nspec.training.for_round(round_id)
-        if self.dp is not None and data is None:
-            seed = noise_seed(bytes(self.account.key), f"{self.fed.chain.chain_id}|{self.fed.address}|{round_id}")
-            trained = train_private(self.nspec.model, base, self.data, cfg, self.dp, seed)
+        if self.dp is not None and data is None:  # sampling and noise from a fresh secret key
+            trained = train_private(self.nspec.model, base, self.data, cfg, self.dp, os.urandom(32))
         else:
             trained = train(self.nspec.model, base, self.data if data is None else data, cfg)
         return {k: np.clip(trained[k] - base[k], -MAX_ABS, MAX_ABS) for k in base}
@@ -207,7 +231,10 @@ class Peer:
         if self.last_round is not None and r > self.last_round:
             return False
         dp = self.dp
-        if dp is None or r in self.state.dp_rounds or dp.can_train(len(self.state.dp_rounds)):
+        if dp is None:
+            return True
+        self._recover_dp_rounds()
+        if str(r) in self.state.dp_rounds or dp.can_add(self._dp_history()):
             return True
         if not self._budget_noted:
             self._budget_noted = True
@@ -257,7 +284,37 @@ class Peer:
             with self._timed("chain"):
                 self.fed.add_stake(self.account, stake - me.stake)
             return self._event("topped-up", r, amount=stake - me.stake)
-        dp = self.dp
+        kept, data = self.state.commits.get(str(r)), self.state.update(r)
+        if kept is not None and data is not None and content_hash(data).hex() == kept["hash"]:
+            # Prepared before a restart (and perhaps sent, still pending): send the same commitment again.
+            digest, salt = bytes.fromhex(kept["hash"]), bytes.fromhex(kept["salt"])
+        else:
+            made = self._content(r)
+            if isinstance(made, StepEvent):
+                return made
+            data = made
+            with self._timed("encode"):
+                digest, salt = content_hash(data), secrets.token_bytes(32)
+            # Before the commit: a crash after it must still be able to reveal. Not published yet.
+            self.state.keep_update(r, data)
+            self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex()}
+            if self.dp is not None:  # spent once trained: counted before it can leak
+                self.state.dp_rounds[str(r)] = list(self.dp.mechanism)
+            self.state.save()
+        pid = proposal_id(vote.model_hash, vote.model_cid, vote.scores) if vote else bytes(32)
+        epsilon = self.epsilon
+        with self._timed("chain"):
+            commitment = self.fed.commitment_for(r, self.address, digest, salt)
+            self.fed.commit(self.account, r, commitment, pid, onchain_epsilon(epsilon))
+        if vote is not None:
+            self.on_event(self._voted(r - 1, vote))
+        if self.dp is None:
+            return self._event("committed", r, hash=digest.hex(), bytes=len(data))
+        return self._event("committed", r, hash=digest.hex(), bytes=len(data), epsilon=epsilon)
+
+    def _content(self, r: int) -> bytes | StepEvent:
+        """This peer's round-r content, encoded: its update trained on round r's base model (and, scoring by
+        evaluation, its evaluation of round r-1's updates); an event if the base model cannot be had."""
         try:
             base = self._base(r)
         except NodeError as exc:
@@ -271,24 +328,7 @@ class Peer:
             except NodeError as exc:  # the previous round's contents or base model cannot be had
                 return self._event("model-unavailable", r, model_round=r - 1, reason=str(exc))
         with self._timed("encode"):
-            data = encode(update)
-            digest, salt = content_hash(data), secrets.token_bytes(32)
-        # Before the commit: a crash after it must still be able to reveal. Not published yet.
-        self.state.keep_update(r, data)
-        self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex()}
-        if dp is not None and r not in self.state.dp_rounds:  # spent once trained: counted before it can leak
-            self.state.dp_rounds.append(r)
-        self.state.save()
-        pid = proposal_id(vote.model_hash, vote.model_cid, vote.scores) if vote else bytes(32)
-        epsilon = self.epsilon
-        with self._timed("chain"):
-            commitment = self.fed.commitment_for(r, self.address, digest, salt)
-            self.fed.commit(self.account, r, commitment, pid, onchain_epsilon(epsilon))
-        if vote is not None:
-            self.on_event(self._voted(r - 1, vote))
-        if dp is None:
-            return self._event("committed", r, hash=digest.hex(), bytes=len(data))
-        return self._event("committed", r, hash=digest.hex(), bytes=len(data), epsilon=epsilon)
+            return encode(update)
 
     def _reveal(self, r: int, previous: Proposal | None) -> StepEvent:
         c = self.state.commits[str(r)]

@@ -37,8 +37,9 @@ class PeerState:
     model_cid: str = ""
     commits: dict[str, dict[str, str]] = field(default_factory=dict)  # round -> hash, salt (and cid once published)
     round_blocks: dict[str, int] = field(default_factory=dict)  # round -> a block at or before its opening
-    # The rounds this peer trained a DP update for (kept for life: what its privacy accountant counts).
-    dp_rounds: list[int] = field(default_factory=list)
+    # round -> (noise, sampling rate, steps) of each DP update this peer trained (kept for life: what its
+    # privacy accountant counts)
+    dp_rounds: dict[str, list[float]] = field(default_factory=dict)
     # Updates committed but not yet published, in memory; also on disk beside the state file.
     updates: dict[int, bytes] = field(default_factory=dict, repr=False)
 
@@ -95,7 +96,7 @@ class PeerState:
             raise NodeError(f"peer state {path} is corrupt ({what}); move it aside to start afresh") from exc
 
 
-def _parse(data: Any) -> tuple[int, str, dict[str, dict[str, str]], dict[str, int], list[int]]:
+def _parse(data: Any) -> tuple[int, str, dict[str, dict[str, str]], dict[str, int], dict[str, list[float]]]:
     """model_round, model_cid, commits, round_blocks and dp_rounds from a state document, each checked."""
     if not isinstance(data, dict):
         raise TypeError(f"expected a JSON object, found {type(data).__name__}")
@@ -108,5 +109,5 @@ def _parse(data: Any) -> tuple[int, str, dict[str, dict[str, str]], dict[str, in
     for k in commits:
         int(k)
     blocks = {str(int(k)): int(v) for k, v in dict(data.get("round_blocks", {})).items()}
-    dp_rounds = sorted({int(r) for r in list(data.get("dp_rounds", []))})
+    dp_rounds = {str(int(r)): [float(m[0]), float(m[1]), int(m[2])] for r, m in dict(data.get("dp_rounds", {})).items()}
     return int(data["model_round"]), str(data["model_cid"]), dict(commits), blocks, dp_rounds

@@ -4,8 +4,8 @@ A spec's `[privacy]` table turns it on for every member:
 
     [privacy]
     epsilon = 3.0        # the budget: the most a member spends over the federation's life
-    delta = 1e-5         # (default: 1e-5)
-    clip = 1.0           # each customer's gradient is clipped to this L2 norm (default 1.0)
+    delta = 1e-5         # (default: 1e-5; must be below 1 / a member's rows)
+    clip = 1.0           # each row's gradient is clipped to this L2 norm (default 1.0)
     noise = 1.1          # the noise multiplier; leave it out to solve for it (below)
     rounds = 10          # the rounds the budget must last when solving (default 10)
     accountant = "rdp"   # opacus's "rdp" or "prv" (default "rdp")
@@ -15,44 +15,54 @@ row with probability q = batch_size / rows (Poisson sampling), clips each row's
 gradient to `clip`, adds Gaussian noise of standard deviation noise x clip to
 their sum and divides by the expected batch size; the optimizer then steps on
 that (post-processing). Per-row gradients come from `torch.func` (vmap of grad).
-The sampling and the noise are drawn from a generator seeded by a secret only
-the member knows (`noise_seed`): another member who knew the noise could
-subtract it from the update.
+The sampling and the noise come from a cryptographic keystream (ChaCha20, from
+`cryptography`) under a fresh random 256-bit key a round, never from torch's or
+numpy's generators: those are Mersenne Twisters with a 32-bit seed in torch, so
+another member could search the seed and subtract the noise from the update.
 
 The accounting is opacus's (`RDPAccountant` or `PRVAccountant`, and
-`get_noise_multiplier` to solve for the noise): a member that trained k rounds
-has run k x steps of the subsampled Gaussian mechanism on its rows, and has
-spent the epsilon the accountant gives for that at `delta`. Without `noise`,
-each member solves for the noise that makes `rounds` rounds spend exactly the
-budget on its own row count; a member whose next round would spend more than
-`epsilon` stops submitting. Nothing here is written from scratch: the
-accountant is opacus's, the noise torch's.
+`get_noise_multiplier` to solve for the noise): each round a member trained is
+`steps` steps of the subsampled Gaussian mechanism at its noise and sampling
+rate (its `Mechanism`, kept per round, so a data file that changes size between
+rounds is accounted as it was), and it has spent the epsilon the accountant
+gives for that history at `delta`. Without `noise`, each member solves for the
+noise that makes `rounds` rounds spend at most the budget on its own row count;
+a member whose next round would spend more than `epsilon` stops submitting.
 
-What this bounds: what any one customer's row can change in what the member
-publishes (its updates), and so in every model made from them, against anyone
-(other members, an outsider reading the chain and IPFS). What it does not: the
-spec's schema, the row count, and whatever the member publishes outside its
-updates (an evaluation vector, when scoring by evaluation: refused with DP).
+What this bounds: what any one row can change in what the member publishes (its
+updates), and so in every model made from them, against anyone (other members,
+an outsider reading the chain and IPFS). A customer with k rows gets a k times
+weaker guarantee. What it does not bound: the spec's schema, the row count (the
+sampling rate depends on it, as in opacus), and whatever the member publishes
+outside its updates (an evaluation vector, when scoring by evaluation: refused
+with DP). The Gaussian is drawn by Box-Muller in floating point, which leaks
+through its low-order bits in theory (Mironov 2012; Jin et al. 2022); opacus's
+own sampler has the same limit.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from node.core.codec import IntArray
 from node.errors import NodeError
 from node.learn.data import Dataset
 from node.learn.model import ModelSpec, TrainConfig, fixed_params, load
 
-__all__ = ["ACCOUNTANTS", "DPConfig", "DPTraining", "noise_seed", "onchain_epsilon", "train_private"]
+__all__ = ["ACCOUNTANTS", "DPConfig", "DPTraining", "Keystream", "Mechanism", "onchain_epsilon", "train_private"]
+
+# One round of DP-SGD as the accountant sees it: (noise multiplier, sampling rate, steps).
+Mechanism = tuple[float, float, int]
 
 ACCOUNTANTS = ("rdp", "prv")
 MILLI = 1000  # epsilon goes on chain in thousandths, rounded up (uint32)
@@ -119,10 +129,22 @@ class DPConfig:
         if bad:
             raise NodeError(f"spec [privacy]: {bad}")
 
+    def spent(self, history: Sequence[Mechanism]) -> float:
+        """The epsilon (at `delta`) of every round in `history`, by the spec's accountant; 0 for none."""
+        merged: dict[tuple[float, float], int] = {}
+        for noise, rate, steps in history:  # rounds of one mechanism compose as one run of all their steps
+            merged[(noise, rate)] = merged.get((noise, rate), 0) + steps
+        return _epsilon(self, tuple((n, q, k) for (n, q), k in sorted(merged.items()))) if merged else 0.0
+
     def for_member(self, rows: int, batch_size: int, epochs: int) -> DPTraining:
         """What a member with `rows` training rows runs each round, its noise solved if the spec gives none."""
         if rows < 1:
             raise NodeError("differential privacy needs at least one training row")
+        if self.delta >= 1 / rows:
+            raise NodeError(
+                f"spec [privacy] delta = {self.delta:g} is not below 1 / rows ({rows} rows): it would allow "
+                "leaking a row outright"
+            )
         q = min(1.0, batch_size / rows)
         steps = epochs * max(1, round(rows / batch_size))
         return DPTraining(self, q, steps, rows)
@@ -155,47 +177,59 @@ class DPTraining:
                         steps=self.steps * self.config.rounds,
                         accountant=self.config.accountant,
                         epsilon_tolerance=0.01 * self.config.epsilon,
-                        **self._orders,
+                        **_orders(self.config),
                     )
                 )
         except ValueError as exc:
             raise NodeError(f"cannot solve for the noise of [privacy] epsilon = {self.config.epsilon}: {exc}") from None
 
-    def spent(self, rounds: int) -> float:
-        """The epsilon spent (at the spec's delta) after training `rounds` rounds; 0 for none."""
-        if rounds <= 0:
-            return 0.0
-        if rounds not in self._spent:
-            self._spent[rounds] = self._account(rounds)
-        return self._spent[rounds]
-
-    @cached_property
-    def _spent(self) -> dict[int, float]:
-        return {}
-
-    def _account(self, rounds: int) -> float:
-        from opacus.accountants import PRVAccountant, RDPAccountant
-
-        accountant = RDPAccountant() if self.config.accountant == "rdp" else PRVAccountant()
-        accountant.history = [(self.noise, self.sample_rate, self.steps * rounds)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return float(accountant.get_epsilon(delta=self.config.delta, **self._orders))
-
     @property
-    def _orders(self) -> dict[str, Any]:
-        return {"alphas": ALPHAS} if self.config.accountant == "rdp" else {}
+    def mechanism(self) -> Mechanism:
+        """One round of this member's DP-SGD, as the accountant sees it."""
+        return (self.noise, self.sample_rate, self.steps)
 
-    def can_train(self, rounds_done: int) -> bool:
-        """Whether one more round stays within the budget (with the solver's tolerance)."""
-        return self.spent(rounds_done + 1) <= self.config.epsilon * 1.01
+    def spent(self, rounds: int) -> float:
+        """The epsilon spent (at the spec's delta) after `rounds` rounds of this member's mechanism."""
+        return self.config.spent([self.mechanism] * rounds)
+
+    def can_add(self, history: Sequence[Mechanism]) -> bool:
+        """Whether one more round after `history` stays within the budget."""
+        return self.config.spent([*history, self.mechanism]) <= self.config.epsilon
 
 
-def noise_seed(secret: bytes, place: str) -> int:
-    """A 63-bit seed for a member's sampling and noise at `place` (its federation and round), derived with
-    HKDF from a secret only the member holds (its account key): reproducible by it alone."""
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=8, salt=b"fedchain/dp-noise/v1", info=place.encode())
-    return int.from_bytes(hkdf.derive(secret), "big") >> 1
+@functools.lru_cache(maxsize=1024)
+def _epsilon(config: DPConfig, history: tuple[Mechanism, ...]) -> float:
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
+    accountant = RDPAccountant() if config.accountant == "rdp" else PRVAccountant()
+    accountant.history = list(history)
+    with warnings.catch_warnings():  # "optimal order is the largest alpha": a bound less tight, not wrong
+        warnings.simplefilter("ignore", UserWarning)
+        return float(accountant.get_epsilon(delta=config.delta, **_orders(config)))
+
+
+def _orders(config: DPConfig) -> dict[str, Any]:
+    return {"alphas": ALPHAS} if config.accountant == "rdp" else {}
+
+
+class Keystream:
+    """Uniform and Gaussian draws from ChaCha20 (`cryptography`) under a secret 256-bit key: what DP-SGD
+    samples rows and draws noise from. Unpredictable without the key, unlike torch's and numpy's generators."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("a keystream key is 32 bytes")
+        self._stream = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
+
+    def uniform(self, n: int) -> npt.NDArray[np.float64]:
+        """`n` draws, uniform on [0, 1) with 53 random bits each."""
+        words = np.frombuffer(self._stream.update(bytes(8 * n)), dtype="<u8")
+        return (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+    def normal(self, n: int) -> npt.NDArray[np.float64]:
+        """`n` standard normal draws (Box-Muller on uniforms in (0, 1])."""
+        radius = np.sqrt(-2.0 * np.log(1.0 - self.uniform(n)))
+        return np.asarray(radius * np.cos(2.0 * np.pi * self.uniform(n)), dtype=np.float64)
 
 
 def onchain_epsilon(epsilon: float) -> int:
@@ -204,15 +238,15 @@ def onchain_epsilon(epsilon: float) -> int:
 
 
 def train_private(
-    spec: ModelSpec, params: Mapping[str, IntArray], data: Dataset, cfg: TrainConfig, dp: DPTraining, seed: int
+    spec: ModelSpec, params: Mapping[str, IntArray], data: Dataset, cfg: TrainConfig, dp: DPTraining, key: bytes
 ) -> dict[str, IntArray]:
     """DP-SGD from `params` on `data` for one round (`dp.steps` steps of Poisson-sampled, clipped, noised
-    gradients); returns the new fixed-point parameters. The sampling and the noise come from `seed`
-    (secret: see `noise_seed`); the model's initialisation and the optimizer are the spec's."""
+    gradients); returns the new fixed-point parameters. The sampling and the noise come from a keystream
+    under `key` (32 secret bytes: a fresh random one each round); the optimizer is the spec's."""
     import torch
     from torch.func import functional_call, grad, vmap
 
-    gen = torch.Generator().manual_seed(seed)
+    draws = Keystream(key)
     model = load(spec, params)
     model.train()
     x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
@@ -231,7 +265,7 @@ def train_private(
     row_grads = vmap(grad(row_loss), in_dims=(None, 0, 0))
     clip, sigma, expected = dp.config.clip, dp.noise, dp.sample_rate * len(y)
     for _ in range(dp.steps):
-        chosen = (torch.rand(len(y), generator=gen) < dp.sample_rate).nonzero().squeeze(1)
+        chosen = torch.from_numpy(np.flatnonzero(draws.uniform(len(y)) < dp.sample_rate))
         frozen = {k: v.detach() for k, v in named.items()}
         if len(chosen):
             grads = row_grads(frozen, x[chosen], y[chosen])
@@ -241,7 +275,7 @@ def train_private(
         else:
             summed = {k: torch.zeros_like(v) for k, v in frozen.items()}
         for k, p in named.items():
-            noise = torch.normal(0.0, sigma * clip, size=p.shape, generator=gen)
+            noise = torch.from_numpy(draws.normal(p.numel()).reshape(p.shape) * (sigma * clip)).to(p.dtype)
             p.grad = (summed[k] + noise) / expected
         opt.step()
     return fixed_params(model)

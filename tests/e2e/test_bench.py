@@ -135,3 +135,27 @@ def test_the_rewards_bench_replica_trains_the_model_the_chain_agreed_on(sample_c
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     assert spearman([1, 1, 2], [5, 5, 6]) == 1.0  # ties share their mean rank
+
+
+def test_the_privacy_bench_attacks_a_dp_run_and_the_attack_scores_what_it_should(sample_csv: Path) -> None:
+    from bench.envelope import measure
+    from bench.privacy import attack, run
+
+    cfg = DemoConfig(data=sample_csv, split_by=None, peers=3, rounds=2, scoring="agreement", epsilon=2.0)
+    result = run(cfg)
+    assert result["finalized"] == 2 and len(result["attacks"]) == 3
+    assert all(0 < p["epsilon"] <= 2.0 * 1.01 and p["dp_rounds"] == 2 for p in result["peers"])
+    for a in result["attacks"]:
+        for who in ("member", "outsider"):
+            assert 0 <= a[who]["auc"] <= 1 and 0 <= a[who]["advantage"] <= 1
+    # The attack itself: a model that fits the members' labels and gets the outsiders' wrong is caught.
+    schema, companies = load_companies(DemoConfig(data=sample_csv, split_by=None, peers=2, rounds=1))
+    nspec = NodeSpec.from_federation(demo_spec(cfg, schema, [Account.create().address for _ in range(3)], 3))
+    members, outsiders = companies[0].train, companies[0].test
+    fitted = train_alone(nspec, members, 30)
+    flipped = type(outsiders)(outsiders.x, 1 - outsiders.y, {}, {}, "flipped")
+    assert attack(nspec, fitted, members, flipped)["auc"] > 0.75
+    same = attack(nspec, fitted, members, members)
+    assert same["auc"] == 0.5 and same["advantage"] == 0.0
+    cost = measure(b"\x01" * 1000, 3)
+    assert cost["overhead_bytes"] == cost["envelope_bytes"] - 1000 > 0 and cost["seal_ms"] > 0
