@@ -176,7 +176,7 @@ def report(results: dict[str, list[dict[str, Any]]], rounds: int, meta: dict[str
         f"UCI Bank Marketing without `duration`, split by `job` (12 companies) and, built to overfit, at random "
         f"into {STRESS_PEERS} companies with five local epochs a round; FedAvg, {rounds} rounds, otherwise one "
         "local epoch a round (Adam, lr 0.01, batch 64), through `fedchain demo` (embedded chain and store, the whole "
-        "protocol). With a budget, every company trains by DP-SGD (per-customer clipping to norm 1, Gaussian "
+        "protocol). With a budget, every company trains by DP-SGD (per-row clipping to norm 1, Gaussian "
         "noise, Poisson sampling; `node/privacy/dp.py`) and spends at most that epsilon over the run at delta "
         "1e-5, its noise solved for its own row count by opacus's RDP accountant. Scoring by agreement (DP "
         "refuses scoring by evaluation). The model a company uses is still its own choice "

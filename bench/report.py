@@ -84,7 +84,7 @@ def plot_privacy(privacy: dict[str, Any]) -> str:
         auc_ax.plot(labels, [r["federated_auc"] for r in runs], "o-", label=name)
         mia_ax.plot(labels, [statistics.mean(a["member"]["auc"] for a in r["attacks"]) for r in runs], "o-", label=name)
     auc_ax.set_ylabel("population AUC (global model)")
-    mia_ax.set_ylabel("member's attack AUC (mean over companies)")
+    mia_ax.set_ylabel("member's attack AUC (mean)")
     mia_ax.axhline(0.5, color="k", lw=0.8, ls=":")
     for ax in (auc_ax, mia_ax):
         ax.set_xlabel("epsilon budget over the run")

@@ -78,6 +78,13 @@ def open_peer(cfg: PeerConfig, log: Callable[[str], None]) -> tuple[Peer, Federa
     state = PeerState.load(cfg.state / "state.json")
     store = open_store(cfg.ipfs)
     peer = Peer(cfg.name, account, fed, store, data, nspec, state, from_block=block)
+    if peer.dp is not None:
+        dp = peer.dp
+        log(
+            f"differential privacy: budget epsilon {dp.config.epsilon:g} at delta {dp.config.delta:g}; noise "
+            f"{dp.noise:.3f}, sampling rate {dp.sample_rate:.4f}, {dp.steps} steps a round; spent so far "
+            f"{peer.epsilon:.3f} in {len(state.dp_rounds)} rounds"
+        )
     if not fed.member(account.address).active:
         if not fed.is_admitted(account.address):
             raise NodeError(f"{account.address} is not admitted: a majority of members must approveMember it")

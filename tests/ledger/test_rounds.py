@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from web3.logs import DISCARD
 
+from ledger.audit import read_audit
 from ledger.client import FederationClient, proposal_id
 from ledger.deploy import deploy
 from ledger.errors import ContractRevert, revert_class
@@ -341,3 +342,17 @@ def test_rewards_stop_when_the_pool_runs_dry(chain: object) -> None:
 def test_revert_errors_are_contract_reverts(joined: Harness) -> None:
     with pytest.raises(ContractRevert):
         joined.fed.claim(joined.members[0])
+
+
+def test_a_commit_logs_the_privacy_its_sender_says_it_spent_and_nothing_without(joined: Harness) -> None:
+    """`epsilonMilli` rides in the commit: logged as `PrivacySpent` (for the audit trail) only when not zero."""
+    a, b = joined.members[0], joined.members[1]
+    r = joined.round
+    start = joined.chain.w3.eth.block_number
+    c = joined.fed.commitment_for(r, a.address, os.urandom(32), os.urandom(32))
+    joined.fed.commit(a, r, c, bytes(32), 2_345)
+    joined.commit(b)  # epsilon 0: no event
+    said = [e["args"] for e in joined.fed.events("PrivacySpent", start)]
+    assert [(e["round"], e["member"], e["epsilonMilli"]) for e in said] == [(r, a.address, 2_345)]
+    trail = read_audit(joined.fed, start).rounds[r].commits
+    assert {c["member"]: c.get("epsilon") for c in trail} == {a.address: 2.345, b.address: None}
