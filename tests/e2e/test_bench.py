@@ -98,7 +98,7 @@ def test_the_report_reads_every_result_and_draws_the_plots(tmp_path: Path, monke
     monkeypatch.setattr(bench_report, "OUT", tmp_path / "BENCHMARKS.md")
     assert bench_report.main() == 0
     pngs = sorted((results / "plots").glob("*.png"))
-    assert [p.name for p in pngs] == ["accuracy.png", "gas.png", "scale.png", "timing.png"]
+    assert [p.name for p in pngs] == ["accuracy.png", "gas.png", "privacy.png", "scale.png", "timing.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
     text = (tmp_path / "BENCHMARKS.md").read_text()
     first = next(iter(bench_report.load("accuracy")["runs"].values()))

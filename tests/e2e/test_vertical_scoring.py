@@ -285,7 +285,7 @@ def test_a_malformed_reply_is_refused_and_the_fallback_used(paid: TaskRun) -> No
     np.testing.assert_allclose(np.array(scored.logits), expected, rtol=0, atol=1e-5)
 
 
-def test_models_kept_on_disk_score_exactly_as_in_memory_after_a_restart(paid: TaskRun, tmp_path: Path) -> None:
+def test_models_kept_on_disk_score_as_in_memory_after_a_restart(paid: TaskRun, tmp_path: Path) -> None:
     rows = _rows(paid, 5)
     in_memory = _scorer(paid, rows).run(30.0, lambda _line: None, others=_serving(paid, *paid.spec.names))
     o = paid.owner
@@ -311,7 +311,10 @@ def test_models_kept_on_disk_score_exactly_as_in_memory_after_a_restart(paid: Ta
     for node in restarted.values():  # what a restarted daemon does: it skips the requests already answered
         node.step()
     from_disk = _scorer(paid, rows, model).run(30.0, lambda _line: None, others=[n.step for n in restarted.values()])
-    assert from_disk.logits == in_memory.logits and from_disk.answered == in_memory.answered
+    # The same parameters (an npz round-trips float32 exactly), but torch's kernels may round the last bit
+    # differently for tensors laid out differently in memory (seen on one CPU, not another): equal to 1e-6.
+    assert from_disk.answered == in_memory.answered
+    assert np.allclose(from_disk.logits, in_memory.logits, rtol=1e-6, atol=1e-6)
     # a model file of another task, or no model file at all, is refused in one line
     other = dict(o.ident, contract="0x" + "11" * 20)
     save_model(tmp_path / "other.npz", other, o.name, model.top.net, model.fallback, model.active)

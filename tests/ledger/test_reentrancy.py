@@ -56,7 +56,7 @@ def test_reentrant_claim_is_rejected_and_loses_nothing(chain: Chain) -> None:
     fed.join(honest)
     salts = {a: (os.urandom(32), os.urandom(32)) for a in (member.address, honest.address)}
     (m_content, m_salt), (h_content, h_salt) = salts[member.address], salts[honest.address]
-    via_member("commit", 1, commitment(chain.chain_id, fed.address, 1, member.address, m_content, m_salt), bytes(32))
+    via_member("commit", 1, commitment(chain.chain_id, fed.address, 1, member.address, m_content, m_salt), bytes(32), 0)
     fed.commit(honest, 1, commitment(chain.chain_id, fed.address, 1, honest.address, h_content, h_salt))
     via_member("reveal", 1, m_content, CID, m_salt, (bytes(32), "", []))
     fed.reveal(honest, 1, h_content, CID, h_salt)
