@@ -38,7 +38,7 @@ MEMBERS = (5, 10, 20)
 REPEATS = 20
 
 
-def _best_of(fn: Callable[[], Any], repeats: int = REPEATS) -> float:
+def _median_ms(fn: Callable[[], Any], repeats: int = REPEATS) -> float:
     """The median of `repeats` timings, in milliseconds."""
     times = []
     for _ in range(repeats):
@@ -57,8 +57,8 @@ def measure(content: bytes, n: int) -> dict[str, Any]:
     assert not skipped
     opened = open_envelope(envelope, place, members[1], keys[1], required=members, max_size=len(content))
     assert opened.content == content
-    seal_ms = _best_of(lambda: seal_envelope(content, recipients, place))
-    open_ms = _best_of(lambda: open_envelope(envelope, place, members[1], keys[1], members, len(content)))
+    seal_ms = _median_ms(lambda: seal_envelope(content, recipients, place))
+    open_ms = _median_ms(lambda: open_envelope(envelope, place, members[1], keys[1], members, len(content)))
     return {
         "members": n,
         "update_bytes": len(content),

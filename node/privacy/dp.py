@@ -147,7 +147,7 @@ class DPConfig:
             )
         q = min(1.0, batch_size / rows)
         steps = epochs * max(1, round(rows / batch_size))
-        return DPTraining(self, q, steps, rows)
+        return DPTraining(self, q, steps)
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,6 @@ class DPTraining:
     config: DPConfig
     sample_rate: float
     steps: int  # per round
-    rows: int
 
     @cached_property
     def noise(self) -> float:
