@@ -156,6 +156,9 @@ contract Federation is IFederation, ReentrancyGuard {
     mapping(address => uint256) public claimedBy;
     /// @inheritdoc IFederation
     mapping(address => uint256) public slashedBy;
+    /// @dev A member's X25519 public key for sealed updates, and the first round that must seal to it.
+    mapping(address => bytes32) private _encryptionKey;
+    mapping(address => uint64) private _keySince;
 
     // ---------------------------------------------------------------------
     // Constructor
@@ -434,6 +437,36 @@ contract Federation is IFederation, ReentrancyGuard {
     /// @inheritdoc IFederation
     function memberList() external view returns (address[] memory) {
         return _memberList;
+    }
+
+    /// @inheritdoc IFederation
+    function setEncryptionKey(bytes32 key) external {
+        _syncCurrent();
+        if (!_members[msg.sender].active) revert NotMember(msg.sender);
+        if (key == 0 || _encryptionKey[msg.sender] != 0) revert EncryptionKeyRejected(msg.sender);
+        // Required from the round whose reveals all come after this: the open round if it is still in its
+        // commit phase (nobody has sealed an update of it yet), else the next one.
+        uint256 r = currentRound;
+        uint256 since = r == 0 ? 1 : _rounds[r].phase == Phase.Commit ? r : r + 1;
+        _encryptionKey[msg.sender] = key;
+        _keySince[msg.sender] = uint64(since);
+        emit EncryptionKeySet(msg.sender, key, since);
+    }
+
+    /// @inheritdoc IFederation
+    function encryptionKeys()
+        external
+        view
+        returns (address[] memory members, bytes32[] memory keys, uint64[] memory since)
+    {
+        members = _memberList;
+        uint256 n = members.length;
+        keys = new bytes32[](n);
+        since = new uint64[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            address a = members[i];
+            if (_members[a].active) (keys[i], since[i]) = (_encryptionKey[a], _keySince[a]);
+        }
     }
 
     /// @inheritdoc IFederation

@@ -167,6 +167,9 @@ interface IFederation {
     error NothingToClaim(address account);
     /// @notice An amount of zero was given where tokens must move.
     error ZeroAmount();
+    /// @notice `member` already registered an encryption key (it is registered once: updates already sealed
+    ///         to it could not be opened with another); the zero key is not a key.
+    error EncryptionKeyRejected(address member);
 
     // ---------------------------------------------------------------------
     // Events
@@ -195,6 +198,9 @@ interface IFederation {
     /// @notice With its commit to `round`, `member` says it has spent `epsilonMilli` / 1000 of differential
     ///         privacy so far, the update committed included (its own statement; logged only when not zero).
     event PrivacySpent(uint256 indexed round, address indexed member, uint32 epsilonMilli);
+    /// @notice `member` registered the X25519 public key `key` for sealed updates; senders must seal to it
+    ///         from round `since` on (the first round whose reveals began after it was registered).
+    event EncryptionKeySet(address indexed member, bytes32 key, uint256 since);
     /// @notice `member` revealed update `contentHash`, stored at `cid`, in `round`.
     event Revealed(uint256 indexed round, address indexed member, bytes32 contentHash, string cid);
     /// @notice `proposal` of `round` in full: logged by its first vote through `vote`, and by the
@@ -297,6 +303,16 @@ interface IFederation {
 
     /// @notice Every address that ever joined, in join order (score order).
     function memberList() external view returns (address[] memory);
+
+    /// @notice A member registers its X25519 public key for sealed updates (once; see `EncryptionKeySet`).
+    function setEncryptionKey(bytes32 key) external;
+
+    /// @notice Every listed member (`memberList`), its registered encryption key (zero: none, or not a member
+    ///         now) and the round from which it must be sealed to.
+    function encryptionKeys()
+        external
+        view
+        returns (address[] memory members, bytes32[] memory keys, uint64[] memory since);
 
     /// @notice A member's record.
     /// @param account The address to look up.

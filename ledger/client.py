@@ -287,6 +287,16 @@ class FederationClient(StakedClient):
             self.token.approve(signer, self.address, stake)
         return self._send(signer, "join")
 
+    def set_encryption_key(self, signer: LocalAccount, key: bytes) -> TxReceipt:
+        """Register the member's X25519 public key for sealed updates (once)."""
+        return self._send(signer, "setEncryptionKey", key)
+
+    def encryption_keys(self) -> dict[str, tuple[bytes, int]]:
+        """Each active member's registered key and the first round that must seal to it (members without one
+        left out), in join order."""
+        members, keys, since = self._view("encryptionKeys")
+        return {str(a): (bytes(k), int(s)) for a, k, s in zip(members, keys, since, strict=True) if any(bytes(k))}
+
     def add_stake(self, signer: LocalAccount, amount: int) -> TxReceipt:
         self.token.approve(signer, self.address, amount)
         return self._send(signer, "addStake", amount)
@@ -352,6 +362,14 @@ class FederationClient(StakedClient):
             raise revert_class("NoQuorum")(f"NoQuorum: round {round_id} has no proposal with quorum yet")
         args = found[0]
         return Proposal(bytes(args["modelHash"]), str(args["modelCid"]), [int(s) for s in args["scores"]])
+
+    def committers(self, round_id: int, from_block: int = 0) -> list[str]:
+        """Every member that committed to `round_id` (its `Committed` events at or after `from_block`)."""
+        return [
+            str(ev["args"]["member"])
+            for ev in self.events("Committed", from_block)
+            if int(ev["args"]["round"]) == round_id
+        ]
 
     def reveals(self, rounds: Sequence[int], from_block: int = 0) -> list[Reveal]:
         """Every `Revealed` event of `rounds` logged at or after `from_block`, in log order."""

@@ -32,6 +32,7 @@ EventKind = Literal[
     "model-unavailable",
     "budget-spent",
     "privacy-recovered",
+    "key-registered",
 ]
 
 
@@ -87,8 +88,10 @@ class StepEvent:
                     f"round {r}: privacy budget spent (epsilon {d['epsilon']:.3f} of {d['budget']:g}): "
                     "no more updates from this peer"
                 )
+            case "key-registered":
+                return f"registered the encryption key {d['key'][:12]} for sealed updates (round {r} on)"
             case "revealed":
-                return f"revealed round {r}"
+                return f"revealed round {r}" + (" (sealed)" if d.get("sealed") else "")
             case "voted":
                 return f"voted round {r}: model {d['model_hash'][:12]} from {d['used']}/{d['fetched']} updates"
             case "finalized":

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.cli.common import (
     at_least,
@@ -21,6 +21,11 @@ from node.cli.common import (
     why_unpaid,
 )
 from node.errors import NodeError
+
+if TYPE_CHECKING:
+    from ledger.client import FederationClient
+    from node.horizontal.spec import NodeSpec
+    from node.privacy.sealing import Sealer
 
 __all__ = ["add_audit_commands"]
 
@@ -124,7 +129,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if fed.spec_hash() != spec.hash:
         raise NodeError(f"{args.spec} is not this federation's spec (hash 0x{spec.hash.hex()})")
     store = open_store(ipfs_for(args))
-    verdict = verify_round(fed, store, NodeSpec.from_federation(spec), args.round, deployment.block)
+    nspec = NodeSpec.from_federation(spec)
+    sealer = _reader(args, fed, nspec) if args.keystore or args.seal_key else None
+    verdict = verify_round(fed, store, nspec, args.round, deployment.block, sealer)
     for line in verdict.lines:
         say(line)
     if not verdict.ok:
@@ -132,6 +139,43 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         sys.stderr.write(f"fedchain: round {args.round} does not verify: {first.removeprefix('MISMATCH: ')}\n")
         return 1
     say(f"round {args.round} verifies")
+    return 0
+
+
+def _reader(args: argparse.Namespace, fed: FederationClient, nspec: NodeSpec) -> Sealer:
+    """Who re-runs a sealed round: a member (its keystore) or an auditor (its key file), checked against the
+    chain and the spec."""
+    from ledger.keystore import load_keystore, read_password
+    from node.privacy.seal import SealKey
+    from node.privacy.sealing import Sealer, auditor_address
+
+    if nspec.sealing is None:
+        raise NodeError("this federation's spec has no [sealing]: its updates are public, no key is needed")
+    if args.keystore and args.seal_key:
+        raise NodeError("give --keystore (a member) or --seal-key (an auditor), not both")
+    password = read_password(args.password_file)
+    if args.seal_key:
+        key = SealKey.load(args.seal_key, password)
+        if key.public not in nspec.sealing.auditors:
+            raise NodeError(f"{args.seal_key}: its public key 0x{key.public.hex()} is not an auditor of the spec")
+        return Sealer(fed, auditor_address(key.public), key, nspec.sealing)
+    member = Sealer.for_member(fed, load_keystore(args.keystore, password), nspec.sealing)
+    registered = fed.encryption_keys().get(member.me)
+    if registered is None or registered[0] != member.key.public:
+        raise NodeError(f"{member.me} has no encryption key registered in this federation: nothing is sealed to it")
+    return member
+
+
+def cmd_audit_keygen(args: argparse.Namespace) -> int:
+    from ledger.keystore import read_password
+    from node.privacy.seal import SealKey
+
+    if args.out.exists():
+        raise NodeError(f"{args.out} exists: not overwritten (a lost auditor key cannot open what was sealed to it)")
+    key = SealKey.generate()
+    key.save(args.out, read_password(args.password_file))
+    say(f"auditor key written to {args.out}; list its public key in the spec's [sealing] auditors:")
+    say(f"0x{key.public.hex()}")
     return 0
 
 
@@ -157,4 +201,11 @@ def add_audit_commands(sub: Any) -> None:
     p.add_argument(
         "--ipfs", help="Kubo API multiaddr, or embedded:DIR (default: the dev-net's first Kubo node, else port 5001)"
     )
+    p.add_argument("--keystore", type=Path, help="a sealed federation: re-run it as this member (its keystore)")
+    p.add_argument("--seal-key", type=Path, help="a sealed federation: re-run it as this auditor (its key file)")
+    p.add_argument("--password-file", type=Path, help="file holding the key's password (else $FEDCHAIN_PASSWORD)")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("keygen", help="create an auditor's key for a sealed federation's [sealing] auditors")
+    p.add_argument("--out", type=Path, required=True, help="where to write the key (PKCS#8, password-encrypted)")
+    p.add_argument("--password-file", type=Path, help="file holding the key's password (else $FEDCHAIN_PASSWORD)")
+    p.set_defaults(func=cmd_audit_keygen)

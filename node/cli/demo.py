@@ -115,6 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         liars=args.liars,
         epsilon=args.epsilon,
         clip=args.clip,
+        sealed=args.sealed,
     )
     if args.epsilon is None and args.clip != 1.0:
         raise NodeError("--clip bounds DP-SGD's gradients: give --epsilon too")
@@ -175,6 +176,11 @@ def add_demo_command(sub: Any) -> None:
     )
     p.add_argument(
         "--clip", type=positive_float, default=1.0, help="with --epsilon: each customer's gradient norm bound"
+    )
+    p.add_argument(
+        "--sealed",
+        action="store_true",
+        help="seal updates and models to the members ([sealing]): an outsider reading IPFS learns sizes only",
     )
     p.add_argument("--liars", type=at_least(0), default=0, help="companies that collude in their evaluations")
     p.add_argument("--devnet", action="store_true", help="anvil + Kubo nodes, one peer process each")

@@ -154,6 +154,7 @@ def cmd_spec_init(args: argparse.Namespace) -> int:
             "aggregation": {"rule": args.rule, "trim": 0.2, "attackers": 0},
             "scoring": {"rule": args.scoring or ("agreement" if args.epsilon is not None else "evaluation")},
             **({} if args.epsilon is None else {"privacy": {"epsilon": args.epsilon, "rounds": args.dp_rounds}}),
+            **({"sealing": {"auditors": list(args.auditor)}} if args.sealed or args.auditor else {}),
         }
     )
     NodeSpec.from_federation(spec)  # the peers must be able to read it
@@ -187,5 +188,17 @@ def add_spec_commands(sub: Any) -> None:
         help="a [privacy] table: every member trains with DP-SGD and spends at most this epsilon (delta 1e-5)",
     )
     p.add_argument("--dp-rounds", type=at_least(1), default=10, help="with --epsilon: the rounds the budget must last")
+    p.add_argument(
+        "--sealed",
+        action="store_true",
+        help="a [sealing] table: updates and models sealed to the members (and auditors), not public on IPFS",
+    )
+    p.add_argument(
+        "--auditor",
+        action="append",
+        default=[],
+        help="an auditor's X25519 public key (0x + 64 hex, from `fedchain audit keygen`) that receives every "
+        "update too; implies --sealed; repeatable",
+    )
     p.add_argument("--out", type=Path, default=Path("spec.toml"))
     p.set_defaults(func=cmd_spec_init)

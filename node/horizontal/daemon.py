@@ -85,6 +85,12 @@ def open_peer(cfg: PeerConfig, log: Callable[[str], None]) -> tuple[Peer, Federa
             f"{dp.noise:.3f}, sampling rate {dp.sample_rate:.4f}, {dp.steps} steps a round; spent so far "
             f"{peer.epsilon:.3f} in {len(state.dp_rounds)} rounds"
         )
+    if peer.sealer is not None:
+        auditors = len(peer.sealer.spec.auditors)
+        log(
+            f"sealed: updates and models in IPFS encrypted to the members and {auditors} auditor key(s); "
+            f"this member's encryption key 0x{peer.sealer.key.public.hex()}"
+        )
     if not fed.member(account.address).active:
         if not fed.is_admitted(account.address):
             raise NodeError(f"{account.address} is not admitted: a majority of members must approveMember it")

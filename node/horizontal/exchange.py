@@ -14,10 +14,21 @@ from ledger.types import Phase
 from node.core.codec import IntArray, UpdateRejected, content_hash, encode
 from node.errors import NodeError
 from node.horizontal.spec import EVALUATION, NodeSpec
+from node.privacy.sealing import SEAL_SLACK, Sealer
 from node.store import Store, StoreError, fetch_verified
-from node.store.verified import ContentMismatch
+from node.store.verified import ContentMismatch, Opener
 
-__all__ = ["Cache", "FetchedUpdate", "collect_updates", "evaluated_in", "fetch_update", "model_before", "prefetch"]
+__all__ = [
+    "Cache",
+    "FetchedUpdate",
+    "collect_updates",
+    "evaluated_in",
+    "fetch_model",
+    "fetch_update",
+    "last_finalized_before",
+    "model_before",
+    "prefetch",
+]
 
 
 @dataclass(frozen=True)
@@ -55,12 +66,15 @@ def fetch_update(
     cid: str,
     evaluated: int = 0,
     timeout: float | None = None,
+    opener: Opener | None = None,
 ) -> FetchedUpdate:
     """Fetch and check one member's content (its update and, if scoring by evaluation, its vector
-    evaluating `evaluated` members); a failure becomes a rejection, never an exception."""
+    evaluating `evaluated` members), opened by `opener` when sealed; a failure becomes a rejection, never
+    an exception."""
     layout = nspec.content_layout(evaluated)
+    sealed = None if opener is None else (opener, SEAL_SLACK)
     try:
-        content = fetch_verified(store, cid, expected, layout, nspec.content_bytes(evaluated), timeout)
+        content = fetch_verified(store, cid, expected, layout, nspec.content_bytes(evaluated), timeout, sealed)
     except StoreError as exc:
         return FetchedUpdate(member, expected, cid, None, f"unavailable: {exc}")
     except ContentMismatch as exc:
@@ -87,13 +101,21 @@ def _fetch_all(
     workers: int,
     cache: Cache | None,
     timeout: float | None = None,
+    sealing: tuple[Sealer, int] | None = None,
 ) -> list[FetchedUpdate]:
     """Round `round_id`'s revealed contents, from `cache` when it holds them; what is fetched goes into it
-    (outages aside), and rounds before the previous one leave it."""
+    (outages aside), and rounds before the previous one leave it. Sealed: opened by the sealer (and a block at
+    or before the round's commits)."""
     known: Cache = {} if cache is None else cache
     missing = [t for t in revealed if (round_id, t[0], t[1]) not in known]
+    required = sealing[0].required(round_id, sealing[1]) if sealing and missing else []
+
+    def one(t: Revealed) -> FetchedUpdate:
+        opener = sealing[0].update_opener(t[0], round_id, required) if sealing else None
+        return fetch_update(store, nspec, t[0], t[1], t[2], evaluated, timeout, opener)
+
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
-        fetched = list(pool.map(lambda t: fetch_update(store, nspec, t[0], t[1], t[2], evaluated, timeout), missing))
+        fetched = list(pool.map(one, missing))
     fresh = {(round_id, t[0], t[1]): f for t, f in zip(missing, fetched, strict=True)}
     out = [fresh.get((round_id, m, h)) or known[(round_id, m, h)] for m, h, _ in revealed]
     if cache is not None:
@@ -111,8 +133,10 @@ def collect_updates(
     from_block: int = 0,
     workers: int = 8,
     cache: Cache | None = None,
+    sealer: Sealer | None = None,
 ) -> list[FetchedUpdate]:
-    """Every revealed update of `round_id`, fetched concurrently and checked; sorted by member address.
+    """Every revealed update of `round_id`, fetched concurrently and checked (opened by `sealer` in a sealed
+    federation); sorted by member address.
 
     `from_block` must be at or before the previous round's reveals: an update revealed
     in the previous round is a replay, and rejected. When scoring by evaluation that
@@ -123,10 +147,13 @@ def collect_updates(
     now = sorted(
         ((rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round == round_id), key=lambda t: t[0].lower()
     )
-    fetched = _fetch_all(store, nspec, round_id, now, evaluated_in(fed, nspec, round_id), workers, cache)
+    sealing = None if sealer is None else (sealer, from_block)
+    evaluated = evaluated_in(fed, nspec, round_id)
+    fetched = _fetch_all(store, nspec, round_id, now, evaluated, workers, cache, None, sealing)
     if nspec.evaluates and round_id > 1:
         before = [(rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round != round_id]
-        old = _fetch_all(store, nspec, round_id - 1, before, evaluated_in(fed, nspec, round_id - 1), workers, cache)
+        evaluated = evaluated_in(fed, nspec, round_id - 1)
+        old = _fetch_all(store, nspec, round_id - 1, before, evaluated, workers, cache, None, sealing)
         earlier = {f.update_hash for f in old if f.update is not None}
     else:
         earlier = {rv.content_hash for rv in reveals if rv.round != round_id}
@@ -154,6 +181,7 @@ def prefetch(
     cache: Cache,
     tried: set[tuple[int, str, bytes]],
     workers: int = 8,
+    sealer: Sealer | None = None,
 ) -> None:
     """Fetch and check what round `round_id` (in its reveal phase) has revealed so far into `cache`, so
     `collect_updates` finds it there when the round closes.
@@ -169,20 +197,38 @@ def prefetch(
     if new:
         tried.update((round_id, t[0], t[1]) for t in new)
         evaluated = evaluated_in(fed, nspec, round_id)
-        _fetch_all(store, nspec, round_id, new, evaluated, workers, cache, PREFETCH_TIMEOUT)
+        sealing = None if sealer is None else (sealer, from_block)
+        _fetch_all(store, nspec, round_id, new, evaluated, workers, cache, PREFETCH_TIMEOUT, sealing)
 
 
-def model_before(fed: FederationClient, store: Store, nspec: NodeSpec, r: int) -> tuple[int, dict[str, IntArray]]:
+def model_before(
+    fed: FederationClient, store: Store, nspec: NodeSpec, r: int, sealer: Sealer | None = None
+) -> tuple[int, dict[str, IntArray]]:
     """The global model in force when round `r` opened and the round that made it (0: the initial model)."""
-    for k in range(r - 1, 0, -1):
-        info = fed.round(k)
-        if info.phase == Phase.FINALIZED:
-            try:
-                return k, fetch_verified(store, info.model_cid, info.model_hash, nspec.layout, nspec.max_update_bytes)
-            except StoreError as exc:
-                raise NodeError(f"cannot fetch round {k}'s model {info.model_cid}: {exc}") from exc
-            except ContentMismatch as exc:
-                raise NodeError(f"round {k}'s model at {info.model_cid} does not match its on-chain hash") from exc
-            except UpdateRejected as exc:
-                raise NodeError(f"round {k}'s model is malformed: {exc}") from exc
-    return 0, nspec.initial_model()
+    k = last_finalized_before(fed, r)
+    if k == 0:
+        return 0, nspec.initial_model()
+    return k, fetch_model(fed, store, nspec, k, sealer)
+
+
+def last_finalized_before(fed: FederationClient, r: int) -> int:
+    """The newest round before `r` that finalized (0: none)."""
+    return next((k for k in range(r - 1, 0, -1) if fed.round(k).phase == Phase.FINALIZED), 0)
+
+
+def fetch_model(
+    fed: FederationClient, store: Store, nspec: NodeSpec, k: int, sealer: Sealer | None = None
+) -> dict[str, IntArray]:
+    """Finalized round `k`'s model, fetched, opened (sealed) and checked against its hash; NodeError if not."""
+    info = fed.round(k)
+    opener = None if sealer is None else (sealer.model_opener(k, info.model_hash), SEAL_SLACK)
+    try:
+        return fetch_verified(
+            store, info.model_cid, info.model_hash, nspec.layout, nspec.max_update_bytes, None, opener
+        )
+    except StoreError as exc:
+        raise NodeError(f"cannot fetch round {k}'s model {info.model_cid}: {exc}") from exc
+    except ContentMismatch as exc:
+        raise NodeError(f"round {k}'s model at {info.model_cid} does not match its on-chain hash") from exc
+    except UpdateRejected as exc:
+        raise NodeError(f"round {k}'s model is malformed: {exc}") from exc

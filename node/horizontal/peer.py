@@ -23,11 +23,19 @@ from eth_account.signers.local import LocalAccount
 from ledger.client import FederationClient, proposal_id
 from ledger.errors import ContractRevert
 from ledger.types import MemberStatus, Phase, Proposal
-from node.core.codec import MAX_ABS, IntArray, UpdateRejected, content_hash, encode
+from node.core.codec import MAX_ABS, IntArray, content_hash, encode
 from node.core.valuation import abstentions
 from node.errors import NodeError
 from node.events import EventKind, EventSink, StepEvent, Timings
-from node.horizontal.exchange import Cache, FetchedUpdate, collect_updates, evaluated_in, model_before, prefetch
+from node.horizontal.exchange import (
+    Cache,
+    FetchedUpdate,
+    collect_updates,
+    evaluated_in,
+    fetch_model,
+    model_before,
+    prefetch,
+)
 from node.horizontal.outcome import Outcome, round_outcome
 from node.horizontal.spec import EVALUATION, NodeSpec, model_hash
 from node.horizontal.state import PeerState
@@ -36,7 +44,8 @@ from node.learn.data import Dataset
 from node.learn.evaluation import evaluate_updates
 from node.learn.model import train
 from node.privacy.dp import DPTraining, Mechanism, onchain_epsilon, train_private
-from node.store import Store, StoreError, fetch_verified
+from node.privacy.sealing import Sealer
+from node.store import Store
 
 __all__ = ["EvaluationMaker", "Peer", "UpdateMaker"]
 
@@ -84,11 +93,17 @@ class Peer:
         # seconds spent in train, encode, publish, chain (transactions), fetch, aggregate, adopt; added up
         self.timings = Timings()
         self._step_timings = Timings(self.timings)
+        self._key_since: int | None = None  # sealed: the first round this member's registered key is sealed to
+        self._trained_on = 0  # the round of the model the last update was trained on (0: the initial model)
         self._budget_noted = False  # whether this peer said its privacy budget is spent
         self._dp_checked = False  # whether its privacy history was checked against the chain
         t, dp = nspec.training, nspec.privacy
         # This peer's DP-SGD (its own sampling rate and noise), when the spec has [privacy].
         self.dp: DPTraining | None = None if dp is None else dp.for_member(len(data.y), t.batch_size, t.epochs)
+        # This member's sealing (its key derived from its account key), when the spec has [sealing].
+        self.sealer: Sealer | None = None
+        if nspec.sealing is not None:
+            self.sealer = Sealer.for_member(fed, account, nspec.sealing, self.state.model_keys)
 
     @property
     def epsilon(self) -> float:
@@ -141,14 +156,13 @@ class Peer:
         old = self.params
         try:
             with self._timed("adopt"):
-                self.params = fetch_verified(
-                    self.store, info.model_cid, info.model_hash, self.nspec.layout, self.nspec.max_update_bytes
-                )
-        except (StoreError, UpdateRejected) as exc:
+                self.params = fetch_model(self.fed, self.store, self.nspec, last, self.sealer)
+        except NodeError as exc:
             mine = self.computed.get(last)
             if mine is None or model_hash(mine) != info.model_hash:
                 raise NodeError(f"cannot adopt round {last}'s model {info.model_cid}: {exc}") from exc
             self.params = mine  # the quorum's model is the one we computed ourselves
+        self._remember_model(last, self.params)
         if all(self.fed.round(k).phase != Phase.FINALIZED for k in range(self.loaded_round + 1, last)):
             self._previous = (last, old)  # what we held was the model `last` started from
         self.loaded_round = last
@@ -157,6 +171,12 @@ class Peer:
         self.computed = {k: v for k, v in self.computed.items() if k > last}
         self.on_event(self._event("adopted", last, model_hash=info.model_hash.hex(), model_cid=info.model_cid))
         return True
+
+    def _remember_model(self, r: int, params: dict[str, IntArray]) -> None:
+        """Sealed: keep round `r`'s model key (from the model), for the headers of updates trained on it."""
+        if self.sealer is not None:
+            self.sealer.remember(r, encode(params))
+            self.state.model_keys[str(r)] = self.sealer.known[r].hex()
 
     # -- one step ---------------------------------------------------------------
 
@@ -218,7 +238,8 @@ class Peer:
                 return self._reveal(r, self._proposals.get(r - 1) if view.prev_finalizable else None)
             if phase == Phase.REVEAL:  # waiting for the others' reveals: fetch those already in
                 with self._timed("fetch"):
-                    prefetch(self.fed, self.store, self.nspec, r, self._scan_from(r), self._cache, self._tried)
+                    args = (self.fed, self.store, self.nspec, r, self._scan_from(r), self._cache, self._tried)
+                    prefetch(*args, sealer=self.sealer)
         except ContractRevert as exc:
             if exc.error_name in _RACES:
                 return StepEvent("idle", r)
@@ -246,7 +267,8 @@ class Peer:
         if self.loaded_round == 0:
             return None
         if self._previous is None or self._previous[0] != self.loaded_round:
-            self._previous = (self.loaded_round, model_before(self.fed, self.store, self.nspec, self.loaded_round)[1])
+            before = model_before(self.fed, self.store, self.nspec, self.loaded_round, self.sealer)
+            self._previous = (self.loaded_round, before[1])
         return self._previous[1]
 
     def _scan_from(self, r: int) -> int:
@@ -284,6 +306,10 @@ class Peer:
             with self._timed("chain"):
                 self.fed.add_stake(self.account, stake - me.stake)
             return self._event("topped-up", r, amount=stake - me.stake)
+        if self.sealer is not None:
+            waiting = self._key_ready(r)
+            if waiting is not None:
+                return waiting
         kept, data = self.state.commits.get(str(r)), self.state.update(r)
         if kept is not None and data is not None and content_hash(data).hex() == kept["hash"]:
             # Prepared before a restart (and perhaps sent, still pending): send the same commitment again.
@@ -297,7 +323,7 @@ class Peer:
                 digest, salt = content_hash(data), secrets.token_bytes(32)
             # Before the commit: a crash after it must still be able to reveal. Not published yet.
             self.state.keep_update(r, data)
-            self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex()}
+            self.state.commits[str(r)] = {"hash": digest.hex(), "salt": salt.hex(), "base": str(self._trained_on)}
             if self.dp is not None:  # spent once trained: counted before it can leak
                 self.state.dp_rounds[str(r)] = list(self.dp.mechanism)
             self.state.save()
@@ -311,6 +337,26 @@ class Peer:
         if self.dp is None:
             return self._event("committed", r, hash=digest.hex(), bytes=len(data))
         return self._event("committed", r, hash=digest.hex(), bytes=len(data), epsilon=epsilon)
+
+    def _key_ready(self, r: int) -> StepEvent | None:
+        """Sealed: None once this member's encryption key is registered in time for round `r`; else registers it
+        (an event) or waits for the next round (idle)."""
+        assert self.sealer is not None
+        public = self.sealer.key.public
+        if self._key_since is not None and self._key_since <= r:
+            return None
+        mine = self.fed.encryption_keys().get(self.address)
+        if mine is None:
+            with self._timed("chain"):
+                self.fed.set_encryption_key(self.account, public)
+            return self._event("key-registered", r, key=public.hex())
+        if mine[0] != public:
+            raise NodeError(
+                f"{self.address} registered the encryption key 0x{mine[0].hex()}, not the one its account key "
+                "derives: it cannot open updates sealed to it"
+            )
+        self._key_since = mine[1]
+        return None if mine[1] <= r else StepEvent("idle", r)
 
     def _content(self, r: int) -> bytes | StepEvent:
         """This peer's round-r content, encoded: its update trained on round r's base model (and, scoring by
@@ -337,13 +383,17 @@ class Peer:
             data = self.state.update(r)
             if data is None or content_hash(data) != bytes.fromhex(c["hash"]):
                 return self._event("unrevealable", r, reason="the committed update was lost")
+            if self.sealer is not None:  # sealed now: to the members (and their keys) of the reveal phase
+                with self._timed("encode"):
+                    data = self.sealer.seal_update(data, r, int(c.get("base", "0")))
             with self._timed("publish"):
                 cid = self.store.put(data)
             c["cid"] = cid
             self.state.save()
         with self._timed("chain"):
             self.fed.reveal(self.account, r, bytes.fromhex(c["hash"]), cid, bytes.fromhex(c["salt"]), previous)
-        return self._event("revealed", r, hash=c["hash"], cid=cid)
+        sealed = {} if self.sealer is None else {"sealed": True}
+        return self._event("revealed", r, hash=c["hash"], cid=cid, **sealed)
 
     def _evaluation(self, r: int) -> IntArray:
         """This peer's evaluation of round r-1's usable updates (not its own) on its rows; abstentions
@@ -367,9 +417,11 @@ class Peer:
         """The model round r trains on: round r-1's when round r opened on its vote (computed here
         until it is finalized), else the newest finalized one."""
         if self.loaded_round >= r - 1 or not self.fed.round(r).chained:
+            self._trained_on = self.loaded_round
             return self.params
         if self._proposal(r - 1) is None:
             raise NodeError(f"no update of round {r - 1} could be used")
+        self._trained_on = r - 1
         return self.computed[r - 1]
 
     def _outcome(self, r: int) -> tuple[list[FetchedUpdate], Outcome]:
@@ -379,7 +431,8 @@ class Peer:
             return self._results[r]
         if self.loaded_round == r - 1 or (self.loaded_round < r and self.fed.round(r).phase == Phase.VOTE):
             with self._timed("fetch"):
-                fetched = collect_updates(self.fed, self.store, self.nspec, r, self._scan_from(r), cache=self._cache)
+                args = (self.fed, self.store, self.nspec, r, self._scan_from(r))
+                fetched = collect_updates(*args, cache=self._cache, sealer=self.sealer)
                 members = self.fed.members()[: self.fed.round(r).member_count]
                 previous = self._previous_model()
             with self._timed("aggregate"):
@@ -387,7 +440,8 @@ class Peer:
                 outcome = round_outcome(self.nspec, self.params, fetched, members, previous, evaluated)
         else:  # restarted since, or the round moved on: re-run it from public data
             with self._timed("fetch"):
-                fetched, outcome = rerun(self.fed, self.store, self.nspec, r, self._scan_from(r), self._cache)
+                args = (self.fed, self.store, self.nspec, r, self._scan_from(r))
+                fetched, outcome = rerun(*args, self._cache, self.sealer)
         self._results = {k: v for k, v in self._results.items() if k >= r - 1}
         self._results[r] = (fetched, outcome)
         for member, reason in outcome.rejected.items():
@@ -404,6 +458,10 @@ class Peer:
         with self._timed("encode"):
             model_bytes = encode(outcome.model)
             digest = content_hash(model_bytes)
+        if self.sealer is not None:  # the same sealed bytes from every member who computed it
+            self._remember_model(r, outcome.model)
+            with self._timed("encode"):
+                model_bytes = self.sealer.seal_model(model_bytes, r)
         with self._timed("publish"):
             cid = self.store.put(model_bytes)
         self.computed[r] = outcome.model

@@ -15,12 +15,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from node.core.codec import UpdateRejected
+from ledger.keystore import load_keystore, read_password
 from node.errors import NodeError
 from node.horizontal.config import PeerConfig
 from node.horizontal.daemon import open_company
+from node.horizontal.exchange import fetch_model
+from node.horizontal.state import PeerState
 from node.learn.personal import PersonalModel, choose, local_folds
-from node.store import StoreError, fetch_verified, open_store
+from node.privacy.sealing import Sealer
+from node.store import open_store
 
 __all__ = ["personal_path", "personalize"]
 
@@ -38,12 +41,12 @@ def personalize(cfg: PeerConfig, log: Callable[[str], None], local_rounds: int |
     if last == 0:
         raise NodeError("no round has finalized yet: there is no federation model to start from")
     info = fed.round(last)
-    try:
-        glob = fetch_verified(
-            open_store(cfg.ipfs), info.model_cid, info.model_hash, nspec.layout, nspec.max_update_bytes
-        )
-    except (StoreError, UpdateRejected) as exc:
-        raise NodeError(f"cannot fetch round {last}'s model {info.model_cid}: {exc}") from exc
+    sealer = None
+    if nspec.sealing is not None:  # the model's key: from the daemon's state file
+        account = load_keystore(cfg.keystore, read_password(cfg.password_file))
+        known = PeerState.load(cfg.state / "state.json").model_keys
+        sealer = Sealer.for_member(fed, account, nspec.sealing, known)
+    glob = fetch_model(fed, open_store(cfg.ipfs), nspec, last, sealer)
     rounds = local_rounds or min(last, 100)
     log(f"round {last}'s model 0x{info.model_hash.hex()[:16]}; cross-validating on {len(data)} rows")
     own = local_folds(nspec.model, nspec.training, data, rounds, nspec.training.seed)

@@ -18,6 +18,7 @@ from node.errors import NodeError
 from node.learn.data import Schema
 from node.learn.model import ModelSpec, TrainConfig, initial_params, layout
 from node.privacy.dp import DPConfig
+from node.privacy.sealing import SealingSpec
 
 __all__ = ["EVALUATION", "NodeSpec", "aggregation_settings", "model_hash", "scoring_rule"]
 
@@ -36,6 +37,7 @@ class NodeSpec:
     krum_m: int | None
     scoring: str = "agreement"
     privacy: DPConfig | None = None  # the spec's [privacy]: every member trains with DP-SGD
+    sealing: SealingSpec | None = None  # the spec's [sealing]: updates and models only members (and auditors) read
 
     @classmethod
     def from_federation(cls, spec: FederationSpec) -> NodeSpec:
@@ -49,7 +51,8 @@ class NodeSpec:
                 "spec [privacy] with [scoring] rule = 'evaluation': a member's evaluation of the others' updates "
                 "on its rows is published outside the privacy accountant; score by 'agreement'"
             )
-        return cls(spec, schema, model, training, *aggregation_settings(spec), scoring, privacy)
+        sealing = SealingSpec.from_spec(data)
+        return cls(spec, schema, model, training, *aggregation_settings(spec), scoring, privacy, sealing)
 
     @property
     def layout(self) -> Layout:

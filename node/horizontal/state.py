@@ -18,6 +18,7 @@ from node.errors import NodeError
 
 __all__ = ["KEEP_ROUNDS", "PeerState"]
 
+MODEL_KEYS = 4  # sealed models' keys kept: the model held, the one before it, and the rounds being decided
 KEEP_ROUNDS = 3  # the open round, the one in its vote, and the one before (its log scans start there)
 _V = TypeVar("_V")
 
@@ -40,6 +41,8 @@ class PeerState:
     # round -> (noise, sampling rate, steps) of each DP update this peer trained (kept for life: what its
     # privacy accountant counts)
     dp_rounds: dict[str, list[float]] = field(default_factory=dict)
+    # round -> the key of its (sealed) model, for the newest models this peer held or learned
+    model_keys: dict[str, str] = field(default_factory=dict)
     # Updates committed but not yet published, in memory; also on disk beside the state file.
     updates: dict[int, bytes] = field(default_factory=dict, repr=False)
 
@@ -78,6 +81,7 @@ class PeerState:
             "commits": self.commits,
             "round_blocks": self.round_blocks,
             "dp_rounds": self.dp_rounds,
+            "model_keys": dict(sorted(self.model_keys.items(), key=lambda kv: int(kv[0]))[-MODEL_KEYS:]),
         }
         write_atomic(self.path, json.dumps(doc))
 
@@ -96,8 +100,11 @@ class PeerState:
             raise NodeError(f"peer state {path} is corrupt ({what}); move it aside to start afresh") from exc
 
 
-def _parse(data: Any) -> tuple[int, str, dict[str, dict[str, str]], dict[str, int], dict[str, list[float]]]:
-    """model_round, model_cid, commits, round_blocks and dp_rounds from a state document, each checked."""
+def _parse(
+    data: Any,
+) -> tuple[int, str, dict[str, dict[str, str]], dict[str, int], dict[str, list[float]], dict[str, str]]:
+    """model_round, model_cid, commits, round_blocks, dp_rounds and model_keys from a state document, each
+    checked."""
     if not isinstance(data, dict):
         raise TypeError(f"expected a JSON object, found {type(data).__name__}")
     commits = data["commits"]
@@ -110,4 +117,5 @@ def _parse(data: Any) -> tuple[int, str, dict[str, dict[str, str]], dict[str, in
         int(k)
     blocks = {str(int(k)): int(v) for k, v in dict(data.get("round_blocks", {})).items()}
     dp_rounds = {str(int(r)): [float(m[0]), float(m[1]), int(m[2])] for r, m in dict(data.get("dp_rounds", {})).items()}
-    return int(data["model_round"]), str(data["model_cid"]), dict(commits), blocks, dp_rounds
+    keys = {str(int(r)): bytes.fromhex(str(k)).hex() for r, k in dict(data.get("model_keys", {})).items()}
+    return int(data["model_round"]), str(data["model_cid"]), dict(commits), blocks, dp_rounds, keys

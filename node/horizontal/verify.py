@@ -12,9 +12,18 @@ from dataclasses import dataclass, field
 from ledger.client import FederationClient
 from ledger.types import Phase
 from node.core.codec import UpdateRejected, content_hash, encode
-from node.horizontal.exchange import Cache, FetchedUpdate, collect_updates, evaluated_in, model_before
+from node.errors import NodeError
+from node.horizontal.exchange import (
+    Cache,
+    FetchedUpdate,
+    collect_updates,
+    evaluated_in,
+    last_finalized_before,
+    model_before,
+)
 from node.horizontal.outcome import Outcome, round_outcome
 from node.horizontal.spec import NodeSpec
+from node.privacy.sealing import SEAL_SLACK, Sealer
 from node.store import Store, StoreError, fetch_verified
 from node.store.verified import ContentMismatch
 
@@ -33,23 +42,47 @@ class Verdict:
 
 
 def rerun(
-    fed: FederationClient, store: Store, nspec: NodeSpec, r: int, from_block: int = 0, cache: Cache | None = None
+    fed: FederationClient,
+    store: Store,
+    nspec: NodeSpec,
+    r: int,
+    from_block: int = 0,
+    cache: Cache | None = None,
+    sealer: Sealer | None = None,
 ) -> tuple[list[FetchedUpdate], Outcome]:
-    """Round `r` re-run from public data: its checked updates and what they give (model, scores, rejections)."""
-    k, base = model_before(fed, store, nspec, r)
-    previous = model_before(fed, store, nspec, k)[1] if k > 0 else None
-    fetched = collect_updates(fed, store, nspec, r, from_block, cache=cache)
+    """Round `r` re-run from public data (sealed: what `sealer` can open): its checked updates and what they
+    give (model, scores, rejections)."""
+    fetched = collect_updates(fed, store, nspec, r, from_block, cache=cache, sealer=sealer)  # first: sealed
+    k, base = model_before(fed, store, nspec, r, sealer)  # updates name their base model's key
+    j = last_finalized_before(fed, k)
+    if sealer is not None and j > 0 and not sealer.knows(j):  # round k's updates name the key of the one before
+        collect_updates(fed, store, nspec, k, from_block, sealer=sealer)
+    previous = model_before(fed, store, nspec, k, sealer)[1] if k > 0 else None
     members = fed.members()[: fed.round(r).member_count]
     return fetched, round_outcome(nspec, base, fetched, members, previous, evaluated_in(fed, nspec, r))
 
 
-def verify_round(fed: FederationClient, store: Store, nspec: NodeSpec, r: int, from_block: int = 0) -> Verdict:
+def verify_round(
+    fed: FederationClient, store: Store, nspec: NodeSpec, r: int, from_block: int = 0, sealer: Sealer | None = None
+) -> Verdict:
+    """Round `r` re-run and compared with the chain. A sealed federation's round can be re-run only by a
+    reader its updates are sealed to: a member of the round or an auditor of the spec (`sealer`)."""
     verdict = Verdict(r)
     info = fed.round(r)
     if info.phase != Phase.FINALIZED:
         verdict.fail(f"round {r} is {info.phase.name.lower()}, not finalized")
         return verdict
-    fetched, outcome = rerun(fed, store, nspec, r, from_block)
+    if nspec.sealing is not None and sealer is None:
+        verdict.fail(
+            f"round {r}'s updates are sealed to its members and the spec's auditors: re-running it takes a "
+            "member's keystore (--keystore) or an auditor's key file (--seal-key)"
+        )
+        return verdict
+    try:
+        fetched, outcome = rerun(fed, store, nspec, r, from_block, sealer=sealer)
+    except NodeError as exc:  # a base model that cannot be had (sealed: not by this reader)
+        verdict.fail(f"cannot re-run round {r}: {exc}")
+        return verdict
     for f in fetched:
         reason = outcome.rejected.get(f.member)
         status = "ok" if reason is None else f"rejected ({reason})"
@@ -70,8 +103,11 @@ def verify_round(fed: FederationClient, store: Store, nspec: NodeSpec, r: int, f
         verdict.fail(f"recomputed scores {scores} != finalized {winning.scores}")
     else:
         verdict.lines.append("scores match the finalized proposal")
+    if sealer is not None and digest == info.model_hash:
+        sealer.remember(r, encode(model))  # the key of the model re-run: it must open the one stored
+    opener = None if sealer is None else (sealer.model_opener(r, info.model_hash), SEAL_SLACK)
     try:
-        fetch_verified(store, info.model_cid, info.model_hash, nspec.layout, nspec.max_update_bytes)
+        fetch_verified(store, info.model_cid, info.model_hash, nspec.layout, nspec.max_update_bytes, None, opener)
     except ContentMismatch:
         verdict.fail(f"the model stored at {info.model_cid} does not hash to the on-chain model hash")
     except UpdateRejected as exc:

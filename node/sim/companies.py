@@ -50,6 +50,8 @@ class DemoConfig:
     liars: int = 0  # companies whose evaluations collude (the cheaters first, when there are any)
     epsilon: float | None = None  # [privacy]: every company trains with DP-SGD on this budget over the run
     clip: float = 1.0  # [privacy] clip: each customer's gradient bound
+    sealed: bool = False  # [sealing]: updates and models only the members (and `auditors`) can read
+    auditors: tuple[str, ...] = ()  # [sealing] auditors: X25519 public keys (0x + 64 hex)
 
 
 def _cheating_order(cfg: DemoConfig, names: list[str]) -> list[str]:

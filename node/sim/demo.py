@@ -116,6 +116,7 @@ def demo_spec(cfg: DemoConfig, schema: Schema, founders: list[str], n: int) -> F
             "aggregation": {"rule": cfg.rule, "trim": float(trim), "attackers": attackers},
             "scoring": {"rule": cfg.scoring},
             **({} if cfg.epsilon is None else {"privacy": _privacy(cfg)}),
+            **({"sealing": {"auditors": list(cfg.auditors)}} if cfg.sealed else {}),
         }
     )
 
@@ -266,6 +267,7 @@ def document(
             "clip": nspec.privacy.clip,
             "accountant": nspec.privacy.accountant,
         },
+        "sealed": nspec.sealing is not None,
         "liars": cfg.liars,
         "rewards_paid": str(paid),
         "cheater_reward_share": round(cheaters / paid, 4) if paid else 0.0,
@@ -374,6 +376,8 @@ def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
     if private:
         dp = doc["privacy"]
         say(f"differential privacy: epsilon spent per company at delta {dp['delta']:g} (budget {dp['epsilon']:g})")
+    if doc["sealed"]:
+        say("sealed: every update and model on IPFS was encrypted to the members (and auditors) of its round")
     if doc["poisoners"] or doc["free_riders"] or doc["liars"]:
         say(f"cheaters' share of the rewards paid: {doc['cheater_reward_share']:.1%}")
     fed_auc, central = doc["federated_auc"], doc["centralized_auc"]

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,12 @@ from ledger.types import Phase
 from node.core.codec import UpdateRejected
 from node.errors import NodeError
 from node.horizontal.config import PeerConfig
+from node.horizontal.exchange import fetch_model
 from node.horizontal.spec import NodeSpec
+from node.horizontal.verify import verify_round
 from node.learn.data import read_rows
+from node.privacy.seal import SealKey
+from node.privacy.sealing import Sealer, auditor_address
 from node.sim.companies import DemoConfig, load_companies
 from node.sim.demo import ROUND_HEADER, compare, demo_spec, document, personal_folds, round_row, summary
 from node.sim.evaluate import concat, train_alone
@@ -106,6 +111,9 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
         deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
         for a in (deployer, *accounts):
             chain.fund(a.address, 10**19)
+        auditor = SealKey.generate()  # sealed: the demo follows the rounds as the spec's auditor
+        if cfg.sealed:
+            cfg = replace(cfg, auditors=(*cfg.auditors, "0x" + auditor.public.hex()))
         spec = demo_spec(cfg, schema, [a.address for a in accounts], len(companies))
         for window in ("commit_window", "reveal_window", "vote_window"):
             spec.data["chain"][window] = WINDOW
@@ -140,7 +148,11 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
             stack.callback(kill_process, proc)
             procs.append(proc)
         reader = KuboStore(kubo[0].api)
-        rounds, federated = _follow(fed, reader, nspec, companies, test_all, cfg.rounds, procs, root, say)
+        sealer = None
+        if nspec.sealing is not None:
+            sealer = Sealer(fed, auditor_address(auditor.public), auditor, nspec.sealing)
+        follow = (fed, reader, nspec, companies, test_all, cfg.rounds, procs, root, say)
+        rounds, federated = _follow(*follow, sealer, deployment.block)
         for i, p in enumerate(procs):
             if p.wait(timeout=120) != 0:
                 tail = (root / f"peer{i}.log").read_text()[-800:]
@@ -167,8 +179,11 @@ def _follow(
     procs: list[subprocess.Popen[bytes]],
     root: Path,
     say: Callable[[str], None],
+    sealer: Sealer | None = None,
+    block: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Print a row per round as the chain closes it; returns the rows and the last agreed model."""
+    """Print a row per round as the chain closes it; returns the rows and the last agreed model. Sealed, as an
+    auditor: each round re-run from its updates (the model's key comes from the model)."""
     params = nspec.initial_model()
     rows: list[dict[str, Any]] = []
     say(ROUND_HEADER)
@@ -184,7 +199,12 @@ def _follow(
                 raise NodeError(f"every peer exited before round {r} closed (logs in {root})")
             time.sleep(0.5)
             continue
-        if info.phase == Phase.FINALIZED:
+        if info.phase == Phase.FINALIZED and sealer is not None:
+            verdict = verify_round(fed, reader, nspec, r, block, sealer)
+            if not verdict.ok:
+                raise NodeError(f"round {r} does not verify for the auditor: {verdict.lines[-1]}")
+            params = fetch_model(fed, reader, nspec, r, sealer)
+        elif info.phase == Phase.FINALIZED:
             try:
                 params = fetch_verified(reader, info.model_cid, info.model_hash, nspec.layout, nspec.max_update_bytes)
             except UpdateRejected as exc:

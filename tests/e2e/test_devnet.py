@@ -236,13 +236,17 @@ def test_demo_on_the_devnet_runs_a_process_per_peer(sample_csv: Path) -> None:
     assert int(doc["rewards_paid"]) == sum(int(p["reward"]) for p in doc["peers"]) > 0
 
 
-def test_demo_on_the_devnet_with_differential_privacy_reports_what_each_daemon_spent(sample_csv: Path) -> None:
-    """Each daemon trains by DP-SGD and states on chain what it spent; the demo reads it from the audit trail."""
+def test_demo_on_the_devnet_with_differential_privacy_and_sealing(sample_csv: Path) -> None:
+    """Each daemon trains by DP-SGD and states on chain what it spent; the demo reads it from the audit trail.
+    Sealed: the daemons (separate processes) publish byte-identical sealed models, and the demo follows every
+    round as the spec's auditor (each round re-run and verified from the sealed updates)."""
     data = ("--data", str(sample_csv), "--target", "y", "--positive", "yes", "--drop", "duration")
-    out = run_cli("demo", "--devnet", *data, "--peers", "3", "--rounds", "2", "--epsilon", "2", "--json", timeout=600)
+    dp = ("--epsilon", "2", "--sealed")
+    out = run_cli("demo", "--devnet", *data, "--peers", "3", "--rounds", "2", *dp, "--json", timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out.stdout)
-    assert doc["scoring"] == "agreement" and doc["privacy"]["epsilon"] == 2.0
+    assert doc["scoring"] == "agreement" and doc["privacy"]["epsilon"] == 2.0 and doc["sealed"] is True
+    assert all(r["votes"] == 3 for r in doc["rounds"]), doc["rounds"]  # every daemon voted for the same sealed model
     assert [r["status"] for r in doc["rounds"]] == ["finalized", "finalized"]
     assert all(1.9 < p["epsilon"] <= 2.001 for p in doc["peers"]), doc["peers"]  # thousandths, rounded up
 

@@ -304,3 +304,26 @@ def test_spec_init_with_epsilon_writes_a_privacy_table_and_refuses_scoring_by_ev
     line = one_error(capsys, *common, "--epsilon", "3", "--scoring", "evaluation", "--out", str(tmp_path / "x.toml"))
     assert "published outside the privacy accountant" in line
     assert not (tmp_path / "x.toml").exists()
+
+
+def test_audit_keygen_and_spec_init_sealed_with_an_auditor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger.spec import load_spec
+    from node.datasets import DEFAULT_DATA
+    from node.horizontal.spec import NodeSpec
+    from node.privacy.seal import SealKey
+
+    monkeypatch.setenv("FEDCHAIN_PASSWORD", "auditing")
+    pem = tmp_path / "auditor.pem"
+    assert main(["audit", "keygen", "--out", str(pem)]) == 0
+    public = capsys.readouterr().out.strip().splitlines()[-1]
+    assert public == "0x" + SealKey.load(pem, "auditing").public.hex() and pem.stat().st_mode & 0o077 == 0
+    assert "not overwritten" in one_error(capsys, "audit", "keygen", "--out", str(pem))
+    common = ("spec", "init", "--data", str(DEFAULT_DATA), "--target", "y", "--positive", "yes", "--founders", *DEV)
+    out = tmp_path / "spec.toml"
+    assert main([*common, "--drop", "duration", "--auditor", public, "--out", str(out)]) == 0
+    sealing = NodeSpec.from_federation(load_spec(out)).sealing
+    assert sealing is not None and sealing.auditors == (bytes.fromhex(public[2:]),)
+    line = one_error(capsys, *common, "--auditor", "0x1234", "--out", str(tmp_path / "x.toml"))
+    assert "is not an X25519 public key" in line and not (tmp_path / "x.toml").exists()

@@ -356,3 +356,38 @@ def test_a_commit_logs_the_privacy_its_sender_says_it_spent_and_nothing_without(
     assert [(e["round"], e["member"], e["epsilonMilli"]) for e in said] == [(r, a.address, 2_345)]
     trail = read_audit(joined.fed, start).rounds[r].commits
     assert {c["member"]: c.get("epsilon") for c in trail} == {a.address: 2.345, b.address: None}
+
+
+def test_encryption_keys_are_registered_once_by_members_and_required_from_the_next_sealing(fed: Harness) -> None:
+    """`setEncryptionKey`: members only, once, never zero; `since` is the first round whose reveals all come
+    after it (the open round while it is in its commit phase, else the next); a member who left is dropped."""
+    a, b, c, d = fed.members
+    with pytest.raises(ContractRevert, match="NotMember"):
+        fed.fed.set_encryption_key(a, b"\x01" * 32)
+    fed.fed.join(a)
+    fed.fed.set_encryption_key(a, b"\x01" * 32)  # before round 1 opens
+    for key in (b"\x02" * 32, b"\x01" * 32):
+        with pytest.raises(ContractRevert, match="EncryptionKeyRejected"):
+            fed.fed.set_encryption_key(a, key)
+    for m in (b, c, d):
+        fed.fed.join(m)
+    with pytest.raises(ContractRevert, match="EncryptionKeyRejected"):
+        fed.fed.set_encryption_key(b, bytes(32))
+    r = fed.round
+    fed.fed.set_encryption_key(b, b"\x03" * 32)  # round r in its commit phase
+    fed.commit(a, r)
+    fed.commit(b, r)
+    fed.chain.advance_time(fed.fed.config()["commit_window"])
+    fed.fed.advance(a)
+    assert fed.fed.round(r).phase == Phase.REVEAL
+    fed.fed.set_encryption_key(c, b"\x04" * 32)  # round r's reveals have begun: from round r + 1
+    assert fed.fed.encryption_keys() == {
+        a.address: (b"\x01" * 32, 1),
+        b.address: (b"\x03" * 32, r),
+        c.address: (b"\x04" * 32, r + 1),
+    }
+    logged = [(e["args"]["member"], e["args"]["since"]) for e in fed.fed.events("EncryptionKeySet")]
+    assert logged == [(a.address, 1), (b.address, r), (c.address, r + 1)]
+    fed.fed.leave(d)
+    fed.fed.leave(c)  # not committed: it may leave, and is no longer sealed to
+    assert set(fed.fed.encryption_keys()) == {a.address, b.address}
