@@ -52,7 +52,7 @@ def _median_ms(fn: Callable[[], Any], repeats: int = REPEATS) -> float:
     return 1000 * statistics.median(times)
 
 
-HEADER = 40  # the sealed payload's header: the base model's round (8 bytes) and key (32)
+HEADER = 80  # the sealed payload's header: the base model's round (8 bytes) and key (32), and the one before's
 
 
 def measure(update: bytes, n: int) -> dict[str, Any]:
@@ -128,7 +128,8 @@ def main() -> int:
         "",
         "`node/privacy/envelope.py`: one ChaCha20-Poly1305 pass over the update, its key sealed with HPKE "
         "(X25519, HKDF-SHA256, ChaCha20-Poly1305) to each member, the place and the recipient table bound; "
-        f"the payload carries a {HEADER}-byte header (the base model's round and key), counted in the overhead. "
+        f"the payload carries a {HEADER}-byte header (the rounds and keys of the base model and the one "
+        "before it), counted in the overhead. "
         f"Updates are the demo's (bank data, {schema.n_features} features). Times are medians of {REPEATS}, "
         "one core.",
         "",

@@ -457,15 +457,16 @@ contract Federation is IFederation, ReentrancyGuard {
     function encryptionKeys()
         external
         view
-        returns (address[] memory members, bytes32[] memory keys, uint64[] memory since)
+        returns (address[] memory members, bytes32[] memory keys, uint64[] memory since, bool[] memory active)
     {
         members = _memberList;
         uint256 n = members.length;
         keys = new bytes32[](n);
         since = new uint64[](n);
+        active = new bool[](n);
         for (uint256 i = 0; i < n; ++i) {
             address a = members[i];
-            if (_members[a].active) (keys[i], since[i]) = (_encryptionKey[a], _keySince[a]);
+            (keys[i], since[i], active[i]) = (_encryptionKey[a], _keySince[a], _members[a].active);
         }
     }
 

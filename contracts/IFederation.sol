@@ -307,12 +307,13 @@ interface IFederation {
     /// @notice A member registers its X25519 public key for sealed updates (once; see `EncryptionKeySet`).
     function setEncryptionKey(bytes32 key) external;
 
-    /// @notice Every listed member (`memberList`), its registered encryption key (zero: none, or not a member
-    ///         now) and the round from which it must be sealed to.
+    /// @notice Every listed member (`memberList`), its registered encryption key (zero: none), the round from
+    ///         which it must be sealed to, and whether it is a member now (updates are sealed to members only;
+    ///         a round's committers must have been sealed to, whether or not they left since).
     function encryptionKeys()
         external
         view
-        returns (address[] memory members, bytes32[] memory keys, uint64[] memory since);
+        returns (address[] memory members, bytes32[] memory keys, uint64[] memory since, bool[] memory active);
 
     /// @notice A member's record.
     /// @param account The address to look up.

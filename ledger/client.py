@@ -291,11 +291,15 @@ class FederationClient(StakedClient):
         """Register the member's X25519 public key for sealed updates (once)."""
         return self._send(signer, "setEncryptionKey", key)
 
-    def encryption_keys(self) -> dict[str, tuple[bytes, int]]:
-        """Each active member's registered key and the first round that must seal to it (members without one
-        left out), in join order."""
-        members, keys, since = self._view("encryptionKeys")
-        return {str(a): (bytes(k), int(s)) for a, k, s in zip(members, keys, since, strict=True) if any(bytes(k))}
+    def encryption_keys(self) -> dict[str, tuple[bytes, int, bool]]:
+        """Each listed member's registered key, the first round that must seal to it and whether it is a member
+        now (those without a key left out), in join order."""
+        members, keys, since, active = self._view("encryptionKeys")
+        return {
+            str(a): (bytes(k), int(s), bool(on))
+            for a, k, s, on in zip(members, keys, since, active, strict=True)
+            if any(bytes(k))
+        }
 
     def add_stake(self, signer: LocalAccount, amount: int) -> TxReceipt:
         self.token.approve(signer, self.address, amount)

@@ -130,7 +130,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         raise NodeError(f"{args.spec} is not this federation's spec (hash 0x{spec.hash.hex()})")
     store = open_store(ipfs_for(args))
     nspec = NodeSpec.from_federation(spec)
-    sealer = _reader(args, fed, nspec) if args.keystore or args.seal_key else None
+    sealer = _reader(args, fed, nspec, deployment.block) if args.keystore or args.seal_key else None
     verdict = verify_round(fed, store, nspec, args.round, deployment.block, sealer)
     for line in verdict.lines:
         say(line)
@@ -142,7 +142,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reader(args: argparse.Namespace, fed: FederationClient, nspec: NodeSpec) -> Sealer:
+def _reader(args: argparse.Namespace, fed: FederationClient, nspec: NodeSpec, origin: int) -> Sealer:
     """Who re-runs a sealed round: a member (its keystore) or an auditor (its key file), checked against the
     chain and the spec."""
     from ledger.keystore import load_keystore, read_password
@@ -158,8 +158,8 @@ def _reader(args: argparse.Namespace, fed: FederationClient, nspec: NodeSpec) ->
         key = SealKey.load(args.seal_key, password)
         if key.public not in nspec.sealing.auditors:
             raise NodeError(f"{args.seal_key}: its public key 0x{key.public.hex()} is not an auditor of the spec")
-        return Sealer(fed, auditor_address(key.public), key, nspec.sealing)
-    member = Sealer.for_member(fed, load_keystore(args.keystore, password), nspec.sealing)
+        return Sealer(fed, auditor_address(key.public), key, nspec.sealing, origin=origin)
+    member = Sealer.for_member(fed, load_keystore(args.keystore, password), nspec.sealing, origin=origin)
     registered = fed.encryption_keys().get(member.me)
     if registered is None or registered[0] != member.key.public:
         raise NodeError(f"{member.me} has no encryption key registered in this federation: nothing is sealed to it")

@@ -101,17 +101,16 @@ def _fetch_all(
     workers: int,
     cache: Cache | None,
     timeout: float | None = None,
-    sealing: tuple[Sealer, int] | None = None,
+    sealer: Sealer | None = None,
 ) -> list[FetchedUpdate]:
     """Round `round_id`'s revealed contents, from `cache` when it holds them; what is fetched goes into it
-    (outages aside), and rounds before the previous one leave it. Sealed: opened by the sealer (and a block at
-    or before the round's commits)."""
+    (outages aside), and rounds before the previous one leave it. Sealed: opened by the sealer."""
     known: Cache = {} if cache is None else cache
     missing = [t for t in revealed if (round_id, t[0], t[1]) not in known]
-    required = sealing[0].required(round_id, sealing[1]) if sealing and missing else []
+    required = sealer.required(round_id) if sealer and missing else []
 
     def one(t: Revealed) -> FetchedUpdate:
-        opener = sealing[0].update_opener(t[0], round_id, required) if sealing else None
+        opener = sealer.update_opener(t[0], round_id, required) if sealer else None
         return fetch_update(store, nspec, t[0], t[1], t[2], evaluated, timeout, opener)
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
@@ -147,13 +146,12 @@ def collect_updates(
     now = sorted(
         ((rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round == round_id), key=lambda t: t[0].lower()
     )
-    sealing = None if sealer is None else (sealer, from_block)
     evaluated = evaluated_in(fed, nspec, round_id)
-    fetched = _fetch_all(store, nspec, round_id, now, evaluated, workers, cache, None, sealing)
+    fetched = _fetch_all(store, nspec, round_id, now, evaluated, workers, cache, None, sealer)
     if nspec.evaluates and round_id > 1:
         before = [(rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round != round_id]
         evaluated = evaluated_in(fed, nspec, round_id - 1)
-        old = _fetch_all(store, nspec, round_id - 1, before, evaluated, workers, cache, None, sealing)
+        old = _fetch_all(store, nspec, round_id - 1, before, evaluated, workers, cache, None, sealer)
         earlier = {f.update_hash for f in old if f.update is not None}
     else:
         earlier = {rv.content_hash for rv in reveals if rv.round != round_id}
@@ -197,8 +195,7 @@ def prefetch(
     if new:
         tried.update((round_id, t[0], t[1]) for t in new)
         evaluated = evaluated_in(fed, nspec, round_id)
-        sealing = None if sealer is None else (sealer, from_block)
-        _fetch_all(store, nspec, round_id, new, evaluated, workers, cache, PREFETCH_TIMEOUT, sealing)
+        _fetch_all(store, nspec, round_id, new, evaluated, workers, cache, PREFETCH_TIMEOUT, sealer)
 
 
 def model_before(

@@ -33,6 +33,7 @@ from node.horizontal.exchange import (
     collect_updates,
     evaluated_in,
     fetch_model,
+    last_finalized_before,
     model_before,
     prefetch,
 )
@@ -93,6 +94,7 @@ class Peer:
         # seconds spent in train, encode, publish, chain (transactions), fetch, aggregate, adopt; added up
         self.timings = Timings()
         self._step_timings = Timings(self.timings)
+        self._learning: set[tuple[int, int]] = set()  # sealed: (model round, open round) a key was sought in
         self._key_since: int | None = None  # sealed: the first round this member's registered key is sealed to
         self._trained_on = 0  # the round of the model the last update was trained on (0: the initial model)
         self._budget_noted = False  # whether this peer said its privacy budget is spent
@@ -103,7 +105,7 @@ class Peer:
         # This member's sealing (its key derived from its account key), when the spec has [sealing].
         self.sealer: Sealer | None = None
         if nspec.sealing is not None:
-            self.sealer = Sealer.for_member(fed, account, nspec.sealing, self.state.model_keys)
+            self.sealer = Sealer.for_member(fed, account, nspec.sealing, self.state.model_keys, from_block)
 
     @property
     def epsilon(self) -> float:
@@ -156,7 +158,7 @@ class Peer:
         old = self.params
         try:
             with self._timed("adopt"):
-                self.params = fetch_model(self.fed, self.store, self.nspec, last, self.sealer)
+                self.params = self._fetch_model(last)
         except NodeError as exc:
             mine = self.computed.get(last)
             if mine is None or model_hash(mine) != info.model_hash:
@@ -171,6 +173,31 @@ class Peer:
         self.computed = {k: v for k, v in self.computed.items() if k > last}
         self.on_event(self._event("adopted", last, model_hash=info.model_hash.hex(), model_cid=info.model_cid))
         return True
+
+    def _fetch_model(self, k: int) -> dict[str, IntArray]:
+        """Finalized round `k`'s model. Sealed, and no key held opens it: learn its key from the updates revealed
+        since (those trained on it name it), or re-run round k if its updates were sealed to this member, as a
+        member who joined since, was left out, or computed another model must (the re-run once a round)."""
+        try:
+            return fetch_model(self.fed, self.store, self.nspec, k, self.sealer)
+        except NodeError:
+            if self.sealer is None:
+                raise
+        current = self.fed.current_round()
+        for j in range(max(k + 1, current - 1), current + 1):  # the rounds whose updates may name its key
+            args = (self.fed, self.store, self.nspec, j, self._scan_from(j), self._cache, self._tried)
+            prefetch(*args, sealer=self.sealer)
+        try:
+            return fetch_model(self.fed, self.store, self.nspec, k, self.sealer)
+        except NodeError:  # nothing trained on it yet: re-run round k, if its updates were sealed to us
+            if (k, current) in self._learning:
+                raise
+            self._learning = {(k, current)}
+            _fetched, outcome = rerun(self.fed, self.store, self.nspec, k, self._scan_from(k), None, self.sealer)
+            if outcome.used == 0 or model_hash(outcome.model) != self.fed.round(k).model_hash:
+                raise
+            self._remember_model(k, outcome.model)
+            return outcome.model
 
     def _remember_model(self, r: int, params: dict[str, IntArray]) -> None:
         """Sealed: keep round `r`'s model key (from the model), for the headers of updates trained on it."""
@@ -208,6 +235,10 @@ class Peer:
         self._step_timings = Timings(self.timings)
         view = self.fed.step_view(self.address)
         r = view.round
+        if self.sealer is not None and self._key_since is None:  # sealed: our key on chain before anything else
+            registered = self._register_key(r)
+            if registered is not None:
+                return registered
         if r == 0:
             return StepEvent("idle")
         self._note_round_start(r, view.stored)
@@ -216,12 +247,18 @@ class Peer:
                 self.fed.advance(self.account)
             return self._event("advanced", r, window=view.stored.name.lower())
         # In every phase: a peer restarted mid-round must aggregate on the round's base model.
+        phase, status = view.stored, view.status
+        revealing = phase == Phase.REVEAL and status == MemberStatus.COMMITTED  # our reveal will finalize it
         try:
             self.adopt_latest(view.finalized)
+            adopted = True
         except NodeError as exc:  # nobody serves the agreed model and we did not compute it
-            return self._event("model-unavailable", r, model_round=view.finalized, reason=str(exc))
-        phase, status = view.stored, view.status
+            if not (revealing and str(r) in self.state.commits):
+                return self._event("model-unavailable", r, model_round=view.finalized, reason=str(exc))
+            adopted = False
         try:
+            if not adopted:  # a reveal needs no model: send ours (learning the model's key may take the others')
+                return self._reveal(r, None)
             if view.voting and view.prev_status == MemberStatus.REVEALED:  # our vote on r-1 is due
                 proposal = self._proposal(r - 1)
                 if proposal is None:
@@ -229,7 +266,6 @@ class Peer:
                 if phase == Phase.COMMIT and status == MemberStatus.NONE and self._takes_part(r):
                     return self._commit(r, proposal)
                 return self._vote(r - 1, proposal)
-            revealing = phase == Phase.REVEAL and status == MemberStatus.COMMITTED  # our reveal will finalize it
             if view.voting and view.prev_finalizable and not revealing:
                 return self._finalize(r - 1)
             if phase == Phase.COMMIT and status == MemberStatus.NONE and self._takes_part(r):
@@ -306,10 +342,8 @@ class Peer:
             with self._timed("chain"):
                 self.fed.add_stake(self.account, stake - me.stake)
             return self._event("topped-up", r, amount=stake - me.stake)
-        if self.sealer is not None:
-            waiting = self._key_ready(r)
-            if waiting is not None:
-                return waiting
+        if self.sealer is not None and (self._key_since is None or self._key_since > r):
+            return StepEvent("idle", r)  # a round some sender may have sealed without our key: sit it out
         kept, data = self.state.commits.get(str(r)), self.state.update(r)
         if kept is not None and data is not None and content_hash(data).hex() == kept["hash"]:
             # Prepared before a restart (and perhaps sent, still pending): send the same commitment again.
@@ -338,15 +372,15 @@ class Peer:
             return self._event("committed", r, hash=digest.hex(), bytes=len(data))
         return self._event("committed", r, hash=digest.hex(), bytes=len(data), epsilon=epsilon)
 
-    def _key_ready(self, r: int) -> StepEvent | None:
-        """Sealed: None once this member's encryption key is registered in time for round `r`; else registers it
-        (an event) or waits for the next round (idle)."""
+    def _register_key(self, r: int) -> StepEvent | None:
+        """Sealed: register this member's encryption key if it has none on chain (an event; None if it is there,
+        or if this account is not a member yet); remember from which round it is sealed to."""
         assert self.sealer is not None
         public = self.sealer.key.public
-        if self._key_since is not None and self._key_since <= r:
-            return None
         mine = self.fed.encryption_keys().get(self.address)
         if mine is None:
+            if not self.fed.member(self.address).active:
+                return None
             with self._timed("chain"):
                 self.fed.set_encryption_key(self.account, public)
             return self._event("key-registered", r, key=public.hex())
@@ -356,7 +390,7 @@ class Peer:
                 "derives: it cannot open updates sealed to it"
             )
         self._key_since = mine[1]
-        return None if mine[1] <= r else StepEvent("idle", r)
+        return None
 
     def _content(self, r: int) -> bytes | StepEvent:
         """This peer's round-r content, encoded: its update trained on round r's base model (and, scoring by
@@ -385,7 +419,9 @@ class Peer:
                 return self._event("unrevealable", r, reason="the committed update was lost")
             if self.sealer is not None:  # sealed now: to the members (and their keys) of the reveal phase
                 with self._timed("encode"):
-                    data = self.sealer.seal_update(data, r, int(c.get("base", "0")))
+                    base = int(c.get("base", "0"))
+                    before = last_finalized_before(self.fed, base) if base > 0 else 0
+                    data = self.sealer.seal_update(data, r, base, before)
             with self._timed("publish"):
                 cid = self.store.put(data)
             c["cid"] = cid
@@ -459,8 +495,8 @@ class Peer:
             model_bytes = encode(outcome.model)
             digest = content_hash(model_bytes)
         if self.sealer is not None:  # the same sealed bytes from every member who computed it
-            self._remember_model(r, outcome.model)
             with self._timed("encode"):
+                self.sealer.remember(r, model_bytes, checked=False)  # ours: trusted once finalized as ours
                 model_bytes = self.sealer.seal_model(model_bytes, r)
         with self._timed("publish"):
             cid = self.store.put(model_bytes)

@@ -36,7 +36,7 @@ def personal_path(cfg: PeerConfig) -> Path:
 def personalize(cfg: PeerConfig, log: Callable[[str], None], local_rounds: int | None = None) -> PersonalModel:
     """Choose and save this company's model; `local_rounds` (default: the latest finalized round's
     number, at most 100) is how many rounds of local training the local candidate gets alone."""
-    fed, nspec, data, _ = open_company(cfg, log)
+    fed, nspec, data, block = open_company(cfg, log)
     last = fed.last_finalized()
     if last == 0:
         raise NodeError("no round has finalized yet: there is no federation model to start from")
@@ -45,7 +45,7 @@ def personalize(cfg: PeerConfig, log: Callable[[str], None], local_rounds: int |
     if nspec.sealing is not None:  # the model's key: from the daemon's state file
         account = load_keystore(cfg.keystore, read_password(cfg.password_file))
         known = PeerState.load(cfg.state / "state.json").model_keys
-        sealer = Sealer.for_member(fed, account, nspec.sealing, known)
+        sealer = Sealer.for_member(fed, account, nspec.sealing, known, block)
     glob = fetch_model(fed, open_store(cfg.ipfs), nspec, last, sealer)
     rounds = local_rounds or min(last, 100)
     log(f"round {last}'s model 0x{info.model_hash.hex()[:16]}; cross-validating on {len(data)} rows")

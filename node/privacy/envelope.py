@@ -1,9 +1,9 @@
 """An update only the federation's members can read: one AEAD ciphertext, its key wrapped for each member.
 
-The first building block of sealed horizontal updates (issue 16; not yet used by
-the peers). An update is encrypted once with ChaCha20-Poly1305 under a fresh
-random key K (so a zero nonce is safe); K is sealed (HPKE, `node.privacy.seal`)
-to every recipient's registered X25519 key, each wrap bound to the chain,
+What sealed horizontal federations publish (`node/privacy/sealing.py`). An
+update is encrypted once with ChaCha20-Poly1305 under a fresh random key K (so
+a zero nonce is safe); K is sealed (HPKE, `node.privacy.seal`) to every
+recipient's registered X25519 key, each wrap bound to the chain,
 contract, sender, recipient, round and kind. The envelope is:
 
     magic (8) | n (u16) | n x (recipient address (20) | wrap (80)), by address | ciphertext
@@ -11,9 +11,10 @@ contract, sender, recipient, round and kind. The envelope is:
 The associated data of the ciphertext binds the place (chain, contract, sender,
 round, kind) and the whole recipient table, so a wrap swapped, a recipient
 added or dropped, or the envelope replayed elsewhere makes it refuse to open.
-The plaintext is a fresh 32-byte blind then the content: its sha256 (`inner
-hash`) is what a commitment can bind, and the blind keeps that hash from
-confirming a guessed update. Everything that cannot be used raises
+The plaintext is a fresh 32-byte blind then the content. Its sha256 (`inner
+hash`) is returned for a protocol that would commit to it, and the blind keeps
+that hash from confirming a guessed update. Sealed federations commit to the
+content's own hash instead (`node/privacy/sealing.py` says why). Everything that cannot be used raises
 `EnvelopeError` (one line): a reader treats it as a malformed update, never a
 crash. No cryptography is written here: AEAD, HPKE and X25519 are
 `cryptography`'s.

@@ -60,7 +60,9 @@ from node.privacy.seal import SealKey
 
 __all__ = ["SEAL_SLACK", "Sealer", "SealingSpec", "auditor_address", "member_seal_key", "model_key", "seal_model"]
 
-_HEAD = struct.Struct(">Q32s")  # the round of the model an update was trained on, and that model's key
+# The round of the model an update was trained on and that model's key, then the same for the model finalized
+# before it: a member who joined since needs both to re-run the round (the second is its copy check's).
+_HEAD = struct.Struct(">Q32sQ32s")
 _MODEL_MAGIC = b"FCMOD1\x00\x00"
 _NONCE = bytes(12)  # each model key encrypts one plaintext only (it is derived from it)
 # What sealing adds to a content at most: envelope magic, count, a wrap per recipient, blind, tag, header.
@@ -158,23 +160,32 @@ class Sealer:
         key: SealKey,
         spec: SealingSpec,
         known: Mapping[int, bytes] | None = None,
+        origin: int = 0,
     ) -> None:
         self.fed, self.me, self.key, self.spec = fed, me, key, spec
         self.chain_id, self.contract = fed.chain.chain_id, fed.address
-        self.known: dict[int, bytes] = dict(known or {})
+        self.origin = origin  # the deployment's block: a round's committers are read from there, for everyone alike
+        self.known: dict[int, bytes] = dict(known or {})  # keys checked against a finalized model's hash
+        self._mine: dict[int, bytes] = {}  # keys of the models this reader proposed (not checked: it may lose)
         self._offered: dict[int, set[bytes]] = {}
         self._required: dict[int, list[str]] = {}  # by round: asked for once its reveals began
-        self._keys_in: dict[int, dict[str, tuple[bytes, int]]] = {}  # keys read while sealing an update of a round
+        # The members' keys read while sealing an update of a round (what `required` needs of it, read once).
+        self._keys_in: dict[int, dict[str, tuple[bytes, int, bool]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def for_member(
-        cls, fed: FederationClient, account: LocalAccount, spec: SealingSpec, known: Mapping[str, str] | None = None
+        cls,
+        fed: FederationClient,
+        account: LocalAccount,
+        spec: SealingSpec,
+        known: Mapping[str, str] | None = None,
+        origin: int = 0,
     ) -> Sealer:
         """A member's sealer: its key derived from its account key; `known`: model keys kept in its state file."""
         key = member_seal_key(bytes(account.key), fed.chain.chain_id, fed.address)
         keys = {int(r): bytes.fromhex(k) for r, k in (known or {}).items()}
-        return cls(fed, str(account.address), key, spec, keys)
+        return cls(fed, str(account.address), key, spec, keys, origin)
 
     def place(self, sender: str, r: int) -> Place:
         return Place(self.chain_id, self.contract, sender, r)
@@ -187,29 +198,35 @@ class Sealer:
         keys = self.fed.encryption_keys()
         if r is not None:
             self._keys_in[r] = keys
-        return {**{a: k for a, (k, _since) in keys.items()}, **self.spec.recipients}
+        return {**{a: k for a, (k, _since, active) in keys.items() if active}, **self.spec.recipients}
 
-    def required(self, r: int, from_block: int) -> list[str]:
+    def required(self, r: int) -> list[str]:
         """Whom every round-`r` update must be sealed to: its committers whose (usable) key was registered
-        before its reveals began, and the auditors. Fixed once the round's reveals begin, so every reader
-        asks the same of every update, whenever it fetches it."""
+        before its reveals began, and the auditors. Fixed by the chain's history once the round's reveals
+        begin (committers are read from the deployment's block; a key is never replaced, and a committer
+        who left since is still listed), so every reader asks the same of every update, whenever it fetches it."""
         if r in self._required:
             return self._required[r]
-        # Keys read after round r's reveals began hold every key with since <= r, and no committer can leave.
+        # Keys read after round r's reveals began hold every key with since <= r.
         keys = self._keys_in.pop(r, None) or self.fed.encryption_keys()
         self._keys_in = {k: v for k, v in self._keys_in.items() if k > r}
-        committers = self.fed.committers(r, from_block)
+        committers = self.fed.committers(r, self.origin)
         voters = [a for a in committers if a in keys and keys[a][1] <= r and sealable(keys[a][0])]
         self._required = {k: v for k, v in self._required.items() if k >= r - 2}
         self._required[r] = [*voters, *self.spec.recipients]
         return self._required[r]
 
-    def seal_update(self, content: bytes, r: int, base_round: int) -> bytes:
+    def seal_update(self, content: bytes, r: int, base_round: int, before: int = 0) -> bytes:
         """`content` (round `r`'s, committed) sealed to `recipients()`, its header naming the model it was
-        trained on (round `base_round`, its key if this member holds it)."""
-        head = _HEAD.pack(base_round, self.known.get(base_round, ZERO_KEY))
+        trained on (round `base_round`) and the one finalized before that (round `before`), with their keys
+        if this member holds them."""
+        head = _HEAD.pack(base_round, self._key_of(base_round), before, self._key_of(before))
         data, _inner, _skipped = seal_envelope(head + content, self.recipients(r), self.place(self.me, r))
         return data
+
+    def _key_of(self, r: int) -> bytes:
+        """The key this reader would name for round `r`'s model: checked, else of its own proposal."""
+        return self.known.get(r) or self._mine.get(r) or ZERO_KEY
 
     def update_opener(self, sender: str, r: int, required: list[str]) -> Callable[[bytes], bytes]:
         """Opens `sender`'s round-`r` envelope to its content (EnvelopeError if it cannot be used), and keeps
@@ -219,11 +236,12 @@ class Sealer:
             payload = open_envelope(data, self.place(sender, r), self.me, self.key, required).content
             if len(payload) < _HEAD.size:
                 raise EnvelopeError(f"the update of {sender} for round {r}: no header")
-            base, key = _HEAD.unpack_from(payload)
-            if 0 < base < r and key != ZERO_KEY:
-                with self._lock:
-                    self._offered.setdefault(int(base), set()).add(bytes(key))
-                    self._forget(r)
+            base, key, before, key_before = _HEAD.unpack_from(payload)
+            with self._lock:
+                for k, v in ((base, key), (before, key_before)):
+                    if 0 < k < r and v != ZERO_KEY:
+                        self._offered.setdefault(int(k), set()).add(bytes(v))
+                self._forget(r)
             return payload[_HEAD.size :]
 
         return open_
@@ -234,19 +252,23 @@ class Sealer:
         data, _key = seal_model(model, self.chain_id, self.contract, r)
         return data
 
-    def remember(self, r: int, model: bytes) -> None:
-        """Keep round `r`'s model key, from the model's bytes (a model this reader holds)."""
+    def remember(self, r: int, model: bytes, checked: bool = True) -> bytes:
+        """Keep round `r`'s model key, from the model's bytes: a model this reader holds (`checked`: it is the
+        finalized one), or one it proposed (tried, never trusted, until a finalized model opens with it)."""
+        key = model_key(model, self.chain_id, self.contract, r)
         with self._lock:
-            self.known[r] = model_key(model, self.chain_id, self.contract, r)
+            (self.known if checked else self._mine)[r] = key
             self._forget(r)
+        return key
 
     def _forget(self, r: int) -> None:
         """Drop the keys of models more than KEEP_KEYS rounds before `r` (under the lock)."""
-        for table in (self.known, self._offered):
+        for table in (self.known, self._mine, self._offered):
             for old in [k for k in table if k < r - KEEP_KEYS]:
                 del table[old]
 
     def knows(self, r: int) -> bool:
+        """Whether this reader holds round `r`'s checked model key."""
         return r in self.known
 
     def model_opener(self, r: int, expected: bytes) -> Callable[[bytes], bytes]:
@@ -255,7 +277,8 @@ class Sealer:
 
         def open_(data: bytes) -> bytes:
             with self._lock:
-                candidates = [k for k in (self.known.get(r), *sorted(self._offered.get(r, ()))) if k is not None]
+                offered = sorted(self._offered.get(r, ()))
+                candidates = [k for k in (self.known.get(r), self._mine.get(r), *offered) if k is not None]
             for key in candidates:
                 try:
                     model = open_model(data, key, self.chain_id, self.contract, r)

@@ -150,7 +150,7 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
         reader = KuboStore(kubo[0].api)
         sealer = None
         if nspec.sealing is not None:
-            sealer = Sealer(fed, auditor_address(auditor.public), auditor, nspec.sealing)
+            sealer = Sealer(fed, auditor_address(auditor.public), auditor, nspec.sealing, origin=deployment.block)
         follow = (fed, reader, nspec, companies, test_all, cfg.rounds, procs, root, say)
         rounds, federated = _follow(*follow, sealer, deployment.block)
         for i, p in enumerate(procs):

@@ -360,7 +360,8 @@ def test_a_commit_logs_the_privacy_its_sender_says_it_spent_and_nothing_without(
 
 def test_encryption_keys_are_registered_once_by_members_and_required_from_the_next_sealing(fed: Harness) -> None:
     """`setEncryptionKey`: members only, once, never zero; `since` is the first round whose reveals all come
-    after it (the open round while it is in its commit phase, else the next); a member who left is dropped."""
+    after it (the open round while it is in its commit phase, else the next); a member who left stays listed
+    (a round it committed to was sealed to it), marked inactive (nothing is sealed to it any more)."""
     a, b, c, d = fed.members
     with pytest.raises(ContractRevert, match="NotMember"):
         fed.fed.set_encryption_key(a, b"\x01" * 32)
@@ -382,12 +383,16 @@ def test_encryption_keys_are_registered_once_by_members_and_required_from_the_ne
     assert fed.fed.round(r).phase == Phase.REVEAL
     fed.fed.set_encryption_key(c, b"\x04" * 32)  # round r's reveals have begun: from round r + 1
     assert fed.fed.encryption_keys() == {
-        a.address: (b"\x01" * 32, 1),
-        b.address: (b"\x03" * 32, r),
-        c.address: (b"\x04" * 32, r + 1),
+        a.address: (b"\x01" * 32, 1, True),
+        b.address: (b"\x03" * 32, r, True),
+        c.address: (b"\x04" * 32, r + 1, True),
     }
     logged = [(e["args"]["member"], e["args"]["since"]) for e in fed.fed.events("EncryptionKeySet")]
     assert logged == [(a.address, 1), (b.address, r), (c.address, r + 1)]
     fed.fed.leave(d)
     fed.fed.leave(c)  # not committed: it may leave, and is no longer sealed to
-    assert set(fed.fed.encryption_keys()) == {a.address, b.address}
+    assert {m: v[2] for m, v in fed.fed.encryption_keys().items()} == {
+        a.address: True,
+        b.address: True,
+        c.address: False,
+    }
