@@ -14,6 +14,7 @@ from ledger.types import Phase
 from node.core.codec import IntArray, UpdateRejected, content_hash, encode
 from node.errors import NodeError
 from node.horizontal.spec import EVALUATION, NodeSpec
+from node.privacy.envelope import Unreadable
 from node.privacy.sealing import SEAL_SLACK, Sealer
 from node.store import Store, StoreError, fetch_verified
 from node.store.verified import ContentMismatch, Opener
@@ -45,6 +46,8 @@ class FetchedUpdate:
     # What identifies the update itself (duplicates and replays): the content hash, or, when the content
     # carries an evaluation too, the hash of the update part alone (a replay may come with a new evaluation).
     update_hash: bytes = b""
+    # Sealed, and its wrap or ciphertext did not open for this reader alone perhaps: a relayed key may open it.
+    unreadable: bool = False
 
     def __post_init__(self) -> None:
         if not self.update_hash:
@@ -80,7 +83,8 @@ def fetch_update(
     except ContentMismatch as exc:
         return FetchedUpdate(member, expected, cid, None, str(exc))
     except UpdateRejected as exc:
-        return FetchedUpdate(member, expected, cid, None, f"malformed: {exc}")
+        unreadable = isinstance(exc.__cause__, Unreadable)
+        return FetchedUpdate(member, expected, cid, None, f"malformed: {exc}", unreadable=unreadable)
     if EVALUATION not in content:
         return FetchedUpdate(member, expected, cid, content)
     evaluation = content.pop(EVALUATION)

@@ -33,6 +33,7 @@ from node.horizontal.exchange import (
     collect_updates,
     evaluated_in,
     fetch_model,
+    fetch_update,
     last_finalized_before,
     model_before,
     prefetch,
@@ -259,7 +260,12 @@ class Peer:
         try:
             if not adopted:  # a reveal needs no model: send ours (learning the model's key may take the others')
                 return self._reveal(r, None)
+            relayed = self._relay(r)
+            if relayed is not None:
+                return relayed
             if view.voting and view.prev_status == MemberStatus.REVEALED:  # our vote on r-1 is due
+                if self._awaiting_keys(r - 1):
+                    return StepEvent("idle", r)
                 proposal = self._proposal(r - 1)
                 if proposal is None:
                     return StepEvent("idle", r)
@@ -281,6 +287,82 @@ class Peer:
                 return StepEvent("idle", r)
             raise
         return StepEvent("idle", r)
+
+    # -- the key relay (sealed) ------------------------------------------------
+
+    def _unreadable(self, rounds: list[int]) -> dict[tuple[int, str], tuple[tuple[int, str, bytes], FetchedUpdate]]:
+        """The fetched updates of `rounds` sealed to this member that did not open for it, by (round, sender)."""
+        return {(k[0], k[1]): (k, f) for k, f in self._cache.items() if k[0] in rounds and f.unreadable}
+
+    def _relay(self, r: int) -> StepEvent | None:
+        """Sealed: one step of the key relay for rounds r-1 and r (one transaction at most). Use the keys relayed
+        to this member for updates that did not open for it; ask for those still closed (again once every relay
+        so far failed); relay the keys it holds to a member who asked, once each, while the relays given are
+        fewer than the requests (a lying relayer cannot block the honest ones)."""
+        sealer = self.sealer
+        if sealer is None:
+            return None
+        rounds, me = ([r - 1, r] if r > 1 else [r]), self.address.lower()
+        scan = self._scan_from(max(1, r - 1))
+        closed = self._unreadable(rounds)
+        requests = self.fed.key_requests(rounds, scan) if closed or self._cache else []
+        relays = self.fed.key_relays(rounds, scan) if requests else []
+        for rr, sender, to, relayer, wrap in relays:
+            if to.lower() != me or (rr, sender) not in closed:
+                continue
+            key = sealer.open_relay(rr, sender, relayer, wrap)
+            if key is None:
+                continue
+            cache_key, f = closed[(rr, sender)]
+            opener = sealer.relayed_opener(sender, rr, sealer.required(rr), key)
+            evaluated = evaluated_in(self.fed, self.nspec, rr)
+            again = fetch_update(self.store, self.nspec, sender, f.content_hash, f.cid, evaluated, None, opener)
+            if again.reason.startswith("unavailable") or again.unreadable:
+                continue
+            self._cache[cache_key] = again
+            del closed[(rr, sender)]
+            self.on_event(self._event("key-received", rr, sender=sender, relayer=relayer))
+        asked: dict[tuple[int, str, str], int] = {}
+        for rr, sender, member in requests:
+            asked[(rr, sender, member.lower())] = asked.get((rr, sender, member.lower()), 0) + 1
+        given: dict[tuple[int, str, str], set[str]] = {}
+        for rr, sender, to, relayer, _wrap in relays:
+            given.setdefault((rr, sender, to.lower()), set()).add(relayer.lower())
+        for rr, sender in closed:
+            if asked.get((rr, sender, me), 0) <= len(given.get((rr, sender, me), ())):
+                with self._timed("chain"):
+                    self.fed.request_key(self.account, rr, sender)
+                return self._event("key-requested", rr, sender=sender)
+        keys: dict[str, tuple[bytes, int, bool]] | None = None
+        for (rr, sender, member), n in asked.items():
+            relayers = given.get((rr, sender, member), set())
+            if member == me or me in relayers or len(relayers) >= n or sealer.content_key(rr, sender) is None:
+                continue
+            keys = self.fed.encryption_keys() if keys is None else keys
+            recipient = next((a for a in keys if a.lower() == member), None)
+            if recipient is None or not keys[recipient][2] or keys[recipient][1] > rr:  # to a member sealed to
+                continue
+            sealed = sealer.seal_relay(rr, sender, recipient, keys[recipient][0])
+            if sealed is None:
+                continue
+            with self._timed("chain"):
+                self.fed.relay_key(self.account, rr, sender, recipient, sealed)
+            return self._event("key-relayed", rr, sender=sender, to=recipient)
+        return None
+
+    def _awaiting_keys(self, r: int) -> bool:
+        """Sealed: whether to hold this member's vote on round r: an update sealed to it did not open, and
+        half the vote window is still ahead (time for the relay); after that it votes without it."""
+        if self.sealer is None or r in self._results:
+            return False
+        with self._timed("fetch"):
+            collect_updates(
+                self.fed, self.store, self.nspec, r, self._scan_from(r), cache=self._cache, sealer=self.sealer
+            )
+        if not self._unreadable([r]):
+            return False
+        info, window = self.fed.round(r), self.fed.config()["vote_window"]
+        return info.phase == Phase.VOTE and self.fed.chain.now() < info.phase_at + window // 2
 
     def _takes_part(self, r: int) -> bool:
         """Whether this peer commits to round r: not after its last round, nor once its privacy budget cannot

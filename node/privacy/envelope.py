@@ -35,7 +35,17 @@ from eth_utils import is_address, to_canonical_address, to_checksum_address
 from node.errors import NodeError
 from node.privacy.seal import OVERHEAD, Context, SealError, SealKey, seal
 
-__all__ = ["BLIND", "EnvelopeError", "Opened", "Place", "open_envelope", "seal_envelope", "sealable"]
+__all__ = [
+    "BLIND",
+    "EnvelopeError",
+    "Opened",
+    "Place",
+    "Unreadable",
+    "open_envelope",
+    "open_with_key",
+    "seal_envelope",
+    "sealable",
+]
 
 _MAGIC = b"FCENV1\x00\x00"
 _COUNT = struct.Struct(">H")
@@ -50,6 +60,11 @@ MAX_RECIPIENTS = 1024
 
 class EnvelopeError(NodeError):
     """An envelope that cannot be used: not for us, changed, replayed or truncated (one line)."""
+
+
+class Unreadable(EnvelopeError):
+    """An envelope sealed to us whose wrap or ciphertext does not open for us. The sender may have given us
+    alone a bad wrap (nobody else can tell), so another recipient may relay the key (`open_with_key`)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +94,8 @@ class Place:
 @dataclass(frozen=True)
 class Opened:
     content: bytes
-    inner_hash: bytes  # sha256(blind | content): what the sender committed to
+    inner_hash: bytes  # sha256(blind | content)
+    key: bytes = b""  # the content key: what a recipient relays to one whose wrap does not open
 
 
 def sealable(public: bytes) -> bool:
@@ -115,11 +131,9 @@ def seal_envelope(content: bytes, recipients: Mapping[str, bytes], place: Place)
     return _MAGIC + table + ciphertext, hashlib.sha256(inner).digest(), skipped
 
 
-def open_envelope(
-    data: bytes, place: Place, me: str, key: SealKey, required: Iterable[str] = (), max_size: int = 1 << 30
-) -> Opened:
-    """The content of `data` (from a peer: untrusted) for member `me`, checked: every `required` recipient
-    has a wrap (a sender cannot leave a member out unseen), ours opens, the ciphertext opens for this place."""
+def _table(data: bytes, place: Place, required: Iterable[str], max_size: int) -> tuple[str, int, dict[bytes, bytes]]:
+    """The envelope's description, where its ciphertext starts and its wraps by address, checked: well formed,
+    and a wrap for every `required` recipient (a sender cannot leave a member out unseen)."""
     what = f"the {place.kind} of {place.sender} for round {place.round}"
     if len(data) < len(_MAGIC) + _COUNT.size or not data.startswith(_MAGIC):
         raise EnvelopeError(f"{what}: not a fedchain envelope")
@@ -130,27 +144,48 @@ def open_envelope(
     if len(data) - end > max_size + BLIND + _TAG:
         raise EnvelopeError(f"{what}: larger than the {max_size} bytes allowed")
     at = len(_MAGIC) + _COUNT.size
-    wraps = {
-        data[at + i * _ENTRY : at + i * _ENTRY + 20]: data[at + i * _ENTRY + 20 : at + (i + 1) * _ENTRY]
-        for i in range(n)
-    }
     listed = [data[at + i * _ENTRY : at + i * _ENTRY + 20] for i in range(n)]
     if listed != sorted(set(listed)):
         raise EnvelopeError(f"{what}: its recipients are repeated or out of order")
+    wraps = {listed[i]: data[at + i * _ENTRY + 20 : at + (i + 1) * _ENTRY] for i in range(n)}
     missing = sorted(to_checksum_address(_address(a)) for a in required if _address(a) not in wraps)
     if missing:
         raise EnvelopeError(f"{what}: not sealed to {', '.join(missing)}, a member of the round")
+    return what, end, wraps
+
+
+def _decrypt(data: bytes, place: Place, end: int, key: bytes, what: str) -> Opened:
+    try:
+        inner = ChaCha20Poly1305(key).decrypt(_NONCE, data[end:], place.aad(data[len(_MAGIC) : end]))
+    except InvalidTag:
+        raise Unreadable(f"{what}: does not open (changed, or not for this round and sender)") from None
+    return Opened(inner[BLIND:], hashlib.sha256(inner).digest(), key)
+
+
+def open_envelope(
+    data: bytes, place: Place, me: str, key: SealKey, required: Iterable[str] = (), max_size: int = 1 << 30
+) -> Opened:
+    """The content of `data` (from a peer: untrusted) for member `me`, checked: every `required` recipient
+    has a wrap (a sender cannot leave a member out unseen), ours opens, the ciphertext opens for this place."""
+    what, end, wraps = _table(data, place, required, max_size)
     mine = wraps.get(_address(me))
     if mine is None:
         raise EnvelopeError(f"{what}: not sealed to {to_checksum_address(_address(me))} (not a recipient)")
     try:
         k = key.open(mine, place.context(to_checksum_address(_address(me))), KEY)
     except SealError as exc:
-        raise EnvelopeError(f"{what}: our key does not open ({exc})") from None
+        raise Unreadable(f"{what}: our key does not open ({exc})") from None
     if len(k) != KEY:
-        raise EnvelopeError(f"{what}: a wrapped key of {len(k)} bytes")
-    try:
-        inner = ChaCha20Poly1305(k).decrypt(_NONCE, data[end:], place.aad(data[len(_MAGIC) : end]))
-    except InvalidTag:
-        raise EnvelopeError(f"{what}: does not open (changed, or not for this round and sender)") from None
-    return Opened(inner[BLIND:], hashlib.sha256(inner).digest())
+        raise Unreadable(f"{what}: a wrapped key of {len(k)} bytes")
+    return _decrypt(data, place, end, k, what)
+
+
+def open_with_key(
+    data: bytes, place: Place, content_key: bytes, required: Iterable[str] = (), max_size: int = 1 << 30
+) -> Opened:
+    """The content of `data` opened with a content key another recipient relayed (checked like
+    `open_envelope`, but for the wrap; the caller checks the content against its committed hash)."""
+    what, end, _wraps = _table(data, place, required, max_size)
+    if len(content_key) != KEY:
+        raise EnvelopeError(f"{what}: a relayed key of {len(content_key)} bytes")
+    return _decrypt(data, place, end, content_key, what)

@@ -55,8 +55,19 @@ from eth_utils import to_checksum_address
 from ledger.client import FederationClient
 from node.core.codec import content_hash
 from node.errors import NodeError
-from node.privacy.envelope import MAX_RECIPIENTS, WRAP, EnvelopeError, Place, open_envelope, seal_envelope, sealable
-from node.privacy.seal import SealKey
+from node.privacy.envelope import (
+    KEY,
+    MAX_RECIPIENTS,
+    WRAP,
+    EnvelopeError,
+    Opened,
+    Place,
+    open_envelope,
+    open_with_key,
+    seal_envelope,
+    sealable,
+)
+from node.privacy.seal import Context, SealError, SealKey, seal
 
 __all__ = ["SEAL_SLACK", "Sealer", "SealingSpec", "auditor_address", "member_seal_key", "model_key", "seal_model"]
 
@@ -168,6 +179,7 @@ class Sealer:
         self.known: dict[int, bytes] = dict(known or {})  # keys checked against a finalized model's hash
         self._mine: dict[int, bytes] = {}  # keys of the models this reader proposed (not checked: it may lose)
         self._offered: dict[int, set[bytes]] = {}
+        self._opened: dict[int, dict[str, bytes]] = {}  # round -> sender -> the content key its envelope opened with
         self._required: dict[int, list[str]] = {}  # by round: asked for once its reveals began
         # The members' keys read while sealing an update of a round (what `required` needs of it, read once).
         self._keys_in: dict[int, dict[str, tuple[bytes, int, bool]]] = {}
@@ -232,8 +244,18 @@ class Sealer:
         """Opens `sender`'s round-`r` envelope to its content (EnvelopeError if it cannot be used), and keeps
         the model key its header offers."""
 
+        return self._opener(
+            sender, r, lambda data: open_envelope(data, self.place(sender, r), self.me, self.key, required)
+        )
+
+    def relayed_opener(self, sender: str, r: int, required: list[str], content_key: bytes) -> Callable[[bytes], bytes]:
+        """Opens `sender`'s round-`r` envelope with a content key another recipient relayed."""
+        return self._opener(sender, r, lambda data: open_with_key(data, self.place(sender, r), content_key, required))
+
+    def _opener(self, sender: str, r: int, opening: Callable[[bytes], Opened]) -> Callable[[bytes], bytes]:
         def open_(data: bytes) -> bytes:
-            payload = open_envelope(data, self.place(sender, r), self.me, self.key, required).content
+            opened = opening(data)
+            payload = opened.content
             if len(payload) < _HEAD.size:
                 raise EnvelopeError(f"the update of {sender} for round {r}: no header")
             base, key, before, key_before = _HEAD.unpack_from(payload)
@@ -241,10 +263,40 @@ class Sealer:
                 for k, v in ((base, key), (before, key_before)):
                     if 0 < k < r and v != ZERO_KEY:
                         self._offered.setdefault(int(k), set()).add(bytes(v))
+                self._opened.setdefault(r, {})[sender] = opened.key
                 self._forget(r)
             return payload[_HEAD.size :]
 
         return open_
+
+    # -- relayed keys ---------------------------------------------------------
+
+    def content_key(self, r: int, sender: str) -> bytes | None:
+        """The content key of `sender`'s round-`r` envelope, if this reader opened it."""
+        with self._lock:
+            return self._opened.get(r, {}).get(sender)
+
+    def _relay_context(self, r: int, sender: str, relayer: str, to: str) -> Context:
+        return Context(self.chain_id, self.contract, relayer, to, f"relay-key:{sender.lower()}", r, 0)
+
+    def seal_relay(self, r: int, sender: str, to: str, public: bytes) -> bytes | None:
+        """The content key of `sender`'s round-`r` envelope sealed to `to` (None if not held, or `to`'s key
+        cannot be sealed to)."""
+        key = self.content_key(r, sender)
+        if key is None:
+            return None
+        try:
+            return seal(key, public, self._relay_context(r, sender, self.me, to))
+        except SealError:
+            return None
+
+    def open_relay(self, r: int, sender: str, relayer: str, wrap: bytes) -> bytes | None:
+        """A content key relayed to this reader (None if it does not open: a relayer's lie costs a try)."""
+        try:
+            key = self.key.open(wrap, self._relay_context(r, sender, relayer, self.me), KEY)
+        except SealError:
+            return None
+        return key if len(key) == KEY else None
 
     # -- models ---------------------------------------------------------------
 
@@ -263,7 +315,7 @@ class Sealer:
 
     def _forget(self, r: int) -> None:
         """Drop the keys of models more than KEEP_KEYS rounds before `r` (under the lock)."""
-        for table in (self.known, self._mine, self._offered):
+        for table in (self.known, self._mine, self._offered, self._opened):
             for old in [k for k in table if k < r - KEEP_KEYS]:
                 del table[old]
 

@@ -6,6 +6,7 @@ bit-identical, and `audit verify` works for a member or an auditor and says why 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from ledger.types import Phase
 from node.core.codec import content_hash, decode
 from node.errors import NodeError
 from node.events import StepEvent
+from node.horizontal.peer import Peer
 from node.horizontal.state import PeerState
 from node.horizontal.verify import verify_round
 from node.privacy.envelope import EnvelopeError, Place, seal_envelope
@@ -39,8 +41,8 @@ def _round(f: Federation, r: int, late: int = 0) -> list[StepEvent]:
     while not f.fed.round(r).phase.closed and len(events) < 200:
         steps = f.step_all()
         events += steps
-        if all(e.kind in ("idle", "model-unavailable") for e in steps):  # waiting for a peer sitting it out
-            f.chain.advance_time(WINDOW + 1)
+        if all(e.kind in ("idle", "model-unavailable") for e in steps):  # waiting: a peer sitting out, a relay
+            f.chain.advance_time(WINDOW // 2 + 1)
     assert f.fed.round(r).phase == Phase.FINALIZED, kinds(events)
     for i, p in enumerate(f.peers):
         try:
@@ -190,36 +192,46 @@ def test_a_member_who_joins_later_learns_the_model_keys_and_takes_part(sample_cs
     assert f.fed.encryption_keys()[fresh.address][2]  # its key from before it left, sealed to again
 
 
-def test_a_member_given_a_wrap_that_does_not_open_loses_one_vote_and_carries_on(
-    sample_csv: Path, tmp_path: Path
-) -> None:
-    """A sender seals round 1 so that one member's wrap does not open (nobody else can tell): that member
-    rejects the update and votes for another model, the round finalizes on the others' votes, and the member
-    learns the agreed model's key from the next round's updates and votes with everyone again."""
-    f = _sealed(sample_csv, tmp_path, 4)
-    victim, cheat = f.peers[0], f.peers[3]
-    assert cheat.sealer is not None
+def _targeting(victims: list[Peer]) -> object:
+    """A `seal_update` that gives `victims` wraps that do not open in round 1 (nobody else can tell)."""
+    hit = {v.address for v in victims}
 
     def targeted(self: Sealer, content: bytes, r: int, base_round: int, before: int = 0) -> bytes:
         if r != 1:
             return Sealer.seal_update(self, content, r, base_round, before)
-        keys = {a: (SealKey.generate().public if a == victim.address else k) for a, k in self.recipients(r).items()}
-        place = Place(self.chain_id, self.contract, self.me, r)
-        return seal_envelope(bytes(80) + content, keys, place)[0]
+        keys = {a: (SealKey.generate().public if a in hit else k) for a, k in self.recipients(r).items()}
+        return seal_envelope(bytes(80) + content, keys, Place(self.chain_id, self.contract, self.me, r))[0]
 
-    cheat.sealer.seal_update = targeted.__get__(cheat.sealer)  # type: ignore[method-assign]
+    return targeted
 
-    def votes(r: int) -> dict[str, bytes]:
-        return {e["args"]["member"]: e["args"]["proposal"] for e in f.fed.events("Voted") if e["args"]["round"] == r}
 
+def _votes(f: Federation, r: int) -> dict[str, bytes]:
+    return {e["args"]["member"]: e["args"]["proposal"] for e in f.fed.events("Voted") if e["args"]["round"] == r}
+
+
+@pytest.mark.parametrize("victims", [1, 2])
+def test_members_given_wraps_that_do_not_open_get_the_key_relayed_and_vote_with_everyone(
+    sample_csv: Path, tmp_path: Path, victims: int
+) -> None:
+    """A sender seals round 1 so that one member's wrap, or more than a third of the revealers' (which would
+    split the vote and fail the round), does not open. Each asks on chain for the key, another member relays
+    it sealed to it, the update opens to its committed hash, and every member votes for the same model."""
+    f = _sealed(sample_csv, tmp_path, 4)
+    hit, cheat = f.peers[:victims], f.peers[3]
+    assert cheat.sealer is not None
+    cheat.sealer.seal_update = _targeting(hit).__get__(cheat.sealer)  # type: ignore[attr-defined,method-assign]
     _round(f, 1)
     winner = f.fed.round(1).winner
-    assert [e.details["member"] for e in f.sink(0) if e.kind == "rejected"] == [cheat.address]
-    assert {m for m, p in votes(1).items() if p != winner} == {victim.address}
-    for r in (2, 3):
-        _round(f, r)
-        assert set(votes(r).values()) == {f.fed.round(r).winner} and len(votes(r)) == 4  # with everyone again
-    assert victim.loaded_round == 3 and not any(e["args"]["member"] == victim.address for e in f.fed.events("Slashed"))
+    assert set(_votes(f, 1).values()) == {winner} and len(_votes(f, 1)) == 4
+    for i in range(len(hit)):
+        received = [e for e in f.sink(i) if e.kind == "key-received"]
+        assert [e.details["sender"] for e in received] == [cheat.address] and "relayed" in received[0].text()
+        assert not [e for e in f.sink(i) if e.kind == "rejected"]
+    asked = f.fed.key_requests([1], f.block)
+    assert sorted(m for _r, s, m in asked if s == cheat.address) == sorted(v.address for v in hit)
+    assert {to for _r, _s, to, _f, _w in f.fed.key_relays([1], f.block)} == {v.address for v in hit}
+    _round(f, 2)
+    assert set(_votes(f, 2).values()) == {f.fed.round(2).winner} and len(_votes(f, 2)) == 4
 
 
 def test_a_committer_who_leaves_is_still_required_of_its_rounds_updates(sample_csv: Path, tmp_path: Path) -> None:
@@ -245,3 +257,40 @@ def test_a_committer_who_leaves_is_still_required_of_its_rounds_updates(sample_c
     verdict = verify_round(f.fed, f.store, f.nspec, 1, f.block, auditor)
     assert verdict.ok, verdict.lines
     assert any(line.startswith(f"update {cheat.address}") and "rejected" in line for line in verdict.lines)
+
+
+def test_a_lying_relayer_cannot_keep_a_member_from_the_key(sample_csv: Path, tmp_path: Path) -> None:
+    """The sender of the bad wrap also answers the request first, with a key that does not open: the member
+    tries it, asks again, and takes the key an honest member relays."""
+    f = _sealed(sample_csv, tmp_path, 4)
+    victim, cheat = f.peers[0], f.peers[1]  # the cheat steps right after the victim: it relays first
+    assert cheat.sealer is not None
+    cheat.sealer.seal_update = _targeting([victim]).__get__(cheat.sealer)  # type: ignore[attr-defined,method-assign]
+    cheat.sealer.content_key = lambda _r, _s: bytes(32)  # type: ignore[method-assign]
+    cheat.sealer.seal_relay = lambda *_args: os.urandom(80)  # type: ignore[method-assign]
+    _round(f, 1)
+    relays = [(frm, to) for _r, s, to, frm, _w in f.fed.key_relays([1], f.block) if s == cheat.address]
+    assert relays[0] == (cheat.address, victim.address) and len(relays) == 2  # the lie, then an honest relay
+    asked = [m for _r, s, m in f.fed.key_requests([1], f.block) if s == cheat.address]
+    assert asked == [victim.address, victim.address]
+    assert set(_votes(f, 1).values()) == {f.fed.round(1).winner} and len(_votes(f, 1)) == 4
+
+
+def test_a_member_nobody_relays_to_loses_one_vote_and_carries_on(sample_csv: Path, tmp_path: Path) -> None:
+    """No member relays the key: the victim waits half the vote window, votes for the model it could compute
+    (a minority vote, not slashed), then learns the agreed model's key from the next round's updates (its own
+    model's key is never trusted) and votes with everyone again."""
+    f = _sealed(sample_csv, tmp_path, 4)
+    victim, cheat = f.peers[0], f.peers[3]
+    assert cheat.sealer is not None
+    cheat.sealer.seal_update = _targeting([victim]).__get__(cheat.sealer)  # type: ignore[attr-defined,method-assign]
+    for p in f.peers[1:]:
+        p._relay = lambda _r: None  # type: ignore[method-assign]
+    _round(f, 1)
+    winner = f.fed.round(1).winner
+    assert [e.details["member"] for e in f.sink(0) if e.kind == "rejected"] == [cheat.address]
+    assert {m for m, p in _votes(f, 1).items() if p != winner} == {victim.address}
+    for r in (2, 3):
+        _round(f, r)
+        assert set(_votes(f, r).values()) == {f.fed.round(r).winner} and len(_votes(f, r)) == 4
+    assert victim.loaded_round == 3 and not any(e["args"]["member"] == victim.address for e in f.fed.events("Slashed"))
