@@ -6,30 +6,42 @@ a zero nonce is safe); K is sealed (HPKE, `node.privacy.seal`) to every
 recipient's registered X25519 key, each wrap bound to the chain,
 contract, sender, recipient, round and kind. The envelope is:
 
-    magic (8) | n (u16) | n x (recipient address (20) | wrap (80)), by address | ciphertext
+    magic (8) | n (u16) | n x (recipient address (20) | wrap (80)), by address | key commitment (32) | ciphertext
 
-The associated data of the ciphertext binds the place (chain, contract, sender,
-round, kind) and the whole recipient table, so a wrap swapped, a recipient
-added or dropped, or the envelope replayed elsewhere makes it refuse to open.
+The ciphertext is under a key derived from K, and a commitment to K (also
+derived with HKDF) precedes it: ChaCha20-Poly1305 does not commit to its key,
+so without it a sender could make one ciphertext that opens to two contents
+under two keys, one for some readers and one for the others. The associated
+data binds the place (chain, contract, sender, round, kind), the whole
+recipient table and the commitment, so a wrap swapped, a recipient added or
+dropped, or the envelope replayed elsewhere makes it refuse to open. A wrap
+that does not open, or opens to a key that does not match the commitment, is
+`Unreadable`: perhaps for this reader alone, so another recipient may relay
+the key (`open_with_key`). Past the commitment, every holder of the key reads
+the same content or is refused alike.
+
 The plaintext is a fresh 32-byte blind then the content. Its sha256 (`inner
 hash`) is returned for a protocol that would commit to it, and the blind keeps
 that hash from confirming a guessed update. Sealed federations commit to the
-content's own hash instead (`node/privacy/sealing.py` says why). Everything that cannot be used raises
-`EnvelopeError` (one line): a reader treats it as a malformed update, never a
-crash. No cryptography is written here: AEAD, HPKE and X25519 are
-`cryptography`'s.
+content's own hash instead (`node/privacy/sealing.py` says why). Everything
+that cannot be used raises `EnvelopeError` (one line): a reader treats it as a
+malformed update, never a crash. No cryptography is written here: AEAD, HPKE,
+HKDF and X25519 are `cryptography`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_utils import is_address, to_canonical_address, to_checksum_address
 
 from node.errors import NodeError
@@ -47,7 +59,8 @@ __all__ = [
     "sealable",
 ]
 
-_MAGIC = b"FCENV1\x00\x00"
+_MAGIC = b"FCENV2\x00\x00"
+_COMMIT = 32  # the key commitment: HKDF(K, "commit"); the ciphertext is under HKDF(K, "encrypt")
 _COUNT = struct.Struct(">H")
 KEY = 32
 BLIND = 32
@@ -96,6 +109,7 @@ class Opened:
     content: bytes
     inner_hash: bytes  # sha256(blind | content)
     key: bytes = b""  # the content key: what a recipient relays to one whose wrap does not open
+    recipients: frozenset[str] = frozenset()  # the envelope's recipients (lowercase addresses)
 
 
 def sealable(public: bytes) -> bool:
@@ -127,8 +141,16 @@ def seal_envelope(content: bytes, recipients: Mapping[str, bytes], place: Place)
         raw + seal(key, recipients[a], place.context(to_checksum_address(raw))) for raw, a in chosen
     )
     inner = os.urandom(BLIND) + content
-    ciphertext = ChaCha20Poly1305(key).encrypt(_NONCE, inner, place.aad(table))
-    return _MAGIC + table + ciphertext, hashlib.sha256(inner).digest(), skipped
+    head = table + _derive(key, b"commit")
+    ciphertext = ChaCha20Poly1305(_derive(key, b"encrypt")).encrypt(_NONCE, inner, place.aad(head))
+    return _MAGIC + head + ciphertext, hashlib.sha256(inner).digest(), skipped
+
+
+def _derive(key: bytes, use: bytes) -> bytes:
+    """A key's commitment or its encryption key. ChaCha20-Poly1305 does not commit to its key: a sender could
+    make one ciphertext that opens, under two keys, to two contents. The commitment pins the one key (so every
+    reader who opens an envelope reads the same content, and a relayed key is checked before it is used)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"fedchain/envelope/v2|" + use).derive(key)
 
 
 def _table(data: bytes, place: Place, required: Iterable[str], max_size: int) -> tuple[str, int, dict[bytes, bytes]]:
@@ -139,12 +161,13 @@ def _table(data: bytes, place: Place, required: Iterable[str], max_size: int) ->
         raise EnvelopeError(f"{what}: not a fedchain envelope")
     (n,) = _COUNT.unpack_from(data, len(_MAGIC))
     end = len(_MAGIC) + _COUNT.size + n * _ENTRY
+    end += _COMMIT
     if n == 0 or n > MAX_RECIPIENTS or len(data) < end + BLIND + _TAG:
         raise EnvelopeError(f"{what}: {len(data)} bytes for {n} recipients")
     if len(data) - end > max_size + BLIND + _TAG:
         raise EnvelopeError(f"{what}: larger than the {max_size} bytes allowed")
     at = len(_MAGIC) + _COUNT.size
-    listed = [data[at + i * _ENTRY : at + i * _ENTRY + 20] for i in range(n)]
+    listed = _listed(data)
     if listed != sorted(set(listed)):
         raise EnvelopeError(f"{what}: its recipients are repeated or out of order")
     wraps = {listed[i]: data[at + i * _ENTRY + 20 : at + (i + 1) * _ENTRY] for i in range(n)}
@@ -155,11 +178,25 @@ def _table(data: bytes, place: Place, required: Iterable[str], max_size: int) ->
 
 
 def _decrypt(data: bytes, place: Place, end: int, key: bytes, what: str) -> Opened:
+    """Open with `key` once it matches the envelope's commitment (else Unreadable: not the key, as a bad wrap
+    or a relayer's lie gives); past that every holder of the key reads the same, or is refused the same."""
+    if not hmac.compare_digest(_derive(key, b"commit"), data[end - _COMMIT : end]):
+        raise Unreadable(f"{what}: the key we were given is not the one it was sealed under")
     try:
-        inner = ChaCha20Poly1305(key).decrypt(_NONCE, data[end:], place.aad(data[len(_MAGIC) : end]))
+        inner = ChaCha20Poly1305(_derive(key, b"encrypt")).decrypt(
+            _NONCE, data[end:], place.aad(data[len(_MAGIC) : end])
+        )
     except InvalidTag:
-        raise Unreadable(f"{what}: does not open (changed, or not for this round and sender)") from None
-    return Opened(inner[BLIND:], hashlib.sha256(inner).digest(), key)
+        raise EnvelopeError(f"{what}: does not open (changed, or not for this round and sender)") from None
+    listed = frozenset("0x" + a.hex() for a in _listed(data))
+    return Opened(inner[BLIND:], hashlib.sha256(inner).digest(), key, listed)
+
+
+def _listed(data: bytes) -> list[bytes]:
+    """The recipients' addresses of a well-formed envelope."""
+    (n,) = _COUNT.unpack_from(data, len(_MAGIC))
+    at = len(_MAGIC) + _COUNT.size
+    return [data[at + i * _ENTRY : at + i * _ENTRY + 20] for i in range(n)]
 
 
 def open_envelope(

@@ -76,8 +76,9 @@ __all__ = ["SEAL_SLACK", "Sealer", "SealingSpec", "auditor_address", "member_sea
 _HEAD = struct.Struct(">Q32sQ32s")
 _MODEL_MAGIC = b"FCMOD1\x00\x00"
 _NONCE = bytes(12)  # each model key encrypts one plaintext only (it is derived from it)
-# What sealing adds to a content at most: envelope magic, count, a wrap per recipient, blind, tag, header.
-SEAL_SLACK = 8 + 2 + MAX_RECIPIENTS * (20 + WRAP) + 32 + 16 + _HEAD.size
+# What sealing adds to a content at most: envelope magic, count, a wrap per recipient, commitment, blind, tag,
+# header.
+SEAL_SLACK = 8 + 2 + MAX_RECIPIENTS * (20 + WRAP) + 32 + 32 + 16 + _HEAD.size
 ZERO_KEY = bytes(32)
 KEEP_KEYS = 8  # rounds of model keys a long-running reader keeps in memory (older ones are never asked for)
 
@@ -179,7 +180,8 @@ class Sealer:
         self.known: dict[int, bytes] = dict(known or {})  # keys checked against a finalized model's hash
         self._mine: dict[int, bytes] = {}  # keys of the models this reader proposed (not checked: it may lose)
         self._offered: dict[int, set[bytes]] = {}
-        self._opened: dict[int, dict[str, bytes]] = {}  # round -> sender -> the content key its envelope opened with
+        # round -> sender -> the content key its envelope opened with, and its recipients (lowercase)
+        self._opened: dict[int, dict[str, tuple[bytes, frozenset[str]]]] = {}
         self._required: dict[int, list[str]] = {}  # by round: asked for once its reveals began
         # The members' keys read while sealing an update of a round (what `required` needs of it, read once).
         self._keys_in: dict[int, dict[str, tuple[bytes, int, bool]]] = {}
@@ -263,7 +265,7 @@ class Sealer:
                 for k, v in ((base, key), (before, key_before)):
                     if 0 < k < r and v != ZERO_KEY:
                         self._offered.setdefault(int(k), set()).add(bytes(v))
-                self._opened.setdefault(r, {})[sender] = opened.key
+                self._opened.setdefault(r, {})[sender] = (opened.key, opened.recipients)
                 self._forget(r)
             return payload[_HEAD.size :]
 
@@ -274,7 +276,15 @@ class Sealer:
     def content_key(self, r: int, sender: str) -> bytes | None:
         """The content key of `sender`'s round-`r` envelope, if this reader opened it."""
         with self._lock:
-            return self._opened.get(r, {}).get(sender)
+            found = self._opened.get(r, {}).get(sender)
+        return None if found is None else found[0]
+
+    def was_sealed_to(self, r: int, sender: str, member: str) -> bool:
+        """Whether `sender`'s round-`r` envelope (opened by this reader) lists `member` as a recipient: the
+        only members its key is relayed to."""
+        with self._lock:
+            found = self._opened.get(r, {}).get(sender)
+        return found is not None and member.lower() in found[1]
 
     def _relay_context(self, r: int, sender: str, relayer: str, to: str) -> Context:
         return Context(self.chain_id, self.contract, relayer, to, f"relay-key:{sender.lower()}", r, 0)

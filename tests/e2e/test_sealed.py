@@ -294,3 +294,19 @@ def test_a_member_nobody_relays_to_loses_one_vote_and_carries_on(sample_csv: Pat
         _round(f, r)
         assert set(_votes(f, r).values()) == {f.fed.round(r).winner} and len(_votes(f, r)) == 4
     assert victim.loaded_round == 3 and not any(e["args"]["member"] == victim.address for e in f.fed.events("Slashed"))
+
+
+def test_a_member_restarted_after_its_key_was_relayed_uses_the_relay(sample_csv: Path, tmp_path: Path) -> None:
+    """The victim of a bad wrap restarts (its memory gone) after the key was relayed to it and past half the
+    vote window: it finds the relay on chain, opens the update and votes with everyone."""
+    f = _sealed(sample_csv, tmp_path, 4)
+    victim, cheat = f.peers[0], f.peers[3]
+    assert cheat.sealer is not None
+    cheat.sealer.seal_update = _targeting([victim]).__get__(cheat.sealer)  # type: ignore[attr-defined,method-assign]
+    f.step_until(lambda: any(to == victim.address for _r, _s, to, _f, _w in f.fed.key_relays([1], f.block)))
+    f.step_until(lambda: f.fed.round(1).phase == Phase.VOTE)
+    f.chain.advance_time(WINDOW // 2 + 1)
+    assert victim.address not in _votes(f, 1)
+    f.restart(0)
+    _round(f, 1)
+    assert set(_votes(f, 1).values()) == {f.fed.round(1).winner} and len(_votes(f, 1)) == 4

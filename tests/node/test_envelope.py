@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
 from eth_account import Account
 
-from node.privacy.envelope import EnvelopeError, Place, open_envelope, seal_envelope, sealable
+from node.privacy.envelope import (
+    EnvelopeError,
+    Place,
+    Unreadable,
+    open_envelope,
+    open_with_key,
+    seal_envelope,
+    sealable,
+)
 from node.privacy.seal import SealKey
 
 CONTENT = b"an update's canonical bytes " * 40
@@ -95,3 +104,92 @@ def test_a_key_that_cannot_be_sealed_to_is_left_out_not_fatal() -> None:
     required = [m for m, k in {**public, bad: low_order}.items() if sealable(k)]
     a = next(iter(keys))
     assert open_envelope(data, PLACE, a, keys[a], required=required).content == CONTENT
+
+
+# -- a ciphertext made to open under two keys ------------------------------------------------------------
+# ChaCha20-Poly1305 does not commit to its key: a sender can solve for one ciphertext block so that the tag
+# verifies under two keys (Poly1305 is linear in the ciphertext), giving two readers two contents. This builds
+# one (test code: an attack, not a primitive) and checks the envelope's key commitment refuses the second key.
+
+_P = (1 << 130) - 5
+
+
+def _keystream(key: bytes, counter: int, n: int) -> bytes:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    nonce = counter.to_bytes(4, "little") + bytes(12)
+    return Cipher(algorithms.ChaCha20(key, nonce), None).encryptor().update(bytes(n))
+
+
+def _poly_key(key: bytes) -> tuple[int, int]:
+    b = _keystream(key, 0, 32)
+    return int.from_bytes(b[:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF, int.from_bytes(b[16:], "little")
+
+
+def _blocks(aad: bytes, ct: bytes) -> list[int]:
+    def pad(b: bytes) -> bytes:
+        return b + bytes(-len(b) % 16)
+
+    m = pad(aad) + pad(ct) + len(aad).to_bytes(8, "little") + len(ct).to_bytes(8, "little")
+    return [int.from_bytes(m[i : i + 16], "little") + (1 << 128) for i in range(0, len(m), 16)]
+
+
+def _poly(blocks: list[int], r: int) -> int:
+    acc = 0
+    for b in blocks:
+        acc = (acc + b) * r % _P
+    return acc
+
+
+def _two_key_ciphertext(k1: bytes, k2: bytes, plaintext: bytes, aad: bytes) -> bytes | None:
+    """A ciphertext (with tag) that ChaCha20-Poly1305 opens under both k1 and k2, or None (retry other keys)."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    ct = bytearray(x ^ y for x, y in zip(plaintext, _keystream(k1, 1, len(plaintext)), strict=True))
+    (r1, s1), (r2, s2) = _poly_key(k1), _poly_key(k2)
+    at = -(-len(aad) // 16)  # the first ciphertext block
+    blocks = _blocks(aad, bytes(ct))
+    n = len(blocks)
+    blocks[at] = 0
+    x = (
+        (_poly(blocks, r2) - _poly(blocks, r1) + (s2 - s1) % (1 << 128))
+        * pow(pow(r1, n - at, _P) - pow(r2, n - at, _P), -1, _P)
+        % _P
+    )
+    if not (1 << 128) <= x < (1 << 129):
+        return None
+    ct[:16] = (x - (1 << 128)).to_bytes(16, "little")
+    final = _blocks(aad, bytes(ct))
+    t1, t2 = (_poly(final, r1) + s1) % (1 << 128), (_poly(final, r2) + s2) % (1 << 128)
+    if t1 != t2:
+        return None
+    data = bytes(ct) + t1.to_bytes(16, "little")
+    for k in (k1, k2):
+        ChaCha20Poly1305(k).decrypt(bytes(12), data, aad)  # both open: the attack works on the bare AEAD
+    return data
+
+
+def test_a_ciphertext_made_to_open_under_two_keys_opens_only_under_the_committed_one() -> None:
+    from node.privacy import envelope as env
+
+    keys, public = _members(2)
+    (a, ka), (b, kb) = sorted(keys.items())
+    for _ in range(1000):
+        k1, k2 = os.urandom(32), os.urandom(32)
+        table = env._COUNT.pack(2) + b"".join(
+            env._address(m) + env.seal(k, public[m], PLACE.context(m)) for m, k in ((a, k1), (b, k2))
+        )
+        head = table + env._derive(k1, b"commit")
+        inner = os.urandom(32) + CONTENT
+        crafted = _two_key_ciphertext(env._derive(k1, b"encrypt"), env._derive(k2, b"encrypt"), inner, PLACE.aad(head))
+        if crafted is not None:
+            break
+    else:
+        pytest.fail("no two-key ciphertext found in 1000 tries")
+    data = env._MAGIC + head + crafted
+    assert open_envelope(data, PLACE, a, ka).content == CONTENT  # the committed key's holder reads it
+    with pytest.raises(Unreadable, match="not the one it was sealed under"):  # the other key is refused
+        open_envelope(data, PLACE, b, kb)
+    with pytest.raises(Unreadable):  # and so is it when relayed: only k1 opens it, for everyone alike
+        open_with_key(data, PLACE, k2)
+    assert open_with_key(data, PLACE, k1).content == CONTENT
