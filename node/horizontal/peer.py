@@ -375,10 +375,9 @@ class Peer:
         after that it votes without it."""
         if self.sealer is None or r in self._results:
             return False
-        with self._timed("fetch"):
-            collect_updates(
-                self.fed, self.store, self.nspec, r, self._scan_from(r), cache=self._cache, sealer=self.sealer
-            )
+        with self._timed("fetch"):  # each content tried once, briefly (the vote itself fetches what is missing)
+            args = (self.fed, self.store, self.nspec, r, self._scan_from(r), self._cache, self._tried)
+            prefetch(*args, sealer=self.sealer)
         if not self._apply_relays([r]):
             return False
         info, window = self.fed.round(r), self.fed.config()["vote_window"]
