@@ -31,7 +31,8 @@ def test_anvil_writes_no_state_history_to_disk(tmp_path: Path, monkeypatch: pyte
         w3 = chain.w3
         sender, receiver = w3.eth.accounts[:2]
         for _ in range(BLOCKS):  # automine: one block, one new state per transaction
-            w3.eth.send_transaction({"from": sender, "to": receiver, "value": 1})
+            sent = w3.eth.send_transaction({"from": sender, "to": receiver, "value": 1})
+        w3.eth.wait_for_transaction_receipt(sent, timeout=60)  # a loaded machine may answer before it is mined
         assert w3.eth.get_balance(receiver) % 10**18 == BLOCKS  # every transaction mined: the chain still works
     finally:
         node.stop()
