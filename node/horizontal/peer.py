@@ -204,8 +204,8 @@ class Peer:
     def _remember_model(self, r: int, params: dict[str, IntArray]) -> None:
         """Sealed: keep round `r`'s model key (from the model), for the headers of updates trained on it."""
         if self.sealer is not None:
-            self.sealer.remember(r, encode(params))
-            self.state.model_keys[str(r)] = self.sealer.known[r].hex()
+            known = self.sealer.known.get(r)  # opened with it: nothing to derive
+            self.state.model_keys[str(r)] = (known or self.sealer.remember(r, encode(params))).hex()
 
     # -- one step ---------------------------------------------------------------
 
@@ -295,15 +295,20 @@ class Peer:
         """The fetched updates of `rounds` sealed to this member that did not open for it, by (round, sender)."""
         return {(k[0], k[1]): (k, f) for k, f in self._cache.items() if k[0] in rounds and f.unreadable}
 
-    def _apply_relays(self, rounds: list[int]) -> dict[tuple[int, str], tuple[tuple[int, str, bytes], FetchedUpdate]]:
-        """Open the updates of `rounds` that did not open for this member with the keys relayed to it (each relay
-        tried once; a key must match the envelope's commitment); returns those still closed."""
+    def _apply_relays(
+        self, rounds: list[int], relays: list[tuple[int, str, str, str, bytes]] | None = None
+    ) -> dict[tuple[int, str], tuple[tuple[int, str, bytes], FetchedUpdate]]:
+        """Open the updates of `rounds` that did not open for this member with the keys relayed to it (`relays`,
+        read from the chain unless given; each tried once; a key must match the envelope's commitment); returns
+        those still closed."""
         closed = self._unreadable(rounds)
         sealer = self.sealer
         if not closed or sealer is None:
             return closed
         me = self.address.lower()
-        for rr, sender, to, relayer, wrap in self.fed.key_relays(rounds, self._scan_from(max(1, min(rounds)))):
+        if relays is None:
+            relays = self.fed.key_relays(rounds, self._scan_from(max(1, min(rounds))))
+        for rr, sender, to, relayer, wrap in relays:
             tried = (rr, sender, relayer, wrap)
             if to.lower() != me or (rr, sender) not in closed or tried in self._relays_tried:
                 continue
@@ -333,15 +338,16 @@ class Peer:
         rounds, me = ([r - 1, r] if r > 1 else [r]), self.address.lower()
         scan = self._scan_from(max(1, r - 1))
         self._relays_tried = {t for t in self._relays_tried if t[0] >= r - 1}
-        closed = self._apply_relays(rounds)
         requests = self.fed.key_requests(rounds, scan)
+        relays = self.fed.key_relays(rounds, scan) if requests or self._unreadable(rounds) else []
+        closed = self._apply_relays(rounds, relays)
         if not closed and not requests:
             return None
         asked: dict[tuple[int, str, str], int] = {}
         for rr, sender, member in requests:
             asked[(rr, sender, member.lower())] = asked.get((rr, sender, member.lower()), 0) + 1
         given: dict[tuple[int, str, str], set[str]] = {}
-        for rr, sender, to, relayer, _wrap in self.fed.key_relays(rounds, scan) if asked else []:
+        for rr, sender, to, relayer, _wrap in relays:
             given.setdefault((rr, sender, to.lower()), set()).add(relayer.lower())
         for rr, sender in closed:
             if asked.get((rr, sender, me), 0) <= len(given.get((rr, sender, me), ())):
@@ -359,9 +365,9 @@ class Peer:
                     )
             if not sealer.was_sealed_to(rr, sender, member):  # never to one the update was not sealed to
                 continue
-            asker = next((a for a in self.fed.members() if a.lower() == member), None)
-            public = None if asker is None else self.fed.encryption_keys().get(asker)
-            wrap = None if asker is None or public is None else sealer.seal_relay(rr, sender, asker, public[0])
+            keys = self.fed.encryption_keys()
+            asker = next((a for a in keys if a.lower() == member), None)
+            wrap = None if asker is None else sealer.seal_relay(rr, sender, asker, keys[asker][0])
             if asker is None or wrap is None:
                 continue
             with self._timed("chain"):
@@ -597,7 +603,6 @@ class Peer:
             digest = content_hash(model_bytes)
         if self.sealer is not None:  # the same sealed bytes from every member who computed it
             with self._timed("encode"):
-                self.sealer.remember(r, model_bytes, checked=False)  # ours: trusted once finalized as ours
                 model_bytes = self.sealer.seal_model(model_bytes, r)
         with self._timed("publish"):
             cid = self.store.put(model_bytes)

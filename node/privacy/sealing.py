@@ -311,15 +311,20 @@ class Sealer:
     # -- models ---------------------------------------------------------------
 
     def seal_model(self, model: bytes, r: int) -> bytes:
-        data, _key = seal_model(model, self.chain_id, self.contract, r)
+        """Round `r`'s model as this reader proposes it, sealed (the same bytes from every member who computed
+        it). Its key is kept as this reader's own: named in headers and tried, never trusted, until a finalized
+        model opens with it (its proposal may lose)."""
+        data, key = seal_model(model, self.chain_id, self.contract, r)
+        with self._lock:
+            self._mine[r] = key
+            self._forget(r)
         return data
 
-    def remember(self, r: int, model: bytes, checked: bool = True) -> bytes:
-        """Keep round `r`'s model key, from the model's bytes: a model this reader holds (`checked`: it is the
-        finalized one), or one it proposed (tried, never trusted, until a finalized model opens with it)."""
+    def remember(self, r: int, model: bytes) -> bytes:
+        """Keep (and return) round `r`'s model key, from the model's bytes: the finalized model this reader holds."""
         key = model_key(model, self.chain_id, self.contract, r)
         with self._lock:
-            (self.known if checked else self._mine)[r] = key
+            self.known[r] = key
             self._forget(r)
         return key
 
