@@ -454,19 +454,6 @@ contract Federation is IFederation, ReentrancyGuard {
     }
 
     /// @inheritdoc IFederation
-    function requestKey(uint256 round, address sender) external {
-        if (!_members[msg.sender].active) revert NotMember(msg.sender);
-        emit KeyRequested(round, sender, msg.sender);
-    }
-
-    /// @inheritdoc IFederation
-    function relayKey(uint256 round, address sender, address to, bytes calldata wrap) external {
-        if (!_members[msg.sender].active) revert NotMember(msg.sender);
-        if (wrap.length != 80) revert InvalidRelay(wrap.length);
-        emit KeyRelayed(round, sender, to, msg.sender, wrap);
-    }
-
-    /// @inheritdoc IFederation
     function encryptionKeys()
         external
         view

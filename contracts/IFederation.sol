@@ -159,8 +159,6 @@ interface IFederation {
     error VoteWindowClosed(uint256 round);
     /// @notice A CID in round `round` must be a base32 CIDv1 (b...) or a CIDv0 (Qm...) of 46 to 100 bytes; this one has `length`.
     error InvalidCid(uint256 round, uint256 length);
-    /// @notice A relayed key must be one HPKE-sealed 32-byte key (80 bytes); this one has `length`.
-    error InvalidRelay(uint256 length);
     /// @notice At most `limit` candidates may be admitted while round `round` is open.
     error AdmissionLimit(uint256 round, uint256 limit);
     /// @notice `member` cannot leave while committed to the open round `round`.
@@ -203,11 +201,6 @@ interface IFederation {
     /// @notice `member` registered the X25519 public key `key` for sealed updates; senders must seal to it
     ///         from round `since` on (the first round whose reveals began after it was registered).
     event EncryptionKeySet(address indexed member, bytes32 key, uint256 since);
-    /// @notice `member` cannot open `sender`'s sealed update of `round` (its wrap does not open): it asks the
-    ///         members who opened it to relay the update's key (`relayKey`).
-    event KeyRequested(uint256 indexed round, address indexed sender, address indexed member);
-    /// @notice `from` relays the key of `sender`'s sealed update of `round` to `to`, sealed to `to`'s key (HPKE).
-    event KeyRelayed(uint256 indexed round, address indexed sender, address indexed to, address from, bytes wrap);
     /// @notice `member` revealed update `contentHash`, stored at `cid`, in `round`.
     event Revealed(uint256 indexed round, address indexed member, bytes32 contentHash, string cid);
     /// @notice `proposal` of `round` in full: logged by its first vote through `vote`, and by the
@@ -313,13 +306,6 @@ interface IFederation {
 
     /// @notice A member registers its X25519 public key for sealed updates (once; see `EncryptionKeySet`).
     function setEncryptionKey(bytes32 key) external;
-
-    /// @notice A member asks for the key of `sender`'s sealed update of `round` (an event, nothing stored).
-    function requestKey(uint256 round, address sender) external;
-
-    /// @notice A member relays the key of `sender`'s sealed update of `round` to `to` (an event, nothing stored;
-    ///         `to` checks it: a key is right if it opens the update to its committed hash).
-    function relayKey(uint256 round, address sender, address to, bytes calldata wrap) external;
 
     /// @notice Every listed member (`memberList`), its registered encryption key (zero: none), the round from
     ///         which it must be sealed to, and whether it is a member now (updates are sealed to members only;

@@ -301,38 +301,6 @@ class FederationClient(StakedClient):
             if any(bytes(k))
         }
 
-    def request_key(self, signer: LocalAccount, round_id: int, sender: str) -> TxReceipt:
-        """Ask the members for the key of `sender`'s sealed update of `round_id` (its wrap to us does not open)."""
-        return self._send(signer, "requestKey", round_id, sender)
-
-    def relay_key(self, signer: LocalAccount, round_id: int, sender: str, to: str, wrap: bytes) -> TxReceipt:
-        """Relay the key of `sender`'s sealed update of `round_id` to `to`, sealed to `to`'s key."""
-        return self._send(signer, "relayKey", round_id, sender, to, wrap)
-
-    def key_requests(self, rounds: Sequence[int], from_block: int = 0) -> list[tuple[int, str, str]]:
-        """Every (round, sender, asking member) of `KeyRequested` in `rounds`, in log order."""
-        wanted = set(rounds)
-        return [
-            (int(e["args"]["round"]), str(e["args"]["sender"]), str(e["args"]["member"]))
-            for e in self.events("KeyRequested", from_block)
-            if int(e["args"]["round"]) in wanted
-        ]
-
-    def key_relays(self, rounds: Sequence[int], from_block: int = 0) -> list[tuple[int, str, str, str, bytes]]:
-        """Every (round, sender, to, from, wrap) of `KeyRelayed` in `rounds`, in log order."""
-        wanted = set(rounds)
-        return [
-            (
-                int(e["args"]["round"]),
-                str(e["args"]["sender"]),
-                str(e["args"]["to"]),
-                str(e["args"]["from"]),
-                bytes(e["args"]["wrap"]),
-            )
-            for e in self.events("KeyRelayed", from_block)
-            if int(e["args"]["round"]) in wanted
-        ]
-
     def add_stake(self, signer: LocalAccount, amount: int) -> TxReceipt:
         self.token.approve(signer, self.address, amount)
         return self._send(signer, "addStake", amount)

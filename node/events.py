@@ -33,9 +33,6 @@ EventKind = Literal[
     "budget-spent",
     "privacy-recovered",
     "key-registered",
-    "key-requested",
-    "key-relayed",
-    "key-received",
 ]
 
 
@@ -93,12 +90,6 @@ class StepEvent:
                 )
             case "key-registered":
                 return f"registered the encryption key {d['key'][:12]} for sealed updates (round {r} on)"
-            case "key-requested":
-                return f"round {r}: {d['sender']}'s sealed update does not open for us: asked the members for its key"
-            case "key-relayed":
-                return f"round {r}: relayed the key of {d['sender']}'s sealed update to {d['to']}"
-            case "key-received":
-                return f"round {r}: {d['sender']}'s sealed update opened with the key {d['relayer']} relayed"
             case "revealed":
                 return f"revealed round {r}" + (" (sealed)" if d.get("sealed") else "")
             case "voted":

@@ -14,7 +14,6 @@ from ledger.types import Phase
 from node.core.codec import IntArray, UpdateRejected, content_hash, encode
 from node.errors import NodeError
 from node.horizontal.spec import EVALUATION, NodeSpec
-from node.privacy.envelope import Unreadable
 from node.privacy.sealing import SEAL_SLACK, Sealer
 from node.store import Store, StoreError, fetch_verified
 from node.store.verified import ContentMismatch, Opener
@@ -46,8 +45,6 @@ class FetchedUpdate:
     # What identifies the update itself (duplicates and replays): the content hash, or, when the content
     # carries an evaluation too, the hash of the update part alone (a replay may come with a new evaluation).
     update_hash: bytes = b""
-    # Sealed, and its wrap or ciphertext did not open for this reader alone perhaps: a relayed key may open it.
-    unreadable: bool = False
 
     def __post_init__(self) -> None:
         if not self.update_hash:
@@ -83,8 +80,7 @@ def fetch_update(
     except ContentMismatch as exc:
         return FetchedUpdate(member, expected, cid, None, str(exc))
     except UpdateRejected as exc:
-        unreadable = isinstance(exc.__cause__, Unreadable)
-        return FetchedUpdate(member, expected, cid, None, f"malformed: {exc}", unreadable=unreadable)
+        return FetchedUpdate(member, expected, cid, None, f"malformed: {exc}")
     if EVALUATION not in content:
         return FetchedUpdate(member, expected, cid, content)
     evaluation = content.pop(EVALUATION)
@@ -111,7 +107,7 @@ def _fetch_all(
     (outages aside), and rounds before the previous one leave it. Sealed: opened by the sealer."""
     known: Cache = {} if cache is None else cache
     missing = [t for t in revealed if (round_id, t[0], t[1]) not in known]
-    required = sealer.required(round_id) if sealer and missing else []
+    required = sealer.required(round_id) if sealer and missing else {}
 
     def one(t: Revealed) -> FetchedUpdate:
         opener = sealer.update_opener(t[0], round_id, required) if sealer else None

@@ -33,7 +33,6 @@ from node.horizontal.exchange import (
     collect_updates,
     evaluated_in,
     fetch_model,
-    fetch_update,
     last_finalized_before,
     model_before,
     prefetch,
@@ -95,7 +94,6 @@ class Peer:
         # seconds spent in train, encode, publish, chain (transactions), fetch, aggregate, adopt; added up
         self.timings = Timings()
         self._step_timings = Timings(self.timings)
-        self._relays_tried: set[tuple[int, str, str, bytes]] = set()  # relayed keys tried (round, sender, by, wrap)
         self._learning: set[tuple[int, int]] = set()  # sealed: (model round, open round) a key was sought in
         self._key_since: int | None = None  # sealed: the first round this member's registered key is sealed to
         self._trained_on = 0  # the round of the model the last update was trained on (0: the initial model)
@@ -262,8 +260,6 @@ class Peer:
             if not adopted:  # a reveal needs no model: send ours (learning the model's key may take the others')
                 return self._reveal(r, None)
             if view.voting and view.prev_status == MemberStatus.REVEALED:  # our vote on r-1 is due
-                if self._awaiting_keys(r - 1):  # an update sealed to us did not open: ask for its key
-                    return self._relay(r) or StepEvent("idle", r)
                 proposal = self._proposal(r - 1)
                 if proposal is None:
                     return StepEvent("idle", r)
@@ -276,9 +272,6 @@ class Peer:
                 return self._commit(r, None)
             if phase == Phase.REVEAL and status == MemberStatus.COMMITTED and str(r) in self.state.commits:
                 return self._reveal(r, self._proposals.get(r - 1) if view.prev_finalizable else None)
-            relayed = self._relay(r)  # nothing else due: the key relay
-            if relayed is not None:
-                return relayed
             if phase == Phase.REVEAL:  # waiting for the others' reveals: fetch those already in
                 with self._timed("fetch"):
                     args = (self.fed, self.store, self.nspec, r, self._scan_from(r), self._cache, self._tried)
@@ -288,106 +281,6 @@ class Peer:
                 return StepEvent("idle", r)
             raise
         return StepEvent("idle", r)
-
-    # -- the key relay (sealed) ------------------------------------------------
-
-    def _unreadable(self, rounds: list[int]) -> dict[tuple[int, str], tuple[tuple[int, str, bytes], FetchedUpdate]]:
-        """The fetched updates of `rounds` sealed to this member that did not open for it, by (round, sender)."""
-        return {(k[0], k[1]): (k, f) for k, f in self._cache.items() if k[0] in rounds and f.unreadable}
-
-    def _apply_relays(
-        self, rounds: list[int], relays: list[tuple[int, str, str, str, bytes]] | None = None
-    ) -> dict[tuple[int, str], tuple[tuple[int, str, bytes], FetchedUpdate]]:
-        """Open the updates of `rounds` that did not open for this member with the keys relayed to it (`relays`,
-        read from the chain unless given; each tried once; a key must match the envelope's commitment); returns
-        those still closed."""
-        closed = self._unreadable(rounds)
-        sealer = self.sealer
-        if not closed or sealer is None:
-            return closed
-        me = self.address.lower()
-        if relays is None:
-            relays = self.fed.key_relays(rounds, self._scan_from(max(1, min(rounds))))
-        for rr, sender, to, relayer, wrap in relays:
-            tried = (rr, sender, relayer, wrap)
-            if to.lower() != me or (rr, sender) not in closed or tried in self._relays_tried:
-                continue
-            self._relays_tried.add(tried)
-            key = sealer.open_relay(rr, sender, relayer, wrap)
-            if key is None:
-                continue
-            cache_key, f = closed[(rr, sender)]
-            opener = sealer.relayed_opener(sender, rr, sealer.required(rr), key)
-            evaluated = evaluated_in(self.fed, self.nspec, rr)
-            again = fetch_update(self.store, self.nspec, sender, f.content_hash, f.cid, evaluated, None, opener)
-            if again.reason.startswith("unavailable") or again.unreadable:
-                continue
-            self._cache[cache_key] = again  # opened (or refused as everyone refuses it: the key is the one)
-            del closed[(rr, sender)]
-            self.on_event(self._event("key-received", rr, sender=sender, relayer=relayer))
-        return closed
-
-    def _relay(self, r: int) -> StepEvent | None:
-        """Sealed: one step of the key relay for rounds r-1 and r (one transaction at most), when nothing else
-        is due. Ask for the keys of updates sealed to this member that did not open for it (again once every
-        relay so far failed); relay the keys it holds to a member who asked and whom the update was sealed to,
-        once each, while the relays given are fewer than the requests (a lying relayer cannot block honest ones)."""
-        sealer = self.sealer
-        if sealer is None:
-            return None
-        rounds, me = ([r - 1, r] if r > 1 else [r]), self.address.lower()
-        scan = self._scan_from(max(1, r - 1))
-        self._relays_tried = {t for t in self._relays_tried if t[0] >= r - 1}
-        requests = self.fed.key_requests(rounds, scan)
-        relays = self.fed.key_relays(rounds, scan) if requests or self._unreadable(rounds) else []
-        closed = self._apply_relays(rounds, relays)
-        if not closed and not requests:
-            return None
-        asked: dict[tuple[int, str, str], int] = {}
-        for rr, sender, member in requests:
-            asked[(rr, sender, member.lower())] = asked.get((rr, sender, member.lower()), 0) + 1
-        given: dict[tuple[int, str, str], set[str]] = {}
-        for rr, sender, to, relayer, _wrap in relays:
-            given.setdefault((rr, sender, to.lower()), set()).add(relayer.lower())
-        for rr, sender in closed:
-            if asked.get((rr, sender, me), 0) <= len(given.get((rr, sender, me), ())):
-                with self._timed("chain"):
-                    self.fed.request_key(self.account, rr, sender)
-                return self._event("key-requested", rr, sender=sender)
-        for (rr, sender, member), n in asked.items():
-            relayers = given.get((rr, sender, member), set())
-            if member == me or me in relayers or len(relayers) >= n:
-                continue
-            if sealer.content_key(rr, sender) is None and not any(k[0] == rr for k in self._cache):
-                with self._timed("fetch"):  # restarted since: open the round's updates again
-                    collect_updates(
-                        self.fed, self.store, self.nspec, rr, self._scan_from(rr), cache=self._cache, sealer=sealer
-                    )
-            if not sealer.was_sealed_to(rr, sender, member):  # never to one the update was not sealed to
-                continue
-            keys = self.fed.encryption_keys()
-            asker = next((a for a in keys if a.lower() == member), None)
-            wrap = None if asker is None else sealer.seal_relay(rr, sender, asker, keys[asker][0])
-            if asker is None or wrap is None:
-                continue
-            with self._timed("chain"):
-                self.fed.relay_key(self.account, rr, sender, asker, wrap)
-            return self._event("key-relayed", rr, sender=sender, to=asker)
-        return None
-
-    def _awaiting_keys(self, r: int) -> bool:
-        """Sealed: whether to hold this member's vote on round r: an update sealed to it did not open (after the
-        keys relayed to it so far are tried), and half the vote window is still ahead (time for the relay);
-        after that it votes without it."""
-        if self.sealer is None or r in self._results:
-            return False
-        with self._timed("fetch"):  # each content tried once, briefly (the vote itself fetches what is missing)
-            args = (self.fed, self.store, self.nspec, r, self._scan_from(r), self._cache, self._tried)
-            prefetch(*args, sealer=self.sealer)
-        if not self._apply_relays([r]):
-            return False
-        info, window = self.fed.round(r), self.fed.config()["vote_window"]
-        return info.phase == Phase.VOTE and self.fed.chain.now() < info.phase_at + window // 2
 
     def _takes_part(self, r: int) -> bool:
         """Whether this peer commits to round r: not after its last round, nor once its privacy budget cannot

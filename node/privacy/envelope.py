@@ -14,28 +14,35 @@ so without it a sender could make one ciphertext that opens to two contents
 under two keys, one for some readers and one for the others. The associated
 data binds the place (chain, contract, sender, round, kind), the whole
 recipient table and the commitment, so a wrap swapped, a recipient added or
-dropped, or the envelope replayed elsewhere makes it refuse to open. A wrap
-that does not open, or opens to a key that does not match the commitment, is
-`Unreadable`: perhaps for this reader alone, so another recipient may relay
-the key (`open_with_key`). Past the commitment, every holder of the key reads
-the same content or is refused alike.
+dropped, or the envelope replayed elsewhere makes it refuse to open.
+
+**Every reader who opens an envelope checks every required wrap.** A wrap's
+HPKE ephemeral key is derived from K and the wrap's context, so a wrap is a
+function of K, the recipient's key and the place: whoever holds K makes each
+required recipient's wrap again and compares the bytes. A sender cannot give
+one member a wrap that does not open (or opens to another key) without every
+member who opened the envelope seeing it: those who can open it refuse it for
+the bad wrap, the one who cannot refuses it because it cannot, and every
+reader reaches the same verdict on the same bytes. Nobody else learns
+anything from the derivation: the ephemeral keys are as secret as K.
 
 The plaintext is a fresh 32-byte blind then the content. Its sha256 (`inner
 hash`) is returned for a protocol that would commit to it, and the blind keeps
 that hash from confirming a guessed update. Sealed federations commit to the
 content's own hash instead (`node/privacy/sealing.py` says why). Everything
 that cannot be used raises `EnvelopeError` (one line): a reader treats it as a
-malformed update, never a crash. No cryptography is written here: AEAD, HPKE,
-HKDF and X25519 are `cryptography`'s.
+malformed update, never a crash. No cryptography is written here: AEAD, HKDF
+and X25519 are `cryptography`'s, HPKE `cryptography`'s and `pyhpke`'s.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -52,14 +59,13 @@ __all__ = [
     "EnvelopeError",
     "Opened",
     "Place",
-    "Unreadable",
+    "forget_wraps",
     "open_envelope",
-    "open_with_key",
     "seal_envelope",
     "sealable",
 ]
 
-_MAGIC = b"FCENV2\x00\x00"
+_MAGIC = b"FCENV3\x00\x00"
 _COMMIT = 32  # the key commitment: HKDF(K, "commit"); the ciphertext is under HKDF(K, "encrypt")
 _COUNT = struct.Struct(">H")
 KEY = 32
@@ -73,11 +79,6 @@ MAX_RECIPIENTS = 1024
 
 class EnvelopeError(NodeError):
     """An envelope that cannot be used: not for us, changed, replayed or truncated (one line)."""
-
-
-class Unreadable(EnvelopeError):
-    """An envelope sealed to us whose wrap or ciphertext does not open for us. The sender may have given us
-    alone a bad wrap (nobody else can tell), so another recipient may relay the key (`open_with_key`)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class Place:
         return Context(self.chain_id, self.contract, self.sender, recipient, f"{self.kind}-key", self.round, 0)
 
     def aad(self, table: bytes) -> bytes:
-        head = b"fedchain/envelope/v1|%d|%s|%s|%d|%s|" % (
+        head = b"fedchain/envelope/v3|%d|%s|%s|%d|%s|" % (
             self.chain_id,
             self.contract.lower().encode(),
             self.sender.lower().encode(),
@@ -108,14 +109,13 @@ class Place:
 class Opened:
     content: bytes
     inner_hash: bytes  # sha256(blind | content)
-    key: bytes = b""  # the content key: what a recipient relays to one whose wrap does not open
-    recipients: frozenset[str] = frozenset()  # the envelope's recipients (lowercase addresses)
 
 
 def sealable(public: bytes) -> bool:
-    """Whether a key can be sealed to (a low-order point, as a malicious member may register, cannot)."""
+    """Whether a key can be sealed to (a low-order point, as a malicious member may register, cannot), tried
+    the way wraps are made."""
     try:
-        seal(b"", public, Context(0, "", "", "", "probe", 0, 0))
+        seal(b"", public, Context(0, "", "", "", "probe", 0, 0), ikm=bytes(32))
     except SealError:
         return False
     return True
@@ -130,33 +130,54 @@ def _address(a: str) -> bytes:
 def seal_envelope(content: bytes, recipients: Mapping[str, bytes], place: Place) -> tuple[bytes, bytes, list[str]]:
     """`content` for `recipients` (address -> X25519 public key): the envelope, its inner hash (to commit to),
     and the recipients left out because their key cannot be sealed to."""
-    skipped = sorted(a for a, k in recipients.items() if not sealable(k))
-    chosen = sorted((_address(a), a) for a in recipients if a not in skipped)
-    if not chosen:
-        raise EnvelopeError("no recipient to seal the update to")
-    if len(chosen) > MAX_RECIPIENTS:
-        raise EnvelopeError(f"{len(chosen)} recipients, more than {MAX_RECIPIENTS}")
     key = os.urandom(KEY)
-    table = _COUNT.pack(len(chosen)) + b"".join(
-        raw + seal(key, recipients[a], place.context(to_checksum_address(raw))) for raw, a in chosen
-    )
+    entries, skipped = [], []
+    for raw, a in sorted((_address(a), a) for a in recipients):
+        try:
+            entries.append(raw + _wrap(key, recipients[a], place, raw))
+        except SealError:
+            skipped.append(a)
+    if not entries:
+        raise EnvelopeError("no recipient to seal the update to")
+    if len(entries) > MAX_RECIPIENTS:
+        raise EnvelopeError(f"{len(entries)} recipients, more than {MAX_RECIPIENTS}")
+    table = _COUNT.pack(len(entries)) + b"".join(entries)
     inner = os.urandom(BLIND) + content
     head = table + _derive(key, b"commit")
     ciphertext = ChaCha20Poly1305(_derive(key, b"encrypt")).encrypt(_NONCE, inner, place.aad(head))
     return _MAGIC + head + ciphertext, hashlib.sha256(inner).digest(), skipped
 
 
+@functools.lru_cache(maxsize=4096)
+def _wrap(key: bytes, public: bytes, place: Place, recipient: bytes) -> bytes:
+    """K sealed to `recipient`'s key `public`: its ephemeral key derived from K and the wrap's context, so
+    whoever holds K makes the same bytes (SealError if `public` cannot be sealed to). Kept for the process's
+    other readers: the demo's companies share one process, and each wrap is then made once, not once a reader
+    (a peer's own process holds the same keys anyway)."""
+    ctx = place.context(to_checksum_address(recipient))
+    return seal(key, public, ctx, ikm=_derive(key, b"wrap|" + public + b"|" + ctx.info()))
+
+
+def forget_wraps() -> None:
+    """Drop the wraps this process made (to measure a reader that made none before)."""
+    _wrap.cache_clear()
+
+
 def _derive(key: bytes, use: bytes) -> bytes:
-    """A key's commitment or its encryption key. ChaCha20-Poly1305 does not commit to its key: a sender could
-    make one ciphertext that opens, under two keys, to two contents. The commitment pins the one key (so every
-    reader who opens an envelope reads the same content, and a relayed key is checked before it is used)."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"fedchain/envelope/v2|" + use).derive(key)
+    """A key's commitment, its encryption key or a wrap's ephemeral key material. ChaCha20-Poly1305 does not
+    commit to its key: a sender could make one ciphertext that opens, under two keys, to two contents. The
+    commitment pins the one key, so every reader who opens an envelope reads the same content."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"fedchain/envelope/v3|" + use).derive(key)
 
 
-def _table(data: bytes, place: Place, required: Iterable[str], max_size: int) -> tuple[str, int, dict[bytes, bytes]]:
+def _table(
+    data: bytes, place: Place, required: Mapping[str, bytes], max_size: int
+) -> tuple[str, int, dict[bytes, bytes]]:
     """The envelope's description, where its ciphertext starts and its wraps by address, checked: well formed,
     and a wrap for every `required` recipient (a sender cannot leave a member out unseen)."""
     what = f"the {place.kind} of {place.sender} for round {place.round}"
+    if data.startswith(_MAGIC[:5]) and not data.startswith(_MAGIC):
+        raise EnvelopeError(f"{what}: an envelope of another fedchain release (every member must run the same)")
     if len(data) < len(_MAGIC) + _COUNT.size or not data.startswith(_MAGIC):
         raise EnvelopeError(f"{what}: not a fedchain envelope")
     (n,) = _COUNT.unpack_from(data, len(_MAGIC))
@@ -177,19 +198,37 @@ def _table(data: bytes, place: Place, required: Iterable[str], max_size: int) ->
     return what, end, wraps
 
 
-def _decrypt(data: bytes, place: Place, end: int, key: bytes, what: str) -> Opened:
-    """Open with `key` once it matches the envelope's commitment (else Unreadable: not the key, as a bad wrap
-    or a relayer's lie gives); past that every holder of the key reads the same, or is refused the same."""
+def _decrypt(
+    data: bytes,
+    place: Place,
+    end: int,
+    key: bytes,
+    what: str,
+    wraps: Mapping[bytes, bytes],
+    required: Mapping[str, bytes],
+) -> Opened:
+    """Open with `key` once it matches the envelope's commitment and makes every `required` recipient's wrap
+    as the envelope has it: past that, every reader who opens it reads the same content, or is refused alike."""
     if not hmac.compare_digest(_derive(key, b"commit"), data[end - _COMMIT : end]):
-        raise Unreadable(f"{what}: the key we were given is not the one it was sealed under")
+        raise EnvelopeError(f"{what}: our wrap opens to a key it was not sealed under (its sender cheats)")
+    for address, public in required.items():
+        raw = _address(address)
+        try:
+            expected = _wrap(key, public, place, raw)
+        except SealError:
+            expected = b""
+        if not hmac.compare_digest(expected, wraps[raw]):
+            raise EnvelopeError(
+                f"{what}: its key is not wrapped for {to_checksum_address(raw)} as it must be (a wrap that "
+                "member may not open: every reader refuses it)"
+            )
     try:
         inner = ChaCha20Poly1305(_derive(key, b"encrypt")).decrypt(
             _NONCE, data[end:], place.aad(data[len(_MAGIC) : end])
         )
     except InvalidTag:
         raise EnvelopeError(f"{what}: does not open (changed, or not for this round and sender)") from None
-    listed = frozenset("0x" + a.hex() for a in _listed(data))
-    return Opened(inner[BLIND:], hashlib.sha256(inner).digest(), key, listed)
+    return Opened(inner[BLIND:], hashlib.sha256(inner).digest())
 
 
 def _listed(data: bytes) -> list[bytes]:
@@ -200,10 +239,17 @@ def _listed(data: bytes) -> list[bytes]:
 
 
 def open_envelope(
-    data: bytes, place: Place, me: str, key: SealKey, required: Iterable[str] = (), max_size: int = 1 << 30
+    data: bytes,
+    place: Place,
+    me: str,
+    key: SealKey,
+    required: Mapping[str, bytes] | None = None,
+    max_size: int = 1 << 30,
 ) -> Opened:
-    """The content of `data` (from a peer: untrusted) for member `me`, checked: every `required` recipient
-    has a wrap (a sender cannot leave a member out unseen), ours opens, the ciphertext opens for this place."""
+    """The content of `data` (from a peer: untrusted) for recipient `me`, checked: every `required` recipient
+    (address -> its registered public key) has a wrap, and the one K makes (a sender cannot leave a member
+    out, nor give it a wrap it cannot open, unseen); ours opens; the ciphertext opens for this place."""
+    required = required or {}
     what, end, wraps = _table(data, place, required, max_size)
     mine = wraps.get(_address(me))
     if mine is None:
@@ -211,18 +257,7 @@ def open_envelope(
     try:
         k = key.open(mine, place.context(to_checksum_address(_address(me))), KEY)
     except SealError as exc:
-        raise Unreadable(f"{what}: our key does not open ({exc})") from None
+        raise EnvelopeError(f"{what}: our wrap does not open ({exc}); its sender cheats") from None
     if len(k) != KEY:
-        raise Unreadable(f"{what}: a wrapped key of {len(k)} bytes")
-    return _decrypt(data, place, end, k, what)
-
-
-def open_with_key(
-    data: bytes, place: Place, content_key: bytes, required: Iterable[str] = (), max_size: int = 1 << 30
-) -> Opened:
-    """The content of `data` opened with a content key another recipient relayed (checked like
-    `open_envelope`, but for the wrap; the caller checks the content against its committed hash)."""
-    what, end, _wraps = _table(data, place, required, max_size)
-    if len(content_key) != KEY:
-        raise EnvelopeError(f"{what}: a relayed key of {len(content_key)} bytes")
-    return _decrypt(data, place, end, content_key, what)
+        raise EnvelopeError(f"{what}: a wrapped key of {len(k)} bytes")
+    return _decrypt(data, place, end, k, what, wraps, required)

@@ -10,8 +10,15 @@ someone else, or changed in one bit does not open, and is refused as malformed
 chain, not by HPKE: the digest of the sealed bytes is committed from the
 sender's account (a logged message or its epoch's Merkle root).
 
+`seal(..., ikm=...)` seals deterministically: the ephemeral key is derived
+from `ikm` (RFC 9180's DeriveKeyPair, `pyhpke`), so whoever knows `ikm` can
+make the same bytes again and check a message sealed to someone else; the
+output is the same standard HPKE ciphertext, opened the same way.
+
 Private keys are kept as PKCS#8 encrypted with the member's password
-(`save` / `load`), like its account keystore. No cryptography is written here.
+(`save` / `load`), like its account keystore. No cryptography is written here:
+HPKE is `cryptography`'s, or `pyhpke`'s (over `cryptography`) where the
+ephemeral key is derived.
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+from pyhpke import AEADId, CipherSuite, KDFId, KEMId, PyHPKEError
 
 from node.errors import NodeError
 
 __all__ = ["OVERHEAD", "Context", "SealError", "SealKey", "seal"]
 
 SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
+_DERIVED = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305)  # the same
 OVERHEAD = 32 + 16  # the encapsulated key and the AEAD tag
 
 
@@ -69,12 +78,20 @@ def _public(raw: bytes) -> X25519PublicKey:
     return X25519PublicKey.from_public_bytes(raw)
 
 
-def seal(plaintext: bytes, recipient: bytes, ctx: Context) -> bytes:
-    """`plaintext` sealed to the X25519 public key `recipient` (raw 32 bytes) for `ctx`; a key no secret can
-    be shared with (a low-order point, as a malicious member may register) is a SealError."""
+def seal(plaintext: bytes, recipient: bytes, ctx: Context, ikm: bytes | None = None) -> bytes:
+    """`plaintext` sealed to the X25519 public key `recipient` (raw 32 bytes) for `ctx`; with `ikm` (32 secret
+    bytes or more) its ephemeral key is derived from it, so the same inputs give the same bytes. A key no
+    secret can be shared with (a low-order point, as a malicious member may register) is a SealError."""
     try:
-        return SUITE.encrypt(plaintext, _public(recipient), info=ctx.info())
-    except ValueError as exc:
+        if ikm is None:
+            return SUITE.encrypt(plaintext, _public(recipient), info=ctx.info())
+        enc, sender = _DERIVED.create_sender_context(
+            _DERIVED.kem.deserialize_public_key(bytes(_public(recipient).public_bytes_raw())),
+            ctx.info(),
+            eks=_DERIVED.kem.derive_key_pair(ikm),
+        )
+        return enc + sender.seal(plaintext)
+    except (ValueError, PyHPKEError) as exc:  # no shared secret with that key (`cryptography`'s, or pyhpke's)
         raise SealError(f"cannot seal to {ctx.recipient}'s registered key: {exc}") from None
 
 

@@ -15,12 +15,14 @@ pseudo-address, the first 20 bytes of sha256 of its public key.
 **Updates.** At its reveal a member seals its committed content to every active
 member with a registered key and every auditor (`node.privacy.envelope`: one
 ChaCha20-Poly1305 ciphertext, its key wrapped by HPKE for each recipient, the
-place bound into both). The sealed payload is a header naming the model the
+place bound into both; every wrap a function of the key, so each reader who
+opens it checks every required recipient's wrap). The sealed payload is a header naming the model the
 update was trained on (its round and key, below) and then the content. A
 receiver requires a wrap for every committer of the round whose key was
 registered before the round's reveals began (`since` on chain) and for every
-auditor, so a sender cannot quietly leave a voter out; anything that does not
-open is a malformed update. The commitment and the revealed content hash bind
+auditor, so a sender cannot quietly leave a voter out, nor give one a wrap that
+does not open: every reader reaches the same verdict on an envelope, and
+anything that does not open is a malformed update for all. The commitment and the revealed content hash bind
 the plaintext content, as without sealing: duplicate and replay checks work the
 same, and a peer who joins later can check them. The cost: anyone who guesses an
 update's exact bytes (the zero update, say) can confirm it from the chain.
@@ -32,7 +34,8 @@ other reader (a member who joined since, an auditor, a member a sender left out)
 learns K from the header of an update trained on it, checked by opening the
 model and hashing it against the chain.
 
-No cryptography is written here: HKDF, X25519, HPKE and the AEAD are `cryptography`'s.
+No cryptography is written here: HKDF, X25519, HPKE and the AEAD are `cryptography`'s (HPKE with a derived
+ephemeral key `pyhpke`'s).
 """
 
 from __future__ import annotations
@@ -56,18 +59,15 @@ from ledger.client import FederationClient
 from node.core.codec import content_hash
 from node.errors import NodeError
 from node.privacy.envelope import (
-    KEY,
     MAX_RECIPIENTS,
     WRAP,
     EnvelopeError,
-    Opened,
     Place,
     open_envelope,
-    open_with_key,
     seal_envelope,
     sealable,
 )
-from node.privacy.seal import Context, SealError, SealKey, seal
+from node.privacy.seal import SealKey
 
 __all__ = ["SEAL_SLACK", "Sealer", "SealingSpec", "auditor_address", "member_seal_key", "model_key", "seal_model"]
 
@@ -180,9 +180,7 @@ class Sealer:
         self.known: dict[int, bytes] = dict(known or {})  # keys checked against a finalized model's hash
         self._mine: dict[int, bytes] = {}  # keys of the models this reader proposed (not checked: it may lose)
         self._offered: dict[int, set[bytes]] = {}
-        # round -> sender -> the content key its envelope opened with, and its recipients (lowercase)
-        self._opened: dict[int, dict[str, tuple[bytes, frozenset[str]]]] = {}
-        self._required: dict[int, list[str]] = {}  # by round: asked for once its reveals began
+        self._required: dict[int, dict[str, bytes]] = {}  # by round: asked for once its reveals began
         # The members' keys read while sealing an update of a round (what `required` needs of it, read once).
         self._keys_in: dict[int, dict[str, tuple[bytes, int, bool]]] = {}
         self._lock = threading.Lock()
@@ -214,9 +212,9 @@ class Sealer:
             self._keys_in[r] = keys
         return {**{a: k for a, (k, _since, active) in keys.items() if active}, **self.spec.recipients}
 
-    def required(self, r: int) -> list[str]:
-        """Whom every round-`r` update must be sealed to: its committers whose (usable) key was registered
-        before its reveals began, and the auditors. Fixed by the chain's history once the round's reveals
+    def required(self, r: int) -> dict[str, bytes]:
+        """Whom every round-`r` update must be sealed to, with their keys: its committers whose (usable) key
+        was registered before its reveals began, and the auditors. Fixed by the chain's history once the round's reveals
         begin (committers are read from the deployment's block; a key is never replaced, and a committer
         who left since is still listed), so every reader asks the same of every update, whenever it fetches it."""
         if r in self._required:
@@ -225,9 +223,9 @@ class Sealer:
         keys = self._keys_in.pop(r, None) or self.fed.encryption_keys()
         self._keys_in = {k: v for k, v in self._keys_in.items() if k > r}
         committers = self.fed.committers(r, self.origin)
-        voters = [a for a in committers if a in keys and keys[a][1] <= r and sealable(keys[a][0])]
+        voters = {a: keys[a][0] for a in committers if a in keys and keys[a][1] <= r and sealable(keys[a][0])}
         self._required = {k: v for k, v in self._required.items() if k >= r - 2}
-        self._required[r] = [*voters, *self.spec.recipients]
+        self._required[r] = {**voters, **self.spec.recipients}
         return self._required[r]
 
     def seal_update(self, content: bytes, r: int, base_round: int, before: int = 0) -> bytes:
@@ -242,22 +240,12 @@ class Sealer:
         """The key this reader would name for round `r`'s model: checked, else of its own proposal."""
         return self.known.get(r) or self._mine.get(r) or ZERO_KEY
 
-    def update_opener(self, sender: str, r: int, required: list[str]) -> Callable[[bytes], bytes]:
-        """Opens `sender`'s round-`r` envelope to its content (EnvelopeError if it cannot be used), and keeps
-        the model key its header offers."""
+    def update_opener(self, sender: str, r: int, required: Mapping[str, bytes]) -> Callable[[bytes], bytes]:
+        """Opens `sender`'s round-`r` envelope to its content (EnvelopeError if it cannot be used: the same for
+        every reader), and keeps the model keys its header offers."""
 
-        return self._opener(
-            sender, r, lambda data: open_envelope(data, self.place(sender, r), self.me, self.key, required)
-        )
-
-    def relayed_opener(self, sender: str, r: int, required: list[str], content_key: bytes) -> Callable[[bytes], bytes]:
-        """Opens `sender`'s round-`r` envelope with a content key another recipient relayed."""
-        return self._opener(sender, r, lambda data: open_with_key(data, self.place(sender, r), content_key, required))
-
-    def _opener(self, sender: str, r: int, opening: Callable[[bytes], Opened]) -> Callable[[bytes], bytes]:
         def open_(data: bytes) -> bytes:
-            opened = opening(data)
-            payload = opened.content
+            payload = open_envelope(data, self.place(sender, r), self.me, self.key, required).content
             if len(payload) < _HEAD.size:
                 raise EnvelopeError(f"the update of {sender} for round {r}: no header")
             base, key, before, key_before = _HEAD.unpack_from(payload)
@@ -265,48 +253,10 @@ class Sealer:
                 for k, v in ((base, key), (before, key_before)):
                     if 0 < k < r and v != ZERO_KEY:
                         self._offered.setdefault(int(k), set()).add(bytes(v))
-                self._opened.setdefault(r, {})[sender] = (opened.key, opened.recipients)
                 self._forget(r)
             return payload[_HEAD.size :]
 
         return open_
-
-    # -- relayed keys ---------------------------------------------------------
-
-    def content_key(self, r: int, sender: str) -> bytes | None:
-        """The content key of `sender`'s round-`r` envelope, if this reader opened it."""
-        with self._lock:
-            found = self._opened.get(r, {}).get(sender)
-        return None if found is None else found[0]
-
-    def was_sealed_to(self, r: int, sender: str, member: str) -> bool:
-        """Whether `sender`'s round-`r` envelope (opened by this reader) lists `member` as a recipient: the
-        only members its key is relayed to."""
-        with self._lock:
-            found = self._opened.get(r, {}).get(sender)
-        return found is not None and member.lower() in found[1]
-
-    def _relay_context(self, r: int, sender: str, relayer: str, to: str) -> Context:
-        return Context(self.chain_id, self.contract, relayer, to, f"relay-key:{sender.lower()}", r, 0)
-
-    def seal_relay(self, r: int, sender: str, to: str, public: bytes) -> bytes | None:
-        """The content key of `sender`'s round-`r` envelope sealed to `to` (None if not held, or `to`'s key
-        cannot be sealed to)."""
-        key = self.content_key(r, sender)
-        if key is None:
-            return None
-        try:
-            return seal(key, public, self._relay_context(r, sender, self.me, to))
-        except SealError:
-            return None
-
-    def open_relay(self, r: int, sender: str, relayer: str, wrap: bytes) -> bytes | None:
-        """A content key relayed to this reader (None if it does not open: a relayer's lie costs a try)."""
-        try:
-            key = self.key.open(wrap, self._relay_context(r, sender, relayer, self.me), KEY)
-        except SealError:
-            return None
-        return key if len(key) == KEY else None
 
     # -- models ---------------------------------------------------------------
 
@@ -330,7 +280,7 @@ class Sealer:
 
     def _forget(self, r: int) -> None:
         """Drop the keys of models more than KEEP_KEYS rounds before `r` (under the lock)."""
-        for table in (self.known, self._mine, self._offered, self._opened):
+        for table in (self.known, self._mine, self._offered):
             for old in [k for k in table if k < r - KEEP_KEYS]:
                 del table[old]
 

@@ -48,7 +48,7 @@ def fetch_verified(
         try:
             data = opener[0](data)
         except NodeError as exc:
-            raise UpdateRejected(str(exc)) from exc  # the cause says whether it may open with a relayed key
+            raise UpdateRejected(str(exc)) from exc
     if content_hash(data) != expected_hash:
         raise ContentMismatch("content does not match its on-chain hash")
     return decode(data, layout, canonical=True)

@@ -396,22 +396,3 @@ def test_encryption_keys_are_registered_once_by_members_and_required_from_the_ne
         b.address: True,
         c.address: False,
     }
-
-
-def test_key_requests_and_relays_are_members_only_events(joined: Harness) -> None:
-    """`requestKey` and `relayKey` store nothing: members only, and a relay is one sealed key (80 bytes)."""
-    a, b = joined.members[0], joined.members[1]
-    outsider = funded(joined.chain, 1)[0]
-    start = joined.chain.w3.eth.block_number
-    with pytest.raises(ContractRevert, match="NotMember"):
-        joined.fed.request_key(outsider, 1, a.address)
-    with pytest.raises(ContractRevert, match="NotMember"):
-        joined.fed.relay_key(outsider, 1, a.address, b.address, bytes(80))
-    with pytest.raises(ContractRevert, match="InvalidRelay"):
-        joined.fed.relay_key(a, 1, a.address, b.address, bytes(79))
-    joined.fed.request_key(b, 1, a.address)
-    wrap = os.urandom(80)
-    joined.fed.relay_key(a, 1, a.address, b.address, wrap)
-    assert joined.fed.key_requests([1], start) == [(1, a.address, b.address)]
-    assert joined.fed.key_relays([1], start) == [(1, a.address, b.address, a.address, wrap)]
-    assert joined.fed.key_requests([2], start) == []

@@ -1,4 +1,5 @@
-"""Sealed updates' envelopes: what members open, and what everyone else (and every tampering) is refused."""
+"""Sealed updates' envelopes: what members open, and what everyone else (and every tampering) is refused; a
+wrap that one member cannot open is refused by every reader alike."""
 
 from __future__ import annotations
 
@@ -8,16 +9,15 @@ import random
 import pytest
 from eth_account import Account
 
+from node.privacy import envelope as env
 from node.privacy.envelope import (
     EnvelopeError,
     Place,
-    Unreadable,
     open_envelope,
-    open_with_key,
     seal_envelope,
     sealable,
 )
-from node.privacy.seal import SealKey
+from node.privacy.seal import SealKey, seal
 
 CONTENT = b"an update's canonical bytes " * 40
 
@@ -47,7 +47,7 @@ def test_outsiders_and_other_places_are_refused() -> None:
     outsider = Account.create().address
     with pytest.raises(EnvelopeError, match="not a recipient"):
         open_envelope(data, PLACE, outsider, SealKey.generate())
-    with pytest.raises(EnvelopeError, match="our key does not open"):  # a member's address, another key
+    with pytest.raises(EnvelopeError, match="our wrap does not open"):  # a member's address, another key
         open_envelope(data, PLACE, a, SealKey.generate())
     for other in (
         Place(PLACE.chain_id, PLACE.contract, PLACE.sender, PLACE.round + 1),  # replayed in another round
@@ -92,6 +92,8 @@ def test_every_changed_or_truncated_byte_is_refused_in_one_error() -> None:
             open_envelope(data[:cut], PLACE, a, k)
     with pytest.raises(EnvelopeError, match="larger than"):
         open_envelope(data, PLACE, a, k, max_size=100)
+    with pytest.raises(EnvelopeError, match="another fedchain release"):  # the relay's format: refused clearly
+        open_envelope(b"FCENV2\x00\x00" + data[8:], PLACE, a, k)
 
 
 def test_a_key_that_cannot_be_sealed_to_is_left_out_not_fatal() -> None:
@@ -101,9 +103,82 @@ def test_a_key_that_cannot_be_sealed_to_is_left_out_not_fatal() -> None:
     assert not sealable(low_order) and all(sealable(k) for k in public.values())
     data, _, skipped = seal_envelope(CONTENT, {**public, bad: low_order}, PLACE)
     assert skipped == [bad]
-    required = [m for m, k in {**public, bad: low_order}.items() if sealable(k)]
+    required = {m: k for m, k in {**public, bad: low_order}.items() if sealable(k)}
     a = next(iter(keys))
     assert open_envelope(data, PLACE, a, keys[a], required=required).content == CONTENT
+
+
+# -- wraps: a function of the key, so every reader checks every required recipient's ----------------------
+
+_HONEST_WRAP = env._wrap
+
+
+def _sealed_with(public: dict[str, bytes], make: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """An envelope whose wraps for the members in `make` are made by `make[member](key, public, place, raw)`
+    (a sender that cheats those members); the others' as an honest sender makes them."""
+    honest = _HONEST_WRAP
+
+    def wrap(key: bytes, pub: bytes, place: Place, raw: bytes) -> bytes:
+        for member, cheat in make.items():
+            if env._address(member) == raw:
+                return cheat(key, pub, place, raw)  # type: ignore[operator, no-any-return]
+        return honest(key, pub, place, raw)
+
+    with monkeypatch.context() as m:
+        m.setattr(env, "_wrap", wrap)
+        return seal_envelope(CONTENT, public, PLACE)[0]
+
+
+def test_a_sealed_envelopes_wraps_are_made_again_by_every_reader_from_its_key() -> None:
+    keys, public = _members(4)
+    data, _, _ = seal_envelope(CONTENT, public, PLACE)
+    for a, k in keys.items():  # each reader makes every wrap again and finds them all as sealed
+        assert open_envelope(data, PLACE, a, k, required=public).content == CONTENT
+
+
+@pytest.mark.parametrize(
+    "cheat",
+    [
+        lambda key, pub, place, raw: _HONEST_WRAP(key, SealKey.generate().public, place, raw),  # for another key
+        lambda key, pub, place, raw: _HONEST_WRAP(os.urandom(32), pub, place, raw),  # another content key
+        lambda key, pub, place, raw: os.urandom(80),  # noise
+    ],
+    ids=["another-key", "another-content-key", "noise"],
+)
+def test_a_wrap_one_member_cannot_open_is_refused_by_every_reader(
+    cheat: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender gives one member a wrap that does not open to the envelope's key: that member cannot read
+    it, and every member who can sees that wrap is not the one the key makes, so all refuse the update (the
+    victim is not the only one left out: the vote cannot split on it). A reader who does not require the
+    victim (it did not take part in the round) reads the update."""
+    keys, public = _members(4)
+    victim = sorted(public)[1]
+    data = _sealed_with(public, {victim: cheat}, monkeypatch)
+    for a, k in keys.items():
+        with pytest.raises(EnvelopeError, match="our wrap|not sealed under" if a == victim else f"for {victim}"):
+            open_envelope(data, PLACE, a, k, required=public)
+    reader = next(a for a in keys if a != victim)
+    others = {a: p for a, p in public.items() if a != victim}
+    assert open_envelope(data, PLACE, reader, keys[reader], required=others).content == CONTENT
+
+
+def test_a_wrap_that_opens_but_was_not_made_from_the_key_is_refused_by_every_reader_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A standard HPKE wrap of the right key with a random ephemeral key: its recipient could open it, but no
+    other reader can tell it from a bad one, so everyone (the recipient too) refuses it alike."""
+    keys, public = _members(3)
+    victim = sorted(public)[0]
+
+    def random_ephemeral(key: bytes, pub: bytes, place: Place, raw: bytes) -> bytes:
+        return seal(key, pub, place.context(victim))
+
+    data = _sealed_with(public, {victim: random_ephemeral}, monkeypatch)
+    assert open_envelope(data, PLACE, victim, keys[victim]).content == CONTENT  # it does open for the victim
+    for a, k in keys.items():
+        with pytest.raises(EnvelopeError, match=f"for {victim}"):
+            open_envelope(data, PLACE, a, k, required=public)
 
 
 # -- a ciphertext made to open under two keys ------------------------------------------------------------
@@ -170,14 +245,12 @@ def _two_key_ciphertext(k1: bytes, k2: bytes, plaintext: bytes, aad: bytes) -> b
 
 
 def test_a_ciphertext_made_to_open_under_two_keys_opens_only_under_the_committed_one() -> None:
-    from node.privacy import envelope as env
-
     keys, public = _members(2)
     (a, ka), (b, kb) = sorted(keys.items())
     for _ in range(1000):
         k1, k2 = os.urandom(32), os.urandom(32)
         table = env._COUNT.pack(2) + b"".join(
-            env._address(m) + env.seal(k, public[m], PLACE.context(m)) for m, k in ((a, k1), (b, k2))
+            env._address(m) + env._wrap(k, public[m], PLACE, env._address(m)) for m, k in ((a, k1), (b, k2))
         )
         head = table + env._derive(k1, b"commit")
         inner = os.urandom(32) + CONTENT
@@ -188,8 +261,7 @@ def test_a_ciphertext_made_to_open_under_two_keys_opens_only_under_the_committed
         pytest.fail("no two-key ciphertext found in 1000 tries")
     data = env._MAGIC + head + crafted
     assert open_envelope(data, PLACE, a, ka).content == CONTENT  # the committed key's holder reads it
-    with pytest.raises(Unreadable, match="not the one it was sealed under"):  # the other key is refused
+    with pytest.raises(EnvelopeError, match="not sealed under"):  # the other key is refused
         open_envelope(data, PLACE, b, kb)
-    with pytest.raises(Unreadable):  # and so is it when relayed: only k1 opens it, for everyone alike
-        open_with_key(data, PLACE, k2)
-    assert open_with_key(data, PLACE, k1).content == CONTENT
+    with pytest.raises(EnvelopeError, match=f"for {b}"):  # and b's wrap is not k1's: a refuses it too
+        open_envelope(data, PLACE, a, ka, required=public)

@@ -23,6 +23,27 @@ def test_the_recipient_opens_what_was_sealed_to_it_and_no_one_else_does() -> Non
         eve.open(sealed, CTX, max_size=len(message))
 
 
+def test_a_derived_ephemeral_key_makes_the_same_standard_ciphertext_from_the_same_inputs() -> None:
+    """`ikm` given: the same bytes each time (whoever knows `ikm` can check a message sealed to someone else),
+    opened by `cryptography`'s own HPKE like any other; another `ikm`, recipient or context gives other bytes."""
+    bob, eve = SealKey.generate(), SealKey.generate()
+    ikm = bytes(range(32))
+    sealed = seal(b"a content key", bob.public, CTX, ikm=ikm)
+    assert sealed == seal(b"a content key", bob.public, CTX, ikm=ikm)
+    assert len(sealed) == len(b"a content key") + OVERHEAD
+    assert bob.open(sealed, CTX, max_size=100) == b"a content key"
+    others = {
+        seal(b"a content key", bob.public, CTX, ikm=bytes(32)),
+        seal(b"a content key", eve.public, CTX, ikm=ikm),
+        seal(b"a content key", bob.public, dataclasses.replace(CTX, seq=8), ikm=ikm),
+    }
+    assert sealed not in others and len(others) == 3
+    with pytest.raises(SealError, match="does not open"):
+        eve.open(sealed, CTX, max_size=100)
+    with pytest.raises(SealError, match="cannot seal to"):  # u = 1: no shared secret, derived key or not
+        seal(b"k", (1).to_bytes(32, "little"), CTX, ikm=ikm)
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -97,7 +97,7 @@ def test_a_reader_learns_model_keys_from_headers_and_keeps_only_one_that_checks(
     writer.remember(3, model)
     honest = writer.seal_update(b"content", 4, 3)
     for data in (lie, honest):
-        assert reader.update_opener(a.address, 4, [b.address])(data) == b"content"
+        assert reader.update_opener(a.address, 4, {b.address: reader_key.public})(data) == b"content"
     assert reader.model_opener(3, content_hash(model))(sealed) == model
     assert reader.known[3] == model_key(model, embedded.chain_id, h.fed.address, 3)
     with pytest.raises(EnvelopeError, match="no key"):  # a model that does not hash to the chain's
