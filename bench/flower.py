@@ -8,8 +8,8 @@ per-round seed) from the parameters the server sends, and returns them with
 its row count; the server runs Flower's stock `FedAvg` (weighted by rows, in
 floating point). Nothing here touches a chain or IPFS.
 
-flwr and matplotlib are the `bench` extra, which `make setup` installs (fedchain
-itself never imports them). Without them this module says so and stops.
+flwr is the `bench` extra and matplotlib a dependency, which `make setup` installs (fedchain
+itself never imports flwr). Without them this module says so and stops.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ from ledger.errors import LedgerError
 from node.cli.audit import add_audit_commands
 from node.cli.chain import add_chain_commands
 from node.cli.demo import add_demo_command
+from node.cli.model import add_model_commands
 from node.cli.peer import add_peer_commands, add_spec_commands
+from node.cli.status import add_status_command
 from node.cli.vertical import add_vertical_commands
 from node.errors import NodeError
 
@@ -29,15 +31,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"fedchain: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fedchain")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fedchain", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks (accepted anywhere on the line)")
+    parser.add_argument("--version", action="version", version=f"fedchain {_version()}", help="print the version")
     sub = parser.add_subparsers(dest="command", required=True)
     add_chain_commands(sub)
     add_audit_commands(sub)
     add_demo_command(sub)
+    add_model_commands(sub)
     add_peer_commands(sub)
     add_spec_commands(sub)
+    add_status_command(sub)
     add_vertical_commands(sub)
     return parser
 

@@ -130,7 +130,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         raise NodeError(f"{args.spec} is not this federation's spec (hash 0x{spec.hash.hex()})")
     store = open_store(ipfs_for(args))
     nspec = NodeSpec.from_federation(spec)
-    sealer = _reader(args, fed, nspec, deployment.block) if args.keystore or args.seal_key else None
+    sealer = reader_for(args, fed, nspec, deployment.block) if args.keystore or args.seal_key else None
     verdict = verify_round(fed, store, nspec, args.round, deployment.block, sealer)
     for line in verdict.lines:
         say(line)
@@ -142,7 +142,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reader(args: argparse.Namespace, fed: FederationClient, nspec: NodeSpec, origin: int) -> Sealer:
+def reader_for(args: argparse.Namespace, fed: FederationClient, nspec: NodeSpec, origin: int) -> Sealer:
     """Who re-runs a sealed round: a member (its keystore) or an auditor (its key file), checked against the
     chain and the spec."""
     from ledger.keystore import load_keystore, read_password
@@ -190,12 +190,12 @@ def add_audit_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the fedchain.audit/1 JSON document")
     p.set_defaults(func=cmd_audit_rounds)
     p = audit.add_parser("round", help="one round, member by member")
-    p.add_argument("round", type=at_least(1))
+    p.add_argument("round", type=at_least(1), help="the round number")
     deployment_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the round's fedchain.audit/1 JSON record")
     p.set_defaults(func=cmd_audit_round)
     p = audit.add_parser("verify", help="refetch a finalized round's updates, re-aggregate, compare with the chain")
-    p.add_argument("--round", type=at_least(1), required=True)
+    p.add_argument("--round", type=at_least(1), required=True, help="the finalized round to re-run")
     deployment_args(p)
     p.add_argument("--spec", type=Path, required=True, help="the federation spec")
     p.add_argument(

@@ -267,8 +267,8 @@ def add_chain_commands(sub: Any) -> None:
 
     acct = sub.add_parser("account", help="manage keystores").add_subparsers(dest="account_cmd", required=True)
     p = acct.add_parser("new", help="create an encrypted keystore")
-    p.add_argument("--keystore", type=Path, required=True)
-    p.add_argument("--password-file", type=Path)
+    p.add_argument("--keystore", type=Path, required=True, help="where to write the encrypted JSON keystore")
+    p.add_argument("--password-file", type=Path, help="file holding its password (else $FEDCHAIN_PASSWORD)")
     p.add_argument("--dev-key", type=int, help="import anvil's well-known development key N (devnets only)")
     p.set_defaults(func=cmd_account_new)
 
@@ -279,8 +279,8 @@ def add_chain_commands(sub: Any) -> None:
         p = dev.add_parser(name)
         state_dir_arg(p)
         if name == "up":
-            p.add_argument("--port", type=int, default=8545)
-            p.add_argument("--chain-id", type=int, default=31337)
+            p.add_argument("--port", type=int, default=8545, help="anvil's JSON-RPC port (default 8545)")
+            p.add_argument("--chain-id", type=int, default=31337, help="anvil's chain id (default 31337)")
             p.add_argument(
                 "--block-time", type=float, default=1, help="seconds between blocks (0: one per transaction)"
             )
@@ -293,7 +293,7 @@ def add_chain_commands(sub: Any) -> None:
     state_dir_arg(p)
     p.add_argument("--chain-id", type=int, help="refuse to deploy unless the endpoint serves this chain id")
     p.add_argument("--spec", type=Path, required=True, help="federation spec (TOML)")
-    p.add_argument("--out", type=Path, default=Path("deployment.json"))
+    p.add_argument("--out", type=Path, default=Path("deployment.json"), help="the deployment file to write")
     keystore_args(p)
     p.set_defaults(func=cmd_deploy)
 
@@ -306,7 +306,7 @@ def add_chain_commands(sub: Any) -> None:
     deployment_args(p)
     p.add_argument("--address", help="the member's address")
     p.add_argument("--keystore", type=Path, help="or the member's keystore (no password needed)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_rewards)
 
     p = sub.add_parser("claim", help="withdraw a member's unclaimed rewards")

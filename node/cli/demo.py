@@ -89,6 +89,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from node.sim.companies import DemoConfig
 
     if args.vertical:
+        if args.plot is not None:
+            raise NodeError("--plot draws the horizontal demo's gains charts: not with --vertical")
         return cmd_vertical(args)
     used = [f"--{k}" for k in ("party", "id", "silent") if getattr(args, k)]
     if used or (args.overlap is not None and args.overlap != 0.8):
@@ -135,6 +137,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from node.sim.demo import run_demo
 
         doc = run_demo(cfg, out=say)
+    if args.plot is not None:
+        from node.sim.plots import gains_chart
+
+        gains_chart(doc, args.plot)
+        say(f"gains chart written to {args.plot}")
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     return 0
@@ -154,11 +161,11 @@ def add_demo_command(sub: Any) -> None:
         help="with --peers: label skew, each class shared out by Dirichlet(ALPHA) proportions",
     )
     p.add_argument("--drop", nargs="*", default=[], help="columns to leave out (e.g. a leaking one)")
-    p.add_argument("--rounds", type=at_least(1), default=10)
+    p.add_argument("--rounds", type=at_least(1), default=10, help="federated rounds (default 10)")
     p.add_argument("--epochs", type=at_least(1), default=1, help="local epochs per round")
-    p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
-    p.add_argument("--rule", choices=RULES, default="fedavg")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", choices=("logreg", "mlp"), default="logreg", help="the model family (default logreg)")
+    p.add_argument("--rule", choices=RULES, default="fedavg", help="the aggregation rule (default fedavg)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split, the initial model and training")
     p.add_argument("--poisoners", type=at_least(0), default=0, help="companies that poison their updates")
     p.add_argument("--poison", choices=POISONS, default="sign-flip", help="how the poisoners poison")
     p.add_argument("--free-riders", type=at_least(0), default=0, help="companies that submit without training")
@@ -215,4 +222,7 @@ def add_demo_command(sub: Any) -> None:
         help="a feature party that stops answering from that epoch (it is timed out and slashed)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
+    p.add_argument(
+        "--plot", type=Path, help="write each company's cumulative gains chart (local against used) to this PNG"
+    )
     p.set_defaults(func=cmd_demo)

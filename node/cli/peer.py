@@ -69,7 +69,10 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    return Daemon(cfg, log).run(until_round=args.until_round)
+    daemon = Daemon(
+        cfg, log, log_format=args.log_format, metrics_port=args.metrics_port, metrics_host=args.metrics_host
+    )
+    return daemon.run(until_round=args.until_round)
 
 
 def cmd_node_personalize(args: argparse.Namespace) -> int:
@@ -95,12 +98,12 @@ def cmd_node_personalize(args: argparse.Namespace) -> int:
 def add_peer_commands(sub: Any) -> None:
     node = sub.add_parser("node", help="run a peer").add_subparsers(dest="node_cmd", required=True)
     p = node.add_parser("init", help="write a peer config")
-    p.add_argument("--out", type=Path, default=Path("peer.toml"))
+    p.add_argument("--out", type=Path, default=Path("peer.toml"), help="the config file to write (default peer.toml)")
     p.add_argument("--name", required=True, help="this peer's name in logs")
     p.add_argument("--data", type=Path, required=True, help="this company's CSV")
-    p.add_argument("--keystore", type=Path, required=True)
-    p.add_argument("--password-file", type=Path)
-    p.add_argument("--deployment", type=Path, default=Path("deployment.json"))
+    p.add_argument("--keystore", type=Path, required=True, help="the member's encrypted JSON keystore")
+    p.add_argument("--password-file", type=Path, help="file holding its password (else $FEDCHAIN_PASSWORD)")
+    p.add_argument("--deployment", type=Path, default=Path("deployment.json"), help="the deployment file")
     p.add_argument("--spec", type=Path, required=True, help="the federation spec (its hash must match the chain's)")
     p.add_argument("--rpc", help=f"JSON-RPC URL (default: the deployment's, else the dev-net's, else {LOCAL_RPC})")
     p.add_argument(
@@ -117,14 +120,24 @@ def add_peer_commands(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing config")
     p.set_defaults(func=cmd_node_init)
     p = node.add_parser("run", help="run the peer daemon until SIGINT/SIGTERM")
-    p.add_argument("--config", type=Path, default=Path("peer.toml"))
+    p.add_argument("--config", type=Path, default=Path("peer.toml"), help="the peer config (default peer.toml)")
     p.add_argument("--until-round", type=at_least(1), help="exit once this round has closed")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: readable lines (default); json: one JSON object a line (time, peer, kind, round, details)",
+    )
+    p.add_argument("--metrics-port", type=at_least(1), help="serve Prometheus metrics on this port (/metrics)")
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", help="the address to serve metrics on (default: 127.0.0.1 only)"
+    )
     p.set_defaults(func=cmd_node_run)
     p = node.add_parser(
         "personalize",
         help="choose this company's own model from the federation's latest one (on its own rows) and save it",
     )
-    p.add_argument("--config", type=Path, default=Path("peer.toml"))
+    p.add_argument("--config", type=Path, default=Path("peer.toml"), help="the peer config (default peer.toml)")
     p.add_argument(
         "--local-rounds",
         type=at_least(1),
@@ -170,12 +183,12 @@ def add_spec_commands(sub: Any) -> None:
     spec = sub.add_parser("spec", help="federation specs").add_subparsers(dest="spec_cmd", required=True)
     p = spec.add_parser("init", help="draft a spec from a sample CSV")
     p.add_argument("--data", type=Path, required=True, help="a CSV with the federation's columns")
-    p.add_argument("--target", required=True)
-    p.add_argument("--positive", required=True)
+    p.add_argument("--target", required=True, help="the label column")
+    p.add_argument("--positive", required=True, help="the label value that counts as positive")
     p.add_argument("--drop", nargs="*", default=[], help="columns to leave out (e.g. a leaking one)")
     p.add_argument("--founders", nargs="+", required=True, help="founder addresses")
-    p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
-    p.add_argument("--rule", choices=RULES, default="fedavg")
+    p.add_argument("--model", choices=("logreg", "mlp"), default="logreg", help="the model family (default logreg)")
+    p.add_argument("--rule", choices=RULES, default="fedavg", help="the aggregation rule (default fedavg)")
     p.add_argument(
         "--scoring",
         choices=SCORINGS,
@@ -200,5 +213,5 @@ def add_spec_commands(sub: Any) -> None:
         help="an auditor's X25519 public key (0x + 64 hex, from `fedchain audit keygen`) that receives every "
         "update too; implies --sealed; repeatable",
     )
-    p.add_argument("--out", type=Path, default=Path("spec.toml"))
+    p.add_argument("--out", type=Path, default=Path("spec.toml"), help="the spec file to write (default spec.toml)")
     p.set_defaults(func=cmd_spec_init)

@@ -25,7 +25,18 @@ def walkthrough_files() -> dict[str, list[str]]:
         header, *rows = fh.read().splitlines()
     sample = rows[6::7]
     rest = [r for i, r in enumerate(rows) if i % 7 != 6]
-    return {"sample.csv": [header, *sample], "bank.csv": [header, *rest[0::2]], "hotel.csv": [header, *rest[1::2]]}
+    label = header.split(",").index("y")
+
+    def prospect(row: str) -> str:
+        return ",".join(c for j, c in enumerate(row.split(",")) if j != label)
+
+    prospects = ["customer_id," + prospect(header)] + [f"P{i:05d},{prospect(r)}" for i, r in enumerate(sample, 1)]
+    return {
+        "sample.csv": [header, *sample],
+        "bank.csv": [header, *rest[0::2]],
+        "hotel.csv": [header, *rest[1::2]],
+        "prospects.csv": prospects,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import FrameType
 
 from ledger.chain import connect
@@ -30,6 +29,7 @@ from ledger.spec import load_spec
 from node.errors import NodeError
 from node.events import StepEvent
 from node.horizontal.config import PeerConfig
+from node.horizontal.metrics import LogWriter, PeerMetrics
 from node.horizontal.peer import Peer
 from node.horizontal.spec import NodeSpec, model_hash
 from node.horizontal.state import PeerState
@@ -104,9 +104,16 @@ class Daemon:
     cfg: PeerConfig
     log: Callable[[str], None]
     stop: threading.Event = field(default_factory=threading.Event)
+    log_format: str = "text"  # or "json": one object a line (node.horizontal.metrics.LogWriter)
+    metrics_port: int | None = None  # serve Prometheus metrics here (node.horizontal.metrics.PeerMetrics)
+    metrics_host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        self._writer = LogWriter(self.cfg.name, self.log_format, self.log)
+        self._metrics: PeerMetrics | None = None
 
     def _say(self, text: str) -> None:
-        self.log(f"{datetime.now(UTC).strftime('%H:%M:%S')} {self.cfg.name}: {text}")
+        self._writer.message(text)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._say(f"{signal.Signals(signum).name}: stopping after this step")
@@ -119,11 +126,22 @@ class Daemon:
         peer, fed = open_peer(self.cfg, self._say)
         peer.on_event = self._on_event
         peer.last_round = until_round
+        if self.metrics_port is not None:
+            self._metrics = PeerMetrics(fed, peer.address, lambda: peer.epsilon)
+            try:
+                self._metrics.serve(self.metrics_port, self.metrics_host)
+            except OSError as exc:
+                raise NodeError(f"cannot serve metrics on {self.metrics_host}:{self.metrics_port}: {exc}") from None
+            self._say(f"Prometheus metrics on http://{self.metrics_host}:{self.metrics_port}/metrics")
         backoff, waiting = 0.0, ""
         outage, outage_since = "", 0.0  # the failure being waited out, said once (not at every retry)
         while not self.stop.is_set():
             try:
+                started = time.monotonic()
                 done = peer.step()
+                spent = time.monotonic() - started
+                if self._metrics is not None:
+                    self._metrics.refresh()
                 if until_round is not None and not done and fed.round(until_round).phase.closed:
                     peer.adopt_latest()
                     self._say(f"round {until_round} closed; model {model_hash(peer.params).hex()[:16]}; exiting")
@@ -134,6 +152,8 @@ class Daemon:
                 if _brief(exc) != outage:
                     outage, outage_since = _brief(exc), outage_since if outage else time.monotonic()
                     self._say(f"waiting for RPC/IPFS, retrying up to every 30s: {outage}")
+                if self._metrics is not None:
+                    self._metrics.outage(True)
                 self.stop.wait(backoff)
                 continue
             except DeploymentError as exc:  # the federation is gone from this endpoint
@@ -145,14 +165,18 @@ class Daemon:
                     raise PermanentError(f"{self.cfg.name}: {exc}") from exc
                 backoff = min(30.0, max(1.0, backoff * 2))
                 self._say(f"step failed, retrying in {backoff:.0f}s: {_brief(exc)}")
+                if self._metrics is not None:
+                    self._metrics.step_failures.inc()
                 self.stop.wait(backoff)
                 continue
             backoff = 0.0
             if outage:
                 self._say(f"RPC/IPFS answer again after {time.monotonic() - outage_since:.0f}s")
                 outage = ""
+                if self._metrics is not None:
+                    self._metrics.outage(False)
             if done:
-                self._on_event(done)
+                self._on_event(done, spent)
                 waiting = ""
                 continue
             if now != waiting:
@@ -166,8 +190,11 @@ class Daemon:
         self._say("stopped")
         return 0
 
-    def _on_event(self, event: StepEvent) -> None:
-        self._say(event.text())
+    def _on_event(self, event: StepEvent, seconds: float | None = None) -> None:
+        """An event the peer noticed, or (with `seconds`) the one its step returned: logged and counted."""
+        self._writer.event(event)
+        if self._metrics is not None:
+            self._metrics.on_event(event, seconds)
 
     @staticmethod
     def _waiting_for(fed: FederationClient) -> str:

@@ -20,6 +20,7 @@ a simulation shortcut. A real federation fixes it in its spec.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from node.errors import NodeError
 from node.horizontal.peer import Peer
 from node.horizontal.spec import NodeSpec
 from node.learn.data import Dataset, Schema
+from node.learn.marketing import gains, lift_at
 from node.learn.model import auc, predict
 from node.learn.personal import LocalFolds, choose, gain_spreads, local_folds
 from node.sim.attacks import Behaviour, Liar
@@ -348,6 +350,10 @@ def compare(
         "test_rows": len(c.test),
         "local_auc": round(auc(c.test.y, alone), 4),
         "federated_auc": round(auc(c.test.y, used), 4),
+        # marketing's yardsticks on the same test rows: the top decile's positive rate over the base rate, and
+        # the share of positives in the top 10%, 20%, ... of the list (NaN on a test set with no positive)
+        "lift_at_10": {"local": _r4(lift_at(c.test.y, alone)), "federated": _r4(lift_at(c.test.y, used))},
+        "gains": {"local": _curve(gains(c.test.y, alone)), "federated": _curve(gains(c.test.y, used))},
         "test_gain_spread": round(noise, 4),  # the gain's bootstrap standard deviation on these test rows
         "global_auc": auc_of(nspec, federated, c.test),
         "choice": mine.choice,
@@ -358,19 +364,30 @@ def compare(
     }
 
 
+def _r4(x: float) -> float | None:
+    """Rounded for the JSON (None for NaN, which JSON has not)."""
+    return None if math.isnan(x) else round(x, 4)
+
+
+def _curve(points: list[float]) -> list[float | None]:
+    return [_r4(g) for g in points]
+
+
 def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
     say("")
     private = doc.get("privacy") is not None
     say(
-        f"{'company':16} {'role':10} {'rows':>6} {'local AUC':>9} {'global':>7} {'uses':>11} {'AUC':>6} {'gain':>7} "
-        f"{'reward':>10}" + (f" {'epsilon':>7}" if private else "")
+        f"{'company':16} {'role':10} {'rows':>6} {'local AUC':>9} {'lift':>5} {'global':>7} {'uses':>11} {'AUC':>6} "
+        f"{'lift':>5} {'gain':>7} {'reward':>10}" + (f" {'epsilon':>7}" if private else "")
     )
     for p in doc["peers"]:
         gain = p["federated_auc"] - p["local_auc"]
         reward = int(p["reward"]) / 1e18
+        lift = {k: "-" if v is None else f"{v:.2f}" for k, v in p["lift_at_10"].items()}
         say(
-            f"{p['name']:16} {p['role']:10} {p['rows']:>6} {p['local_auc']:>9.4f} {p['global_auc']:>7.4f} "
-            f"{p['choice']:>11} {p['federated_auc']:>6.4f} {gain:>+7.4f} {reward:>10.4f}"
+            f"{p['name']:16} {p['role']:10} {p['rows']:>6} {p['local_auc']:>9.4f} {lift['local']:>5} "
+            f"{p['global_auc']:>7.4f} {p['choice']:>11} {p['federated_auc']:>6.4f} {lift['federated']:>5} "
+            f"{gain:>+7.4f} {reward:>10.4f}"
             + (f" {'-' if p['epsilon'] is None else format(p['epsilon'], '.3f'):>7}" if private else "")
         )
     if private:
@@ -382,6 +399,7 @@ def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
         say(f"cheaters' share of the rewards paid: {doc['cheater_reward_share']:.1%}")
     fed_auc, central = doc["federated_auc"], doc["centralized_auc"]
     say(f"population test rows: federated AUC {fed_auc:.4f}, centralized {central:.4f} ({fed_auc / central:.1%})")
+    say("lift: the top decile's positive rate over the base rate on each company's test rows (local, then used)")
 
 
 def play_round(fed: FederationClient, peers: list[Peer], r: int, chain: Chain) -> None:

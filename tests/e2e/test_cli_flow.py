@@ -82,6 +82,18 @@ def test_the_readme_walkthrough_on_a_devnet_in_its_own_state_dir_and_port(tmp_pa
                 assert "round 1 verifies" in out
             if argv[1:3] == ["node", "personalize"]:
                 assert "uses " in out and (tmp_path / ".fedchain-bank" / "personal.json").is_file()
+            if argv[1] == "predict":  # the prospects scored: their columns, then score, rank and decile
+                scored = (tmp_path / argv[argv.index("--out") + 1]).read_text().splitlines()
+                prospects = (tmp_path / "prospects.csv").read_text().splitlines()
+                assert scored[0] == prospects[0] + ",score,rank,decile" and "round 1's model" in out
+                ranks = [int(line.rsplit(",", 2)[1]) for line in scored[1:]]
+                # a call list: the 500 best, best first; else every prospect in file order, each rank once
+                everyone = list(range(1, len(prospects)))
+                assert ranks == list(range(1, 501)) if "--top" in argv else sorted(ranks) == everyone
+            if argv[1:3] == ["model", "export"]:
+                card = json.loads((tmp_path / "bank-model" / "model-card.json").read_text())
+                assert card["round"] == 1 and card["metrics"]["measured_on"] == "bank.csv"
+                assert (tmp_path / "bank-model" / "model.onnx").stat().st_size > 0
         config = (tmp_path / "bank.toml").read_text()
         assert f"127.0.0.1:{port}" in config  # node init took the dev-net's endpoints
         assert not json.loads((state / "state.json").read_text())["kubo"]  # `devnet down` ran last

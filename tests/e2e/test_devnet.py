@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from eth_account import Account
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
-from ledger.devnet import AnvilProcess, start_anvil
+from ledger.devnet import AnvilProcess, free_port, start_anvil
 from ledger.keystore import create_keystore
 from ledger.spec import spec_from_dict
 from ledger.types import Phase
@@ -89,8 +90,31 @@ def small_federation(root: Path, anvil: AnvilProcess, kubo: list[KuboNode], csv_
     return Devnet(root, configs, fed, root / "spec.toml", root / "deployment.json", [k.api for k in kubo])
 
 
-def _daemon(cfg: Path, until: int, threads: int, log: Path) -> subprocess.Popen[bytes]:
-    return spawn_cli("node", "run", "--config", str(cfg), "--until-round", str(until), log=log, threads=threads)
+def _daemon(cfg: Path, until: int, threads: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    args = ("node", "run", "--config", str(cfg), "--until-round", str(until), *extra)
+    return spawn_cli(*args, log=log, threads=threads)
+
+
+def _scrape_while_running(proc: subprocess.Popen[bytes], port: int, timeout: float) -> list[dict[str, float]]:
+    """Every Prometheus scrape of a running daemon's /metrics (samples by name and labels), until it exits."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scrapes, deadline = [], time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                text = answer.read().decode()
+        except OSError:  # not serving yet, or exiting
+            time.sleep(0.2)
+            continue
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}"] = sample.value
+        scrapes.append(samples)
+        time.sleep(0.3)
+    return scrapes
 
 
 def _wait(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
@@ -121,10 +145,27 @@ def test_three_daemons_agree_round_after_round(
     early = run_cli("node", "personalize", "--config", str(net.configs[0]))
     assert early.returncode == 1 and "no round has finalized yet" in early.stderr and "Traceback" not in early.stderr
     logs = [tmp_path / f"peer{i}.log" for i in range(3)]
-    procs = [_daemon(cfg, 2, threads, log) for cfg, threads, log in zip(net.configs, (1, 2, 3), logs, strict=True)]
+    port = free_port()  # the first daemon logs JSON and serves Prometheus metrics
+    observed = ("--log-format", "json", "--metrics-port", str(port))
+    procs = [
+        _daemon(cfg, 2, threads, log, *(observed if i == 0 else ()))
+        for i, (cfg, threads, log) in enumerate(zip(net.configs, (1, 2, 3), logs, strict=True))
+    ]
     daemons += procs
+    scrapes = _scrape_while_running(procs[0], port, 300)
     _wait(procs, 300)
     assert [p.returncode for p in procs] == [0, 0, 0], [log.read_text()[-1500:] for log in logs]
+    # its metrics, scraped while it ran: events counted, a round finalized on chain, its stake, the time spent
+    assert scrapes, logs[0].read_text()[-1500:]
+    last = scrapes[-1]
+    assert last["fedchain_events_total{kind=committed}"] >= 1 and last["fedchain_events_total{kind=revealed}"] >= 1
+    assert max(s.get("fedchain_rounds_closed{outcome=finalized}", 0) for s in scrapes) >= 1
+    assert last["fedchain_rounds_closed{outcome=failed}"] == 0 and last["fedchain_stake_tokens{}"] > 0
+    assert last["fedchain_work_seconds_total{work=train}"] > 0 and last["fedchain_up{}"] == 1
+    assert last["fedchain_step_seconds_count{}"] >= 2
+    lines = [json.loads(line) for line in logs[0].read_text().splitlines()]  # one JSON object a line
+    assert {"committed", "revealed", "adopted", "log"} <= {r["kind"] for r in lines}
+    assert all({"time", "peer", "kind", "round", "details", "text"} <= r.keys() for r in lines)
     assert len({_final_model(log) for log in logs}) == 1
     for r in (1, 2):
         info = net.fed.round(r)
@@ -147,6 +188,30 @@ def test_three_daemons_agree_round_after_round(
     assert f"uses {saved['choice']}:" in out.stdout and saved["local_rounds"] == 2
     assert {c["name"] for c in saved["candidates"]} >= {"global", "fine-tuned", "local"}
     assert (tmp_path / "state1" / "personal.npz").is_file()
+    # the federation's model in use: prospects scored without a peer config (the federation is not sealed)
+    prospects = tmp_path / "prospects.csv"
+    header, rows = read_rows(sample_csv)
+    prospects.write_text(
+        "\n".join(",".join(r) for r in [["id", *header], *[[f"c{i}", *r] for i, r in enumerate(rows)]])
+    )
+    args = ("--deployment", str(net.deployment), "--spec", str(net.spec), "--ipfs", net.ipfs[1])
+    out = run_cli("predict", "--input", str(prospects), "--top", "5", *args)
+    assert out.returncode == 0, out.stderr
+    top = out.stdout.splitlines()
+    assert top[0].endswith(",score,rank,decile") and [line.split(",")[-2] for line in top[1:]] == [
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ]
+    assert "round 2's model" in out.stderr  # the summary goes to stderr when the scores go to stdout
+    out = run_cli("model", "export", "--config", str(net.configs[2]), "--out", str(tmp_path / "export"))
+    assert out.returncode == 0, out.stderr
+    card = json.loads((tmp_path / "export" / "model-card.json").read_text())
+    assert card["round"] == 2 and card["model_hash"] == "0x" + net.fed.round(2).model_hash.hex()
+    assert card["participants"] == sorted(card["participants"]) and len(card["participants"]) == 3
+    assert card["metrics"]["rows"] > 0 and card["metrics"]["lift_at_10"] > 1.0
 
 
 def test_a_killed_peer_misses_a_round_and_rejoins_without_a_double_commit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,14 @@ def test_demo_rounds_finalize_and_every_peer_holds_the_same_model(small_csv: Pat
             assert p["federated_auc"] == p["global_auc"]
         if p["choice"] == "local":
             assert p["federated_auc"] == p["local_auc"]
+            assert (
+                p["lift_at_10"]["federated"] == p["lift_at_10"]["local"]
+                and len(set(map(str, p["gains"].values()))) == 1
+            )
+        # marketing's yardsticks: a list better than random finds more buyers in its top decile than the base rate
+        assert p["lift_at_10"]["federated"] > 1.0 and p["lift_at_10"]["local"] > 1.0
+        curve = p["gains"]["federated"]
+        assert len(curve) == 10 and curve == sorted(curve) and curve[-1] == 1.0 and curve[0] > 0.1
         best = max(p["personal"]["candidates"], key=lambda c: (c["bound"], c["name"] == "local"))
         assert best["name"] == p["choice"] and p["personal"]["validation_rows"] == p["train_rows"]
     assert sum(int(p["reward"]) for p in doc["peers"]) == int(doc["rewards_paid"])
@@ -110,3 +119,15 @@ def test_cli_demo_bad_input_is_one_line(tmp_path: Path) -> None:
     ):
         out = run_cli("demo", *args, timeout=120)
         assert out.returncode == 1 and needle in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_cli_demo_draws_the_gains_charts_and_reports_lift_per_company(small_csv: Path, tmp_path: Path) -> None:
+    png = tmp_path / "gains.png"
+    data = ["--data", str(small_csv), "--target", "y", "--positive", "yes", "--peers", "3", "--rounds", "1"]
+    out = run_cli("demo", *data, "--plot", str(png), "--json", timeout=300)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)  # --json: the chart's line stays off stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert all(set(p["lift_at_10"]) == {"local", "federated"} for p in doc["peers"])
+    bad = run_cli("demo", "--vertical", "--plot", str(png), timeout=120)
+    assert bad.returncode == 1 and "not with --vertical" in bad.stderr

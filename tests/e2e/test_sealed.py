@@ -26,13 +26,13 @@ from tests.e2e.embedded_peers import WINDOW, Federation, embedded_federation, ki
 AUDITOR = SealKey.generate()
 
 
-def _sealed(csv: Path, root: Path, n: int) -> Federation:
+def sealed_federation(csv: Path, root: Path, n: int) -> Federation:
     f = embedded_federation(csv, root, n, sealed=True, auditors=("0x" + AUDITOR.public.hex(),))
     assert f.nspec.sealing is not None and f.nspec.sealing.auditors == (AUDITOR.public,)
     return f
 
 
-def _round(f: Federation, r: int, late: int = 0) -> list[StepEvent]:
+def run_round(f: Federation, r: int, late: int = 0) -> list[StepEvent]:
     """Step until round r closes (finalized); every peer adopts its model (the `late` last peers only if they
     can yet: one that joined during the round learns the model's key from the next round's updates)."""
     events: list[StepEvent] = []
@@ -55,7 +55,7 @@ def _round(f: Federation, r: int, late: int = 0) -> list[StepEvent]:
     return events
 
 
-def _member_reader(f: Federation, i: int) -> Sealer:
+def member_reader(f: Federation, i: int) -> Sealer:
     """Member `i` as a fresh process (`audit verify --keystore`) would read: its key from its account key."""
     assert f.nspec.sealing is not None
     key = member_seal_key(bytes(f.accounts[i].key), f.chain.chain_id, f.fed.address)
@@ -63,8 +63,8 @@ def _member_reader(f: Federation, i: int) -> Sealer:
 
 
 def test_members_and_auditors_read_outsiders_learn_sizes_only(sample_csv: Path, tmp_path: Path) -> None:
-    f = _sealed(sample_csv, tmp_path, 3)
-    events = _round(f, 1) + _round(f, 2)
+    f = sealed_federation(sample_csv, tmp_path, 3)
+    events = run_round(f, 1) + run_round(f, 2)
     assert sum(e.kind == "key-registered" for e in events) == 3
     assert {m: v[2] for m, v in f.fed.encryption_keys().items()} == {p.address: True for p in f.peers}
 
@@ -90,7 +90,7 @@ def test_members_and_auditors_read_outsiders_learn_sizes_only(sample_csv: Path, 
     bare = verify_round(f.fed, f.store, f.nspec, 2, f.block)
     assert not bare.ok and "sealed to its members and the spec's auditors" in bare.lines[-1]
     auditor = Sealer(f.fed, auditor_address(AUDITOR.public), AUDITOR, f.nspec.sealing)  # type: ignore[arg-type]
-    for reader in (_member_reader(f, 1), auditor):
+    for reader in (member_reader(f, 1), auditor):
         for r in (2, 1):
             verdict = verify_round(f.fed, f.store, f.nspec, r, f.block, reader)
             assert verdict.ok, verdict.lines
@@ -100,14 +100,14 @@ def test_members_and_auditors_read_outsiders_learn_sizes_only(sample_csv: Path, 
 
 
 def test_a_member_who_left_reads_nothing_after_it_left(sample_csv: Path, tmp_path: Path) -> None:
-    f = _sealed(sample_csv, tmp_path, 4)
+    f = sealed_federation(sample_csv, tmp_path, 4)
     leaver = f.peers[3]
     leaver.last_round = 1
-    _round(f, 1)
+    run_round(f, 1)
     f.fed.leave(leaver.account)  # it committed to no round after round 1, which is closed
     f.peers = f.peers[:3]
-    _round(f, 2)
-    reader = _member_reader(f, 3)
+    run_round(f, 2)
+    reader = member_reader(f, 3)
     for rv in f.fed.reveals([2], f.block):
         with pytest.raises(EnvelopeError, match="not a recipient"):
             reader.update_opener(rv.member, 2, {})(f.store.get(rv.cid, 1 << 22))
@@ -146,11 +146,11 @@ WHY = {
 def test_a_tampered_sealed_update_is_malformed_and_the_round_goes_on(
     sample_csv: Path, tmp_path: Path, how: str
 ) -> None:
-    f = _sealed(sample_csv, tmp_path, 3)
+    f = sealed_federation(sample_csv, tmp_path, 3)
     cheat = f.peers[2]
     assert cheat.sealer is not None
     cheat.sealer.seal_update = _tampered(how).__get__(cheat.sealer)  # type: ignore[attr-defined,method-assign]
-    _round(f, 1)
+    run_round(f, 1)
     for i in (0, 1):  # each honest peer rejected the cheat's update as malformed, and only that
         rejected = [e for e in f.sink(i) if e.kind == "rejected"]
         assert [e.details["member"] for e in rejected] == [cheat.address]
@@ -163,13 +163,13 @@ def test_a_member_who_joins_later_learns_the_model_keys_and_takes_part(sample_cs
     """A member (re)admitted mid-federation with no memory of it: it registers its key, learns the keys of the
     models it missed from the updates sealed to it (or re-runs a round sealed to it), and commits again within
     two rounds of joining; every peer holds the same model."""
-    f = _sealed(sample_csv, tmp_path, 4)
+    f = sealed_federation(sample_csv, tmp_path, 4)
     newcomer = f.peers[3]
     newcomer.last_round = 1
-    _round(f, 1)
+    run_round(f, 1)
     f.fed.leave(newcomer.account)
     f.peers = f.peers[:3]
-    _round(f, 2)
+    run_round(f, 2)
     for p in f.peers[:2]:  # a majority of the 3 members admits it again
         f.fed.approve_member(p.account, newcomer.address)
     f.fed.join(newcomer.account)
@@ -180,7 +180,7 @@ def test_a_member_who_joins_later_learns_the_model_keys_and_takes_part(sample_cs
     fresh.last_round = None
     last = joined + 3
     for r in range(joined, last + 1):
-        _round(f, r, late=1)
+        run_round(f, r, late=1)
     assert fresh.loaded_round == last  # it holds the latest model, the same as everyone's
     committed = [r for r in range(joined, last + 1) if fresh.address in f.fed.committers(r, f.block)]
     # From its first or second eligible round on (it sits one out if it joined after that round's reveals began).
@@ -215,7 +215,7 @@ def test_a_sender_that_gives_members_wraps_they_cannot_open_is_left_out_by_every
     the vote if only they left the update out), or the auditor's does not open. Every other reader makes each
     required wrap again from the envelope's key and finds the bad ones, so every member leaves the update out:
     all vote for the same model, in this round and the next, and the auditor verifies the round."""
-    f = _sealed(sample_csv, tmp_path, 4)
+    f = sealed_federation(sample_csv, tmp_path, 4)
     cheat = f.peers[3]
     hit = {
         "one": [f.peers[0].address],
@@ -224,7 +224,7 @@ def test_a_sender_that_gives_members_wraps_they_cannot_open_is_left_out_by_every
     }[victims]
     assert cheat.sealer is not None
     cheat.sealer.seal_update = _targeting(hit).__get__(cheat.sealer)  # type: ignore[attr-defined,method-assign]
-    _round(f, 1)
+    run_round(f, 1)
     assert set(_votes(f, 1).values()) == {f.fed.round(1).winner} and len(_votes(f, 1)) == 4
     for i in range(3):
         rejected = [e for e in f.sink(i) if e.kind == "rejected"]
@@ -234,7 +234,7 @@ def test_a_sender_that_gives_members_wraps_they_cannot_open_is_left_out_by_every
     auditor = Sealer(f.fed, auditor_address(AUDITOR.public), AUDITOR, f.nspec.sealing)  # type: ignore[arg-type]
     verdict = verify_round(f.fed, f.store, f.nspec, 1, f.block, auditor)
     assert verdict.ok, verdict.lines
-    _round(f, 2)
+    run_round(f, 2)
     assert set(_votes(f, 2).values()) == {f.fed.round(2).winner} and len(_votes(f, 2)) == 4
     assert f.fed.round(2).reveals == 4
     assert not [e for e in f.fed.events("Slashed") if e["args"]["member"] != cheat.address]
@@ -244,7 +244,7 @@ def test_a_committer_who_leaves_is_still_required_of_its_rounds_updates(sample_c
     """A sender leaves a committer out of its envelope: every peer rejects the update. That committer then
     leaves the federation; a reader who re-runs the round afterwards (an auditor) still requires its wrap, so
     it rejects the update too and the round verifies: what is required is fixed by the chain's history."""
-    f = _sealed(sample_csv, tmp_path, 4)
+    f = sealed_federation(sample_csv, tmp_path, 4)
     left_out, cheat = f.peers[2], f.peers[3]
     left_out.last_round = 1
     assert cheat.sealer is not None
@@ -254,7 +254,7 @@ def test_a_committer_who_leaves_is_still_required_of_its_rounds_updates(sample_c
         return seal_envelope(bytes(80) + content, keys, Place(self.chain_id, self.contract, self.me, r))[0]
 
     cheat.sealer.seal_update = without.__get__(cheat.sealer)  # type: ignore[method-assign]
-    _round(f, 1)
+    run_round(f, 1)
     reasons = [e.details["reason"] for e in f.sink(0) if e.kind == "rejected"]
     assert len(reasons) == 1 and f"not sealed to {left_out.address}" in reasons[0]
     f.fed.leave(left_out.account)

@@ -96,6 +96,22 @@ def test_deploy_join_and_audit(workdir: Path, anvil: AnvilProcess) -> None:
     assert "round 1: finalized" in one and DEV[0] in one and "7.5000" in one
     _fails_cleanly(fedchain("audit", "round", "9", "--deployment", "dep.json", cwd=workdir), "has not opened")
 
+    # the federation at a glance: round 2 open with its clock, both members paid for round 1, the model
+    status = json.loads(fedchain("status", "--deployment", "dep.json", "--json", cwd=workdir).stdout)
+    assert status["schema"] == "fedchain.status/1" and status["current"]["round"] == 2
+    assert status["current"]["phase"] == "commit" and 0 <= status["current"]["seconds_left"] <= 60
+    assert [m["address"] for m in status["members"]] == DEV and {m["this_round"] for m in status["members"]} == {"none"}
+    assert [m["earned"] for m in status["members"]] == [str(int(7.5e18)), str(int(2.5e18))]
+    assert all(m["rounds_taken_part"] == 1 and m["active"] for m in status["members"])
+    assert status["latest_models"] == [{"round": 1, "model_hash": "0x" + "42" * 32, "model_cid": CID}]
+    assert status["finalized_rounds"] == 1 and status["failed"] == []
+    text = fedchain("status", "--deployment", "dep.json", cwd=workdir).stdout
+    assert "round 2: commit, " in text and "s left" in text and f"{DEV[0]}  yes" in text and "7.5000" in text
+    watched = fedchain(
+        "status", "--deployment", "dep.json", "--watch", "--count", "2", "--interval", "0.1", cwd=workdir
+    )
+    assert watched.returncode == 0 and "round 2: commit" in watched.stdout, watched.stderr
+
     # rewards and claim
     def rewards(*who: str) -> dict[str, object]:
         out = fedchain("rewards", "--deployment", "dep.json", *who, "--json", cwd=workdir)

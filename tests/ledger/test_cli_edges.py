@@ -11,7 +11,7 @@ import pytest
 from ledger.chain import connect
 from ledger.devnet import AnvilProcess, DevnetState
 from ledger.errors import DeploymentError
-from node.cli import main
+from node.cli import build_parser, main
 from node.cli.common import ipfs_for, rpc_for
 from tests.harness import Harness
 
@@ -65,6 +65,26 @@ def test_bad_arguments_are_one_line_at_parsing(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     assert message in one_error(capsys, *argv, code=2)
+
+
+def _options_without_help(parser: argparse.ArgumentParser, path: str) -> list[str]:
+    missing = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                missing += _options_without_help(sub, f"{path} {name}")
+        elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)) and not action.help:
+            missing.append(f"{path} {action.option_strings[0] if action.option_strings else action.dest}")
+    return missing
+
+
+def test_every_option_of_every_command_has_help_text_and_the_version_is_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _options_without_help(build_parser(), "fedchain") == []
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("fedchain 0.")
 
 
 def test_debug_is_accepted_after_the_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -130,4 +130,7 @@ def test_the_walkthrough_files_come_from_the_bundled_data(tmp_path: Path) -> Non
     )
     assert len(sample) == 45211 // 7 and len(bank) + len(hotel) + len(sample) == 45211
     assert abs(len(bank) - len(hotel)) <= 1 and 0.08 < float(bank.y.mean()) < 0.16
+    header, *prospects = (tmp_path / "prospects.csv").read_text().splitlines()
+    assert header.startswith("customer_id,") and ",y" not in header and len(prospects) == len(sample)
+    assert prospects[0].startswith("P00001,") and len(prospects[0].split(",")) == len(header.split(","))
     assert main(["--out-dir", str(tmp_path)]) == 1  # never overwrites

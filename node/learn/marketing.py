@@ -1,0 +1,70 @@
+"""Marketing's yardsticks for a scoring model: rank, decile, lift and the cumulative gains curve.
+
+A campaign calls its prospects best score first, so what matters is how many
+buyers the top of the list holds:
+
+- `ranks`: 1 for the highest score; ties keep the input order (a stable sort),
+  so the same scores always give the same list.
+- `deciles`: 1 for the top tenth of the ranks, 10 for the bottom one (with n
+  rows, rank k is in decile 1 + floor(10 (k - 1) / n)).
+- `lift_at(y, s, 0.1)`: the positive rate in the top 10% of the list over the
+  positive rate of the whole list (1.0: no better than calling at random).
+- `gains(y, s)`: the share of all positives found in the top 10%, 20%, ...,
+  100% of the list (the cumulative gains curve; a random list gives the
+  diagonal 0.1, 0.2, ...).
+
+The top k rows are the first `ceil(fraction * n)` ranks; ties across the cut
+are broken by input order, as `ranks` does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["deciles", "gains", "lift_at", "ranks"]
+
+Floats = npt.NDArray[np.float64] | npt.NDArray[np.float32]
+
+
+def _order(scores: Floats) -> npt.NDArray[np.int64]:
+    """Row indices, best score first; ties in input order."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable").astype(np.int64)
+
+
+def ranks(scores: Floats) -> npt.NDArray[np.int64]:
+    """Each row's place in the call list (1 = highest score)."""
+    order = _order(scores)
+    out = np.empty(len(order), dtype=np.int64)
+    out[order] = np.arange(1, len(order) + 1)
+    return out
+
+
+def deciles(rank: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Each rank's decile (1 = the top tenth of the list)."""
+    n = len(rank)
+    return (1 + (10 * (np.asarray(rank, dtype=np.int64) - 1)) // max(n, 1)).astype(np.int64)
+
+
+def _top(n: int, fraction: float) -> int:
+    return max(1, math.ceil(fraction * n - 1e-9))
+
+
+def lift_at(y: Floats, scores: Floats, fraction: float = 0.1) -> float:
+    """The positive rate among the top `fraction` of rows by score over the overall rate (NaN: no positive)."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) == 0 or y.sum() == 0:
+        return float("nan")
+    top = _order(scores)[: _top(len(y), fraction)]
+    return float(y[top].mean() / y.mean())
+
+
+def gains(y: Floats, scores: Floats, points: int = 10) -> list[float]:
+    """The share of positives in the top 1/points, 2/points, ..., all of the rows by score (NaN: none)."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) == 0 or y.sum() == 0:
+        return [float("nan")] * points
+    found = np.cumsum(y[_order(scores)])
+    return [float(found[_top(len(y), (i + 1) / points) - 1] / y.sum()) for i in range(points)]
