@@ -25,6 +25,11 @@ LAST_MODELS = 5
 
 def federation_status(client: FederationClient, from_block: int = 0) -> dict[str, Any]:
     """The status document of `client`'s federation (events read from `from_block`, its deployment's)."""
+    with client.chain.pinned():  # every read at one block
+        return _status(client, from_block)
+
+
+def _status(client: FederationClient, from_block: int) -> dict[str, Any]:
     trail = read_audit(client, from_block)
     cfg, now = client.config(), client.chain.now()
     r = client.current_round()
@@ -37,8 +42,9 @@ def federation_status(client: FederationClient, from_block: int = 0) -> dict[str
             "round": r,
             "phase": effective.name.lower(),
             "stored_phase": info.phase.name.lower(),
-            "seconds_left": None if left is None or effective != info.phase else max(0, left),
-            "timed_out": effective != info.phase,
+            # the stored phase's window: None once the round moved on (everyone acted early, or it timed out)
+            "seconds_left": max(0, left) if left is not None and effective == info.phase else None,
+            "timed_out": effective != info.phase and left is not None and left <= 0,
             "eligible": info.eligible,
             "commits": info.commits,
             "reveals": info.reveals,

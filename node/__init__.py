@@ -2,4 +2,15 @@
 
 from node.errors import NodeError
 
-__all__ = ["NodeError"]
+__all__ = ["NodeError", "version"]
+
+
+def version() -> str:
+    """The installed fedchain's version (a checkout that was never installed says so)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("fedchain")
+    except PackageNotFoundError:
+        return "unknown (not installed)"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ledger.errors import LedgerError
+from node import version
 from node.cli.audit import add_audit_commands
 from node.cli.chain import add_chain_commands
 from node.cli.demo import add_demo_command
@@ -31,19 +32,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"fedchain: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fedchain")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fedchain", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks (accepted anywhere on the line)")
-    parser.add_argument("--version", action="version", version=f"fedchain {_version()}", help="print the version")
+    parser.add_argument("--version", action="version", version=f"fedchain {version()}", help="print the version")
     sub = parser.add_subparsers(dest="command", required=True)
     add_chain_commands(sub)
     add_audit_commands(sub)
@@ -83,3 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`fedchain ... | head`): not an error of ours
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a file we were told to read or write: one line, like any other bad input
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"fedchain: error: {where}{exc.strerror or exc}\n")
+        return 1

@@ -28,6 +28,8 @@ __all__ = [
     "ipfs_for",
     "keystore_args",
     "open_deployment",
+    "port_number",
+    "writable_file",
     "positive_float",
     "rounds_text",
     "rpc_for",
@@ -102,6 +104,22 @@ def at_least(low: int) -> Callable[[str], int]:
 
     parse.__name__ = f"integer >= {low}"  # what argparse names in its message
     return parse
+
+
+def writable_file(path: Path, what: str) -> None:
+    """Refuse, before any work, an output file that cannot be written: its directory missing, or a directory."""
+    if path.is_dir():
+        raise NodeError(f"{what} {path} is a directory, not a file")
+    if not path.parent.is_dir():
+        raise NodeError(f"{what} {path}: the directory {path.parent} does not exist")
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port (1 to 65535)."""
+    value = at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
+    return value
 
 
 def positive_float(text: str) -> float:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import at_least, positive_float
+from node.cli.common import at_least, positive_float, writable_file
 from node.core.rules import RULES
 from node.core.scoring import SCORINGS
 from node.datasets import DEFAULT_DATA
@@ -88,6 +88,10 @@ def cmd_vertical(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from node.sim.companies import DemoConfig
 
+    if args.plot is not None:  # before the demo runs, not after
+        writable_file(args.plot, "--plot")
+        if args.plot.suffix.lower() != ".png":
+            raise NodeError(f"--plot {args.plot}: the chart is a PNG, name it .png")
     if args.vertical:
         if args.plot is not None:
             raise NodeError("--plot draws the horizontal demo's gains charts: not with --vertical")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from node.cli.common import at_least, deployment_args, ipfs_for, rpc_for, say
+from node.cli.common import at_least, deployment_args, ipfs_for, rpc_for, say, writable_file
 from node.errors import NodeError
 
 if TYPE_CHECKING:
@@ -37,8 +37,20 @@ def _source(args: argparse.Namespace) -> tuple[Source, Path | None]:
         from node.horizontal.state import PeerState
         from node.privacy.sealing import Sealer
 
-        if args.keystore or args.seal_key or args.spec:
-            raise NodeError("--config names the spec and keystore: give --config alone, or no --config")
+        given = [
+            f
+            for f, v in (
+                ("--keystore", args.keystore),
+                ("--seal-key", args.seal_key),
+                ("--spec", args.spec),
+                ("--rpc", args.rpc),
+                ("--ipfs", args.ipfs),
+                ("--state-dir", args.state_dir),
+            )
+            if v
+        ]
+        if given:
+            raise NodeError(f"--config names the spec, keystore and endpoints: give --config without {given[0]}")
         cfg = PeerConfig.load(args.config)
         src = open_source(Deployment.load(cfg.deployment), load_spec(cfg.spec), cfg.rpc, cfg.ipfs)
         if src.nspec.sealing is not None:
@@ -61,10 +73,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from node.horizontal.finalized import finalized_model
     from node.learn.prospects import score_prospects, write_scores
 
+    to_stdout = str(args.out) == "-"
+    if not to_stdout:
+        writable_file(args.out, "--out")
     src, _own = _source(args)
     fm = finalized_model(src, args.round)
     scored = score_prospects(args.input, src.nspec.schema, src.nspec.model, fm.params)
-    to_stdout = str(args.out) == "-"
     if to_stdout:
         written = write_scores(scored, sys.stdout, args.top)
     else:
@@ -88,18 +102,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def own_metrics(data: Dataset, src: Source, params: Any) -> dict[str, Any]:
-    """The model measured on the exporter's own rows: AUC, lift in the top decile, cumulative gains."""
+    """The model measured on the exporter's own rows: AUC, lift in the top decile, cumulative gains (None where
+    a measure is undefined: rows of one class)."""
+    import math
+
     from node.learn.marketing import gains, lift_at
     from node.learn.model import auc, predict
+
+    def r(x: float, digits: int) -> float | None:
+        return None if math.isnan(x) else round(x, digits)
 
     scores = predict(src.nspec.model, params, data.x)
     return {
         "measured_on": Path(data.source).name,
+        "note": "the exporter's own rows; if it trained on them (its peer's data), the figures are in-sample",
         "rows": len(data),
-        "positives": int(data.y.sum()),
-        "auc": round(auc(data.y, scores), 6),
-        "lift_at_10": round(lift_at(data.y, scores, 0.1), 4),
-        "gains": [round(g, 4) for g in gains(data.y, scores)],
+        "auc": r(auc(data.y, scores), 6),
+        "lift_at_10": r(lift_at(data.y, scores, 0.1), 4),
+        "gains": [r(g, 4) for g in gains(data.y, scores)],
     }
 
 
@@ -110,6 +130,8 @@ def cmd_model_export(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     names = ("model.safetensors", "model.onnx", "model-card.json")
+    if out.exists() and not out.is_dir():
+        raise NodeError(f"--out {out} is a file: give a directory to write the model into")
     there = [n for n in names if (out / n).exists()]
     if there and not args.force:
         raise NodeError(f"{out} already holds {', '.join(there)}; refusing to overwrite (--force to replace)")
@@ -120,11 +142,18 @@ def cmd_model_export(args: argparse.Namespace) -> int:
     card = model_card(src, fm, metrics)
     out.mkdir(parents=True, exist_ok=True)
     identity = {k: str(card[k]) for k in ("round", "model_hash", "model_cid")}
-    write_safetensors(out / "model.safetensors", src.nspec.model, fm.params, {**identity, "format": "pt"})
-    (out / "model.onnx").write_bytes(onnx_bytes(src.nspec.model, fm.params))
-    (out / "model-card.json").write_text(json.dumps(card, indent=2) + "\n")
-    measured = "" if metrics is None else f"; on {metrics['rows']} own rows AUC {metrics['auc']:.4f}, "
-    measured += "" if metrics is None else f"lift in the top decile {metrics['lift_at_10']:.2f}"
+    partial = {n: out / f".{n}.partial" for n in names}  # all three written, then renamed: never a partial export
+    try:
+        write_safetensors(partial["model.safetensors"], src.nspec.model, fm.params, {**identity, "format": "pt"})
+        partial["model.onnx"].write_bytes(onnx_bytes(src.nspec.model, fm.params))
+        partial["model-card.json"].write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
+        for name, tmp in partial.items():
+            tmp.replace(out / name)
+    finally:
+        for tmp in partial.values():
+            tmp.unlink(missing_ok=True)
+    measured = "" if metrics is None else f"; on {metrics['rows']} own rows AUC {metrics['auc']}, "
+    measured += "" if metrics is None else f"lift in the top decile {metrics['lift_at_10']}"
     say(f"round {fm.round}'s model 0x{fm.model_hash.hex()[:16]} written to {out}/: {', '.join(names)}{measured}")
     return 0
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import LOCAL_RPC, at_least, devnet_state, ipfs_for, positive_float, state_dir_arg
+from node.cli.common import LOCAL_RPC, at_least, devnet_state, ipfs_for, port_number, positive_float, state_dir_arg
 from node.core.rules import RULES
 from node.core.scoring import SCORINGS
 from node.errors import NodeError
@@ -128,9 +128,11 @@ def add_peer_commands(sub: Any) -> None:
         default="text",
         help="text: readable lines (default); json: one JSON object a line (time, peer, kind, round, details)",
     )
-    p.add_argument("--metrics-port", type=at_least(1), help="serve Prometheus metrics on this port (/metrics)")
+    p.add_argument("--metrics-port", type=port_number, help="serve Prometheus metrics on this port (/metrics)")
     p.add_argument(
-        "--metrics-host", default="127.0.0.1", help="the address to serve metrics on (default: 127.0.0.1 only)"
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address to serve metrics on (default: 127.0.0.1 only; the endpoint has no authentication)",
     )
     p.set_defaults(func=cmd_node_run)
     p = node.add_parser(

@@ -17,6 +17,8 @@ def _clock(cur: dict[str, Any]) -> str:
         return f"{cur['stored_phase']} window over: {cur['phase']} at the next transaction"
     if cur["seconds_left"] is None:
         return str(cur["phase"])
+    if cur["seconds_left"] == 0:
+        return f"{cur['phase']}, its window is over (it closes at the next transaction)"
     return f"{cur['phase']}, {cur['seconds_left']} s left"
 
 
@@ -66,16 +68,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         from node.errors import NodeError
 
         raise NodeError("--watch refreshes a screen: use --json without it (once), e.g. in a loop of your own")
+    from contextlib import nullcontext
+
     from rich.console import Console
     from rich.live import Live
     from rich.text import Text
 
-    stop = threading.Event()
-    console = Console()
-    with Live(console=console, auto_refresh=False, screen=False) as live:
+    stop, console = threading.Event(), Console()
+    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    with live or nullcontext():
         try:
             while True:
-                live.update(Text("\n".join(render(federation_status(fed, deployment.block)))), refresh=True)
+                lines = render(federation_status(fed, deployment.block))
+                if live is not None:
+                    live.update(Text("\n".join(lines)), refresh=True)
+                else:  # piped or logged: each refresh printed in full, one after another
+                    for line in [*lines, ""]:
+                        say(line)
                 if args.count is not None:
                     args.count -= 1
                     if args.count == 0:

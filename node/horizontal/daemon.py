@@ -123,16 +123,18 @@ class Daemon:
         """Step until stopped (or until round `until_round` has closed and its model is adopted)."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
-        peer, fed = open_peer(self.cfg, self._say)
-        peer.on_event = self._on_event
-        peer.last_round = until_round
-        if self.metrics_port is not None:
-            self._metrics = PeerMetrics(fed, peer.address, lambda: peer.epsilon)
+        if self.metrics_port is not None:  # first: a port in use stops the daemon before it joins
+            self._metrics = PeerMetrics()
             try:
                 self._metrics.serve(self.metrics_port, self.metrics_host)
             except OSError as exc:
                 raise NodeError(f"cannot serve metrics on {self.metrics_host}:{self.metrics_port}: {exc}") from None
             self._say(f"Prometheus metrics on http://{self.metrics_host}:{self.metrics_port}/metrics")
+        peer, fed = open_peer(self.cfg, self._say)
+        peer.on_event = self._on_event
+        peer.last_round = until_round
+        if self._metrics is not None:
+            self._metrics.attach(fed, peer.address, lambda: peer.epsilon, lambda: dict(peer.timings))
         backoff, waiting = 0.0, ""
         outage, outage_since = "", 0.0  # the failure being waited out, said once (not at every retry)
         while not self.stop.is_set():

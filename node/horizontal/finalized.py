@@ -14,7 +14,6 @@ came from, for whoever runs it later.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from ledger.client import FederationClient
 from ledger.deploy import Deployment, open_federation
 from ledger.spec import FederationSpec
 from ledger.types import Phase
+from node import version
 from node.core.codec import IntArray
 from node.errors import NodeError
 from node.horizontal.exchange import fetch_model
@@ -56,6 +56,7 @@ class FinalizedModel:
     cid: str
     params: dict[str, IntArray]
     participants: list[str]  # the members whose updates were revealed in the round
+    paid: list[str]  # those of them the round paid (their update scored above 0: it counted)
 
 
 def open_source(deployment: Deployment, spec: FederationSpec, rpc: str, ipfs: str) -> Source:
@@ -90,7 +91,9 @@ def finalized_model(src: Source, round_id: int | None = None) -> FinalizedModel:
             raise NodeError(f"cannot open round {k}'s sealed model: {reason.removeprefix('MISMATCH: ')}")
     params = fetch_model(fed, src.store, nspec, k, sealer)
     participants = sorted({r.member for r in fed.reveals([k], src.origin)})
-    return FinalizedModel(k, info.model_hash, info.model_cid, params, participants)
+    credited = fed.events("RewardCredited", src.origin)
+    paid = sorted({str(e["args"]["member"]) for e in credited if int(e["args"]["round"]) == k})
+    return FinalizedModel(k, info.model_hash, info.model_cid, params, participants, paid)
 
 
 def model_card(src: Source, fm: FinalizedModel, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -107,7 +110,8 @@ def model_card(src: Source, fm: FinalizedModel, metrics: Mapping[str, Any] | Non
         "round": fm.round,
         "model_hash": "0x" + fm.model_hash.hex(),
         "model_cid": fm.cid,
-        "participants": fm.participants,
+        "participants": fm.participants,  # revealed an update in the round
+        "paid": fm.paid,  # of those, the ones whose update counted (scored above 0) and were paid
         "model": {"kind": nspec.model.kind, "n_features": nspec.model.n_features, "hidden": nspec.model.hidden},
         "schema": nspec.schema.to_spec(),
         "features": nspec.schema.feature_names(),
@@ -115,5 +119,5 @@ def model_card(src: Source, fm: FinalizedModel, metrics: Mapping[str, Any] | Non
         "onnx": {"input": ONNX_INPUT, "output": ONNX_OUTPUT, "opset": OPSET, "score": "probability of the positive"},
         "metrics": dict(metrics) if metrics is not None else None,
         "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "fedchain": importlib.metadata.version("fedchain"),
+        "fedchain": version(),
     }

@@ -10,11 +10,13 @@ Prometheus metrics (prometheus-client, in a thread) at
 - `fedchain_events_total{kind}` (counter): the peer's step events (committed,
   revealed, voted, finalized, adopted, rejected, ...);
 - `fedchain_updates_rejected_total{reason}` (counter): peers' updates it
-  rejected, by the reason's first word (malformed, unavailable, ...);
+  rejected, by reason: unavailable, malformed, mismatch (not the committed
+  hash), duplicate, replays, copies, other;
 - `fedchain_fetch_failures_total` (counter): updates or models it could not
   fetch (rejected as unavailable, or a model it sat a round out for);
 - `fedchain_work_seconds_total{work}` (counter): seconds in train, encode,
-  publish, chain, fetch, aggregate, adopt;
+  publish, chain, fetch, aggregate, adopt (the peer's running totals, idle
+  steps' prefetching included);
 - `fedchain_step_seconds` (histogram): the wall time of the steps that did
   something; `fedchain_step_failures_total` (counter): steps retried;
 - `fedchain_round` (gauge): the open round; `fedchain_rounds_closed{outcome}`
@@ -25,7 +27,9 @@ Prometheus metrics (prometheus-client, in a thread) at
 - `fedchain_up` (gauge): 1 while chain and store answer, 0 in an outage.
 
 Token amounts are whole tokens (18 decimals). The chain-read gauges are
-refreshed at most every `REFRESH` seconds.
+refreshed at most every `REFRESH` seconds. The endpoint has no authentication:
+it shows stake, rewards and epsilon, so serve it beyond 127.0.0.1 only on a
+network the company trusts.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,11 +47,20 @@ from ledger.client import FederationClient
 from ledger.types import Phase
 from node.events import StepEvent
 
-__all__ = ["LOG_FORMATS", "REFRESH", "LogWriter", "PeerMetrics"]
+__all__ = ["LOG_FORMATS", "REFRESH", "LogWriter", "PeerMetrics", "rejection_reason"]
 
 LOG_FORMATS = ("text", "json")
 REFRESH = 5.0  # seconds between chain reads for the gauges
 _TOKEN = 10**18
+_REASONS = {"unavailable", "malformed", "duplicate", "replays", "copies"}  # the rejection reasons' first words
+
+
+def rejection_reason(text: str) -> str:
+    """A rejection's metric label: its reason's first word, from a fixed set (never a peer's own text)."""
+    first = text.split(":", 1)[0].split(" ", 1)[0]
+    if first == "content":  # "content does not match its on-chain hash"
+        return "mismatch"
+    return first if first in _REASONS else "other"
 
 
 class LogWriter:
@@ -82,10 +95,15 @@ class LogWriter:
 
 
 class PeerMetrics:
-    """A peer daemon's Prometheus metrics (its own registry), fed by its events and by chain reads."""
+    """A peer daemon's Prometheus metrics (its own registry), fed by its events and by chain reads. Made and
+    served before the peer opens (a port in use stops the daemon before it joins), then `attach`ed to it."""
 
-    def __init__(self, fed: FederationClient, address: str, epsilon: Callable[[], float]) -> None:
-        self.fed, self.address, self._epsilon = fed, address, epsilon
+    def __init__(self) -> None:
+        self.fed: FederationClient | None = None
+        self.address = ""
+        self._epsilon: Callable[[], float] = lambda: 0.0
+        self._timings: Callable[[], Mapping[str, float]] = dict
+        self._worked: dict[str, float] = {}  # the peer's work totals already counted
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter("fedchain_events", "The peer's step events, by kind", ["kind"], registry=r)
@@ -117,6 +135,16 @@ class PeerMetrics:
         self._refreshed = 0.0
         self._lock = threading.Lock()
 
+    def attach(
+        self,
+        fed: FederationClient,
+        address: str,
+        epsilon: Callable[[], float],
+        timings: Callable[[], Mapping[str, float]],
+    ) -> None:
+        """Read this member of `fed` from now on; `timings`: the peer's running work totals (seconds by kind)."""
+        self.fed, self.address, self._epsilon, self._timings = fed, address, epsilon, timings
+
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve /metrics on `host:port` from a daemon thread."""
         start_http_server(port, addr=host, registry=self.registry)
@@ -124,12 +152,10 @@ class PeerMetrics:
     def on_event(self, event: StepEvent, seconds: float | None = None) -> None:
         """Count one event (`seconds`: the wall time of the step that produced it)."""
         self.events.labels(event.kind).inc()
-        for work, spent in event.timings.items():
-            self.work.labels(work).inc(spent)
         if seconds is not None:
             self.step_seconds.observe(seconds)
         if event.kind == "rejected":
-            reason = str(event.details.get("reason", "")).split(":", 1)[0].split(" ", 1)[0] or "unknown"
+            reason = rejection_reason(str(event.details.get("reason", "")))
             self.rejected.labels(reason).inc()
             if reason == "unavailable":
                 self.fetch_failures.inc()
@@ -142,8 +168,14 @@ class PeerMetrics:
             self.step_failures.inc()
 
     def refresh(self, force: bool = False) -> None:
-        """Read the chain's gauges, at most every REFRESH seconds (unless `force`)."""
+        """Count the peer's new work seconds; read the chain's gauges, at most every REFRESH seconds (unless
+        `force`)."""
         with self._lock:
+            for work, total in self._timings().items():
+                self.work.labels(work).inc(max(0.0, total - self._worked.get(work, 0.0)))
+                self._worked[work] = total
+            if self.fed is None:
+                return
             now = time.monotonic()
             if not force and now - self._refreshed < REFRESH:
                 return

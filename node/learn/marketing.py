@@ -13,8 +13,11 @@ buyers the top of the list holds:
   100% of the list (the cumulative gains curve; a random list gives the
   diagonal 0.1, 0.2, ...).
 
-The top k rows are the first `ceil(fraction * n)` ranks; ties across the cut
-are broken by input order, as `ranks` does.
+The top k rows are the first `ceil(fraction * n)` of the list. Rows whose
+scores tie across that cut share it: each counts for the part of the tied
+group that falls above it (as AUC counts ties half), so lift and gains never
+depend on the file's order. A call list still needs one order, so `ranks`
+breaks ties by file order.
 """
 
 from __future__ import annotations
@@ -52,13 +55,29 @@ def _top(n: int, fraction: float) -> int:
     return max(1, math.ceil(fraction * n - 1e-9))
 
 
+def _found(y: npt.NDArray[np.float64], scores: Floats, cuts: list[int]) -> list[float]:
+    """Positives among the top `k` rows for each k in `cuts`, rows tied at the cut sharing it evenly."""
+    s = np.asarray(scores, dtype=np.float64)
+    order = _order(s)
+    ys, ss = y[order], s[order]
+    found = np.concatenate([[0.0], np.cumsum(ys)])
+    out = []
+    for k in cuts:
+        at = ss[k - 1]
+        first = int(np.searchsorted(-ss, -at, side="left"))  # the tied group around the cut: [first, last)
+        last = int(np.searchsorted(-ss, -at, side="right"))
+        share = (k - first) / (last - first)
+        out.append(float(found[first] + share * (found[last] - found[first])))
+    return out
+
+
 def lift_at(y: Floats, scores: Floats, fraction: float = 0.1) -> float:
     """The positive rate among the top `fraction` of rows by score over the overall rate (NaN: no positive)."""
     y = np.asarray(y, dtype=np.float64)
     if len(y) == 0 or y.sum() == 0:
         return float("nan")
-    top = _order(scores)[: _top(len(y), fraction)]
-    return float(y[top].mean() / y.mean())
+    k = _top(len(y), fraction)
+    return float(_found(y, scores, [k])[0] / k / y.mean())
 
 
 def gains(y: Floats, scores: Floats, points: int = 10) -> list[float]:
@@ -66,5 +85,5 @@ def gains(y: Floats, scores: Floats, points: int = 10) -> list[float]:
     y = np.asarray(y, dtype=np.float64)
     if len(y) == 0 or y.sum() == 0:
         return [float("nan")] * points
-    found = np.cumsum(y[_order(scores)])
-    return [float(found[_top(len(y), (i + 1) / points) - 1] / y.sum()) for i in range(points)]
+    cuts = [_top(len(y), (i + 1) / points) for i in range(points)]
+    return [f / float(y.sum()) for f in _found(y, scores, cuts)]

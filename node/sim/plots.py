@@ -36,10 +36,8 @@ def gains_chart(doc: dict[str, Any], path: Path) -> None:
         if None not in p["gains"]["local"]:
             ax.plot(xs, [0.0, *p["gains"]["local"]], marker=".", ms=3, ls="--", label="local alone")
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, label="random")
-        lift = p["lift_at_10"]
-        ax.set_title(
-            f"{p['name']} ({p['choice']}): lift@10 {lift['local'] or 0:.1f} -> {lift['federated'] or 0:.1f}", fontsize=8
-        )
+        lift = {k: "-" if v is None else f"{v:.1f}" for k, v in p["lift_at_10"].items()}
+        ax.set_title(f"{p['name']} ({p['choice']}): lift@10 {lift['local']} -> {lift['federated']}", fontsize=8)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(peers) :]:
         ax.axis("off")

@@ -211,6 +211,7 @@ def test_three_daemons_agree_round_after_round(
     card = json.loads((tmp_path / "export" / "model-card.json").read_text())
     assert card["round"] == 2 and card["model_hash"] == "0x" + net.fed.round(2).model_hash.hex()
     assert card["participants"] == sorted(card["participants"]) and len(card["participants"]) == 3
+    assert set(card["paid"]) <= set(card["participants"]) and card["paid"]
     assert card["metrics"]["rows"] > 0 and card["metrics"]["lift_at_10"] > 1.0
 
 

@@ -59,12 +59,30 @@ def devnet_dir(root: Path, anvil_port: int, kubo_port: int | None = None) -> Pat
         (["audit", "round", "0"], "expected 1 or more"),
         (["node", "run", "--until-round", "0"], "expected 1 or more"),
         (["demo", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["node", "run", "--metrics-port", "70000"], "expected a port from 1 to 65535, got 70000"),
+        (["predict", "--input", "p.csv", "--top", "0"], "argument --top: expected 1 or more"),
     ],
 )
 def test_bad_arguments_are_one_line_at_parsing(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     assert message in one_error(capsys, *argv, code=2)
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checked first: nothing is fetched, trained or run for an output that could not be written."""
+    missing = tmp_path / "no-such-dir" / "x"
+    assert "does not exist" in one_error(capsys, "predict", "--input", "p.csv", "--out", f"{missing}.csv")
+    assert "is a directory" in one_error(capsys, "predict", "--input", "p.csv", "--out", str(tmp_path))
+    (tmp_path / "file").write_text("")
+    assert "is a file" in one_error(capsys, "model", "export", "--out", str(tmp_path / "file"), "--spec", "s.toml")
+    assert "does not exist" in one_error(capsys, "demo", "--plot", f"{missing}.png")
+    assert "name it .png" in one_error(capsys, "demo", "--plot", str(tmp_path / "chart.jpg"))
+    assert "give --config (a peer's config), or --spec" in one_error(
+        capsys, "predict", "--input", "p.csv", "--deployment", str(tmp_path / "d.json")
+    )
 
 
 def _options_without_help(parser: argparse.ArgumentParser, path: str) -> list[str]:

@@ -4,6 +4,7 @@ shipped Grafana dashboard, which asks only for metrics the daemon exports."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -12,7 +13,7 @@ from prometheus_client import generate_latest
 from ledger.chain import Chain
 from node.events import StepEvent
 from node.horizontal.metrics import LogWriter, PeerMetrics
-from tests.harness import ROOT, Harness
+from tests.harness import CID, ROOT, Harness
 
 
 def _samples(metrics: PeerMetrics) -> dict[str, float]:
@@ -44,29 +45,53 @@ def test_metrics_count_events_and_read_the_chain(embedded: Chain) -> None:
     a = h.members[0]
     for m in h.members:
         h.fed.join(m)
-    metrics = PeerMetrics(h.fed, a.address, lambda: 1.25)
+    work = {"train": 0.5, "chain": 0.1}  # the peer's running totals, as its Timings hold them
+    metrics = PeerMetrics()
+    metrics.attach(h.fed, a.address, lambda: 1.25, lambda: work)
     metrics.on_event(StepEvent("committed", 1, {}, {"train": 0.5, "chain": 0.1}), seconds=0.7)
     metrics.on_event(StepEvent("rejected", 1, {"member": "0x1", "reason": "unavailable: timed out"}))
     metrics.on_event(StepEvent("rejected", 1, {"member": "0x2", "reason": "malformed: bad"}))
+    metrics.on_event(StepEvent("rejected", 1, {"member": "0x3", "reason": "content does not match its hash"}))
+    metrics.on_event(StepEvent("rejected", 1, {"member": "0x4", "reason": "{peer text} anything"}))
     metrics.on_event(StepEvent("model-unavailable", 1, {"model_round": 0, "reason": "gone"}))
     metrics.outage(True)
     metrics.refresh(force=True)
     got = _samples(metrics)
-    assert got["fedchain_events_total{kind=committed}"] == 1 and got["fedchain_events_total{kind=rejected}"] == 2
-    assert got["fedchain_updates_rejected_total{reason=unavailable}"] == 1
-    assert got["fedchain_updates_rejected_total{reason=malformed}"] == 1
+    assert got["fedchain_events_total{kind=committed}"] == 1 and got["fedchain_events_total{kind=rejected}"] == 4
+    reasons = {k: v for k, v in got.items() if k.startswith("fedchain_updates_rejected_total")}
+    assert reasons == {
+        f"fedchain_updates_rejected_total{{reason={r}}}": 1 for r in ("unavailable", "malformed", "mismatch", "other")
+    }
     assert got["fedchain_fetch_failures_total{}"] == 2 and got["fedchain_step_failures_total{}"] == 1
-    assert got["fedchain_work_seconds_total{work=train}"] == 0.5 and got["fedchain_step_seconds_count{}"] == 1
-    assert got["fedchain_up{}"] == 0 and got["fedchain_round{}"] == 1 and got["fedchain_epsilon_spent{}"] == 1.25
+    assert got["fedchain_step_seconds_count{}"] == 1 and got["fedchain_up{}"] == 0
+    assert got["fedchain_round{}"] == 1 and got["fedchain_epsilon_spent{}"] == 1.25
     assert got["fedchain_stake_tokens{}"] == h.fed.member(a.address).stake / 10**18 > 0
-    assert got["fedchain_rounds_closed{outcome=finalized}"] == 0
-    assert got["fedchain_rewards_tokens{state=unclaimed}"] == 0
+    assert (
+        got["fedchain_rounds_closed{outcome=finalized}"] == 0 and got["fedchain_rewards_tokens{state=unclaimed}"] == 0
+    )
+    # work is counted from the running totals once, however many events a step sent
+    work["train"] = 2.0
+    metrics.refresh()
+    assert _samples(metrics)["fedchain_work_seconds_total{work=train}"] == 2.0
+    # a round finalized on chain: counted once, and the reward it credited shows
+    secrets = {m.address: (os.urandom(32), os.urandom(32)) for m in h.members}
+    for m in h.members:
+        h.fed.commit(m, 1, h.fed.commitment_for(1, m.address, *secrets[m.address]))
+    for m in h.members:
+        h.fed.reveal(m, 1, secrets[m.address][0], CID, secrets[m.address][1])
+    for m in h.members:
+        h.fed.vote(m, 1, b"\x42" * 32, CID, [3, 1])
+    h.fed.finalize(a, 1)
+    metrics.refresh(force=True)
+    metrics.refresh(force=True)
+    got = _samples(metrics)
+    assert got["fedchain_rounds_closed{outcome=finalized}"] == 1 and got["fedchain_round{}"] == 2
+    assert got["fedchain_rewards_tokens{state=unclaimed}"] > 0
     assert b"fedchain_events_total" in generate_latest(metrics.registry)
 
 
-def test_the_grafana_dashboard_queries_only_metrics_the_daemon_exports(embedded: Chain) -> None:
-    h = Harness.create(embedded, founders=2)
-    metrics = PeerMetrics(h.fed, h.members[0].address, lambda: 0.0)
+def test_the_grafana_dashboard_queries_only_metrics_the_daemon_exports() -> None:
+    metrics = PeerMetrics()
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     exported = {f.name + end for f in metrics.registry.collect() for end in suffixes[f.type]}
     dashboard = json.loads((ROOT / "docs" / "grafana" / "fedchain-peers.json").read_text())

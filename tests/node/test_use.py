@@ -39,10 +39,14 @@ def test_ranks_deciles_lift_and_gains_by_hand() -> None:
     assert deciles(np.arange(1, 21)).tolist() == [k for k in range(1, 11) for _ in range(2)]
     assert deciles(np.array([1, 2, 3])).tolist() == [1, 4, 7]
     y = np.array([0, 1, 0, 0, 0, 1, 0, 0, 0, 0], dtype=np.float32)
-    assert lift_at(y, scores, 0.1) == pytest.approx(5.0)  # the top row is a buyer: 1/1 against 2/10
+    assert lift_at(y, scores, 0.1) == pytest.approx(2.5)  # the top 1 of 2 rows tied at 0.9, one a buyer: 0.5 / 0.2
     assert lift_at(y, scores, 0.5) == pytest.approx(2.0)  # 2 of the top 5 against 2/10
     assert gains(y, scores, 5) == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0])  # both buyers in the top 4
     assert np.isnan(lift_at(np.zeros(4), np.arange(4.0)))
+    flat = np.zeros(10)  # every score tied: the list is no better than random, whatever the file's order
+    assert lift_at(y, flat) == pytest.approx(1.0) and lift_at(y[::-1], flat) == pytest.approx(1.0)
+    assert gains(y, flat, 5) == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert ranks(flat).tolist() == list(range(1, 11))  # a call list still needs one order: the file's
     rng = np.random.default_rng(0)  # a random score finds buyers at the base rate: lift near 1, diagonal gains
     y_big, noise = (rng.random(200_000) < 0.1).astype(np.float32), rng.random(200_000)
     assert lift_at(y_big, noise) == pytest.approx(1.0, abs=0.05)
