@@ -142,8 +142,8 @@ class Daemon:
                 started = time.monotonic()
                 done = peer.step()
                 spent = time.monotonic() - started
-                if self._metrics is not None:
-                    self._metrics.refresh()
+                if self._metrics is not None:  # the chain's gauges after each step that did something
+                    self._metrics.refresh(force=bool(done))
                 if until_round is not None and not done and fed.round(until_round).phase.closed:
                     peer.adopt_latest()
                     self._say(f"round {until_round} closed; model {model_hash(peer.params).hex()[:16]}; exiting")

@@ -27,7 +27,8 @@ Prometheus metrics (prometheus-client, in a thread) at
 - `fedchain_up` (gauge): 1 while chain and store answer, 0 in an outage.
 
 Token amounts are whole tokens (18 decimals). The chain-read gauges are
-refreshed at most every `REFRESH` seconds. The endpoint has no authentication:
+refreshed after every step that did something, and at most every `REFRESH`
+seconds while the peer waits. The endpoint has no authentication:
 it shows stake, rewards and epsilon, so serve it beyond 127.0.0.1 only on a
 network the company trusts.
 """
