@@ -106,20 +106,17 @@ def own_metrics(data: Dataset, src: Source, params: Any) -> dict[str, Any]:
     a measure is undefined: rows of one class)."""
     import math
 
-    from node.learn.marketing import gains, lift_at
+    from node.learn.marketing import yardsticks
     from node.learn.model import auc, predict
 
-    def r(x: float, digits: int) -> float | None:
-        return None if math.isnan(x) else round(x, digits)
-
     scores = predict(src.nspec.model, params, data.x)
+    area = auc(data.y, scores)
     return {
         "measured_on": Path(data.source).name,
         "note": "the exporter's own rows; if it trained on them (its peer's data), the figures are in-sample",
         "rows": len(data),
-        "auc": r(auc(data.y, scores), 6),
-        "lift_at_10": r(lift_at(data.y, scores, 0.1), 4),
-        "gains": [r(g, 4) for g in gains(data.y, scores)],
+        "auc": None if math.isnan(area) else round(area, 6),
+        **yardsticks(data.y, scores),
     }
 
 

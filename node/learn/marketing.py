@@ -27,7 +27,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["deciles", "gains", "lift_at", "ranks"]
+__all__ = ["deciles", "gains", "lift_at", "ranks", "yardsticks"]
 
 Floats = npt.NDArray[np.float64] | npt.NDArray[np.float32]
 
@@ -87,3 +87,12 @@ def gains(y: Floats, scores: Floats, points: int = 10) -> list[float]:
         return [float("nan")] * points
     cuts = [_top(len(y), (i + 1) / points) for i in range(points)]
     return [f / float(y.sum()) for f in _found(y, scores, cuts)]
+
+
+def _rounded(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 4)
+
+
+def yardsticks(y: Floats, scores: Floats) -> dict[str, float | list[float | None] | None]:
+    """Lift in the top decile and the gains curve, rounded for JSON (None where undefined: no positive)."""
+    return {"lift_at_10": _rounded(lift_at(y, scores, 0.1)), "gains": [_rounded(g) for g in gains(y, scores)]}

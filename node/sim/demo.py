@@ -20,7 +20,6 @@ a simulation shortcut. A real federation fixes it in its spec.
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from node.errors import NodeError
 from node.horizontal.peer import Peer
 from node.horizontal.spec import NodeSpec
 from node.learn.data import Dataset, Schema
-from node.learn.marketing import gains, lift_at
+from node.learn.marketing import yardsticks
 from node.learn.model import auc, predict
 from node.learn.personal import LocalFolds, choose, gain_spreads, local_folds
 from node.sim.attacks import Behaviour, Liar
@@ -341,6 +340,7 @@ def compare(
     used, alone = mine.scores(nspec.model, c.test.x), predict(nspec.model, local.model, c.test.x)
     noise = gain_spreads(c.test.y, {"local": alone, "used": used}, 0)["used"]  # NaN on one-class test rows
     rewards = fed.rewards(address)
+    on_alone, on_used = yardsticks(c.test.y, alone), yardsticks(c.test.y, used)
     return {
         "name": c.name,
         "address": address,
@@ -352,8 +352,8 @@ def compare(
         "federated_auc": round(auc(c.test.y, used), 4),
         # marketing's yardsticks on the same test rows: the top decile's positive rate over the base rate, and
         # the share of positives in the top 10%, 20%, ... of the list (NaN on a test set with no positive)
-        "lift_at_10": {"local": _r4(lift_at(c.test.y, alone)), "federated": _r4(lift_at(c.test.y, used))},
-        "gains": {"local": _curve(gains(c.test.y, alone)), "federated": _curve(gains(c.test.y, used))},
+        "lift_at_10": {"local": on_alone["lift_at_10"], "federated": on_used["lift_at_10"]},
+        "gains": {"local": on_alone["gains"], "federated": on_used["gains"]},
         "test_gain_spread": round(noise, 4),  # the gain's bootstrap standard deviation on these test rows
         "global_auc": auc_of(nspec, federated, c.test),
         "choice": mine.choice,
@@ -362,15 +362,6 @@ def compare(
         "reward": str(rewards["credited"] + rewards["claimed"]),
         "slashed": str(rewards["slashed"]),
     }
-
-
-def _r4(x: float) -> float | None:
-    """Rounded for the JSON (None for NaN, which JSON has not)."""
-    return None if math.isnan(x) else round(x, 4)
-
-
-def _curve(points: list[float]) -> list[float | None]:
-    return [_r4(g) for g in points]
 
 
 def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
