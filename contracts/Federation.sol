@@ -492,7 +492,7 @@ contract Federation is IFederation, ReentrancyGuard {
 
     /// @inheritdoc IFederation
     function phaseOf(uint256 round) external view returns (Phase p) {
-        (p,) = _afterTimeouts(round, _rounds[round]);
+        p = _dueNow(round, _rounds[round]);
     }
 
     /// @inheritdoc IFederation
@@ -506,7 +506,7 @@ contract Federation is IFederation, ReentrancyGuard {
         Round storage R = _rounds[round];
         v.round = round;
         v.stored = R.phase;
-        (v.live,) = _afterTimeouts(round, R);
+        v.live = _dueNow(round, R);
         v.finalized = lastFinalized;
         v.status = _statusOf(round, member);
         v.due = v.live != v.stored;
@@ -623,6 +623,18 @@ contract Federation is IFederation, ReentrancyGuard {
             // Past the vote deadline a round with a winner may be finalized for one more window.
             if (!_hasWinner(R) || block.timestamp >= at + 2 * uint256(_voteWindow)) due = Phase.Failed;
         }
+    }
+
+    /// @dev For views: the phase round `r` is in once every pending timeout applies, the round
+    ///      before's first. A transaction applies round r-1's timeouts before round r's (see
+    ///      `_syncCurrent`, `_syncAt`), so a round waiting on a round before that is due to fail
+    ///      fails with it (`_closed`), whatever its own timeouts say.
+    function _dueNow(uint256 r, Round storage R) private view returns (Phase due) {
+        if (_waits(r)) {
+            (Phase prev,) = _afterTimeouts(r - 1, _rounds[r - 1]);
+            if (prev == Phase.Failed) return Phase.Failed;
+        }
+        (due,) = _afterTimeouts(r, R);
     }
 
     /// @dev Whether round `r` must wait for the round before it, still in its vote, to close.

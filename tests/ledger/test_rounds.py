@@ -288,6 +288,35 @@ def test_one_transaction_applies_every_timeout_due_in_order(joined: Harness) -> 
     assert fed.phase(r) == Phase.FAILED and joined.round == r + 2
 
 
+def test_a_round_waiting_on_a_vote_due_to_fail_is_seen_failed_before_any_transaction(joined: Harness) -> None:
+    """Round r+1 (opened on r's vote) has every reveal and waits for r to close; r's vote runs out
+    with nobody voting. The views say r+1 failed, as the next transaction finds it: it fails r
+    first, and r+1 with it (a view that kept saying Reveal sent peers after a round already lost)."""
+    a = joined.members[0]
+    fed, r = joined.fed, joined.round
+    for m in joined.members:
+        joined.commit(m, r)
+    for m in joined.members:
+        joined.reveal(m, r)
+    assert fed.round(r).phase == Phase.VOTE and joined.round == r + 1
+    for m in joined.members:
+        joined.commit(m, r + 1)
+    for m in joined.members:
+        joined.reveal(m, r + 1)
+    assert fed.phase(r + 1) == Phase.REVEAL  # every reveal in, waiting for r's vote
+    joined.chain.advance_time(fed.config()["vote_window"] + 10)
+    assert fed.phase(r) == Phase.FAILED
+    assert fed.phase(r + 1) == Phase.FAILED and fed.round(r + 1).phase == Phase.REVEAL
+    view = fed.step_view(a.address)
+    assert (view.round, view.live, view.stored, view.due) == (r + 1, Phase.FAILED, Phase.REVEAL, True)
+    logged = [args for name, args in _logged(joined, fed.advance(a)) if name == "RoundFailed"]
+    assert logged == [
+        {"round": r, "phase": Phase.VOTE, "reason": FailReason.NO_QUORUM},
+        {"round": r + 1, "phase": Phase.REVEAL, "reason": FailReason.PREVIOUS_FAILED},
+    ]
+    assert fed.round(r + 1).phase == Phase.FAILED and joined.round == r + 2
+
+
 def test_a_committer_that_never_reveals_is_slashed_exactly_once(joined: Harness) -> None:
     a, b, c, d = joined.members
     cfg = joined.fed.config()
