@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench.flower import companies_and_spec, run_flower
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from node.core.codec import IntArray
 from node.horizontal.spec import NodeSpec
 from node.learn.data import Dataset
@@ -312,7 +312,9 @@ def main() -> int:
     args = parser.parse_args()
     runs: dict[str, Any] = {}
     flower_runs: dict[str, dict[str, Any]] = {}
-    for name, cfg in configs(args.rounds, args.quick).items():
+    todo = configs(args.rounds, args.quick)
+    for i, (name, cfg) in enumerate(todo.items(), 1):
+        progress("accuracy", f"{name}, {args.rounds} rounds ({i}/{len(todo)})")
         sys.stdout.write(f"== {name}\n")
         runs[name] = run_config(cfg, flower_runs)
     meta = stamp("torch", "numpy", "flwr")

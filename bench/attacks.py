@@ -23,7 +23,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from node.core.rules import RULES
 from node.core.scoring import SCORINGS
 from node.sim.attacks import FREE_RIDES, POISONS
@@ -41,8 +41,9 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _run(job: tuple[str, str, str, int, str]) -> dict[str, Any]:
-    rule, role, kind, rounds, scoring = job
+def _run(job: tuple[str, str, str, int, str, str]) -> dict[str, Any]:
+    rule, role, kind, rounds, scoring, step = job
+    progress("attacks", f"{rule} {role} {kind}, scoring by {scoring} ({step})")  # in the worker, as it starts
     cfg = DemoConfig(split_by=None, peers=PEERS, rounds=rounds, rule=rule, scoring=scoring)
     if role == "poisoner":
         cfg.poisoners, cfg.poison = CHEATERS, kind
@@ -75,7 +76,8 @@ def main() -> int:
     plan = [(rule, "honest", "-") for rule in RULES]
     plan += [(rule, "poisoner", kind) for rule in RULES for kind in POISONS]
     plan += [(rule, "free-rider", kind) for rule in ("median",) for kind in FREE_RIDES]
-    jobs = [(*p, args.rounds, scoring) for p in plan for scoring in SCORINGS]
+    todo = [(*p, args.rounds, scoring) for p in plan for scoring in SCORINGS]
+    jobs = [(*job, f"{i}/{len(todo)}") for i, job in enumerate(todo, 1)]
     with ProcessPoolExecutor(max_workers=args.jobs, initializer=_one_thread) as pool:
         runs = []
         for run in pool.map(_run, jobs):

@@ -31,7 +31,7 @@ from typing import Any
 
 from eth_account import Account
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from node.core.codec import encode
 from node.learn.model import ModelSpec, initial_params
 from node.privacy.envelope import Place, forget_wraps, open_envelope, seal_envelope
@@ -88,7 +88,8 @@ def measure(update: bytes, n: int) -> dict[str, Any]:
 def demo_side_by_side() -> dict[str, Any]:
     """The default demo plain, then sealed (one after the other, the same machine): seconds and models."""
     runs: dict[str, Any] = {}
-    for name, sealed in (("plain", False), ("sealed", True)):
+    for i, (name, sealed) in enumerate((("plain", False), ("sealed", True)), 1):
+        progress("envelope", f"the default demo, {name} ({i}/2)")
         start = time.perf_counter()
         doc = run_demo(DemoConfig(sealed=sealed))
         runs[name] = {
@@ -106,9 +107,10 @@ def demo_side_by_side() -> dict[str, Any]:
 def main() -> int:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     schema, _ = load_companies(DemoConfig())
-    results = {}
-    for kind in ("logreg", "mlp"):
+    results: dict[str, list[dict[str, Any]]] = {}
+    for i, kind in enumerate(("logreg", "mlp"), 1):
         content = encode(initial_params(ModelSpec(kind, schema.n_features)))
+        progress("envelope", f"seal and open a {kind} update for {', '.join(map(str, MEMBERS))} members ({i}/2)")
         results[kind] = [measure(content, n) for n in MEMBERS]
     demo = demo_side_by_side()
     meta = stamp("cryptography", "pyhpke")

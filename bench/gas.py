@@ -19,7 +19,7 @@ from typing import Any
 
 from eth_account import Account
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from ledger.chain import Chain, connect, embedded_chain
 from ledger.client import FederationClient, proposal_id
 from ledger.compile import compiler_version
@@ -127,11 +127,18 @@ def main() -> int:
     parser.add_argument("--no-anvil", action="store_true", help="embedded chain only")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    results: dict[str, list[dict[str, Any]]] = {"eth-tester": [measure(embedded_chain(), n) for n in sizes]}
+    total = len(sizes) * (1 if args.no_anvil else 2)
+    results: dict[str, list[dict[str, Any]]] = {"eth-tester": []}
+    for i, n in enumerate(sizes, 1):
+        progress("gas", f"eth-tester, {n} members ({i}/{total})")
+        results["eth-tester"].append(measure(embedded_chain(), n))
     if not args.no_anvil:
         anvil = start_anvil()
         try:
-            results["anvil"] = [measure(connect(anvil.url), n) for n in sizes]
+            results["anvil"] = []
+            for i, n in enumerate(sizes, len(sizes) + 1):
+                progress("gas", f"anvil, {n} members ({i}/{total})")
+                results["anvil"].append(measure(connect(anvil.url), n))
         finally:
             anvil.stop()
     meta = {**stamp("web3", "py-evm"), "solc": compiler_version()}

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from eth_account import Account
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
@@ -187,12 +187,14 @@ def main() -> int:
         "--poll", type=float, default=1.0, help="the longest a peer waits for a block after a step with nothing to do"
     )
     args = parser.parse_args()
+    configs = [(n, block_time) for n in args.peers for block_time in (None, 0.25, 1.0)]
     runs = []
-    for n in args.peers:
-        for block_time in (None, 0.25, 1.0):
-            r = run(n, args.rounds, block_time, args.poll)
-            sys.stdout.write(f"{n} peers, block time {block_time or 'automine'}: {r['round_seconds']}\n")
-            runs.append(r)
+    for i, (n, block_time) in enumerate(configs, 1):
+        blocks = f"{block_time:g} s blocks" if block_time else "automine"
+        progress("overhead", f"{n} peers, {blocks}, {args.rounds} rounds ({i}/{len(configs)})")
+        r = run(n, args.rounds, block_time, args.poll)
+        sys.stdout.write(f"{n} peers, block time {block_time or 'automine'}: {r['round_seconds']}\n")
+        runs.append(r)
     meta = stamp("web3", "ipfshttpclient", tools=True)
     keys = ["committed", "revealed", "voted", "finalized", "ipfs_put", "ipfs_get", "idle_step"]
     lines = [

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from node.core.codec import MAX_ABS, IntArray, decode
 from node.horizontal.peer import Peer
 from node.horizontal.spec import NodeSpec
@@ -226,8 +226,13 @@ def main() -> int:
         )
     epsilons = [3.0, None] if args.quick else EPSILONS
     results: dict[str, list[dict[str, Any]]] = {}
+    total, i = len(configs) * len(epsilons), 0
     for name, cfg in configs.items():
-        results[name] = [run(replace(cfg, epsilon=e)) for e in epsilons]
+        results[name] = []
+        for e in epsilons:
+            i += 1
+            progress("privacy", f"{name}, epsilon {'none' if e is None else f'{e:g}'} ({i}/{total})")
+            results[name].append(run(replace(cfg, epsilon=e)))
     meta = stamp("torch", "numpy", "opacus")
     write("privacy", report(results, rounds, meta), {"meta": meta, "rounds": rounds, "runs": results})
     return 0

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from node.vertical.psi import align_in_memory, task_tag
 
 TARGET = 3500  # ids per second per core
@@ -48,8 +48,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     args = parser.parse_args()
+    sizes = sorted(args.sizes)
     runs = []
-    for n in sorted(args.sizes):
+    for i, n in enumerate(sizes, 1):
+        progress("psi", f"{n:,} ids per party ({i}/{len(sizes)})")
         runs.append(run(n))
         sys.stdout.write(f"{n} x {n}: {runs[-1]}\n")
     meta = stamp("pynacl")

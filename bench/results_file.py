@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,12 @@ def write(stem: str, lines: list[str], data: dict[str, Any]) -> None:
     (RESULTS / f"{stem}.md").write_text("\n".join(lines))
     (RESULTS / f"{stem}.json").write_text(json.dumps(portable(data), indent=2) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def progress(stem: str, text: str) -> None:
+    """One line on stderr saying where benchmark `stem` is (`make bench` runs for an hour; stdout keeps the results)."""
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] bench.{stem}: {text}\n")
+    sys.stderr.flush()
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:

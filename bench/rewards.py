@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from eth_account import Account
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from node.core.codec import MAX_ABS, IntArray
 from node.core.scoring import SCORINGS
 from node.horizontal.spec import NodeSpec, model_hash
@@ -86,7 +86,8 @@ def leave_one_out(cfg: DemoConfig, final_hash: str) -> dict[str, dict[str, float
         raise SystemExit("bench: the off-chain replica does not reproduce the chain's final model")
     with_all = aucs(full)
     out = {}
-    for c in companies:
+    for i, c in enumerate(companies, 1):
+        progress("rewards", f"leave-one-out: the federation without {c.name} ({i}/{len(companies)})")
         without = aucs(federation(nspec, [o for o in companies if o is not c], cfg.rounds))
         out[c.name] = {"population": round(with_all[0] - without[0], 4), "own": round(with_all[1] - without[1], 4)}
     return out
@@ -116,10 +117,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     skew = DemoConfig(split_by=None, peers=10, dirichlet=0.5, rounds=args.rounds)
+    total, i = 3 * len(SCORINGS) + 4, 0  # demo runs, and the leave-one-out replicas as one step
     value: dict[str, Any] = {}
     for scoring in SCORINGS:
+        i += 1
+        progress("rewards", f"Dirichlet 0.5, logreg, FedAvg, scoring by {scoring} ({i}/{total})")
         doc = run(replace(skew, scoring=scoring))
         value[scoring] = {"doc": doc, "shares": shares(doc)}
+    i += 1
+    progress("rewards", f"leave-one-out values, trained off chain ({i}/{total})")
     loo = leave_one_out(skew, value["evaluation"]["doc"]["rounds"][-1]["model_hash"])
     names = sorted(loo, key=lambda n: -loo[n]["population"])
     correlation = {
@@ -129,16 +135,21 @@ def main() -> int:
         }
         for scoring in SCORINGS
     }
-    jobs = {
-        (scoring, model): run(DemoConfig(model=model, rounds=args.rounds, scoring=scoring))
-        for model in ("logreg", "mlp")
-        for scoring in SCORINGS
-    }
+    jobs = {}
+    for model in ("logreg", "mlp"):
+        for scoring in SCORINGS:
+            i += 1
+            progress("rewards", f"split by job, {model}, scoring by {scoring} ({i}/{total})")
+            jobs[(scoring, model)] = run(DemoConfig(model=model, rounds=args.rounds, scoring=scoring))
     spread = DemoConfig(split_by=None, peers=10, rounds=args.rounds, rule="median", scoring="evaluation")
+    i += 1
+    progress("rewards", f"random split, median, every evaluator honest ({i}/{total})")
     honest_run = run(spread)
-    lying = {
-        poisoned: run(replace(spread, liars=LIARS, poisoners=LIARS if poisoned else 0)) for poisoned in (False, True)
-    }
+    lying = {}
+    for poisoned in (False, True):
+        i += 1
+        progress("rewards", f"{LIARS} lying evaluators{', poisoning' if poisoned else ''} ({i}/{total})")
+        lying[poisoned] = run(replace(spread, liars=LIARS, poisoners=LIARS if poisoned else 0))
     honest_share = shares(honest_run)
 
     meta = stamp("torch", "numpy")

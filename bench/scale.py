@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from node.core import aggregate
 from node.core.codec import IntArray, decode, encode, to_fixed
 from node.core.rules import tolerance
@@ -105,7 +105,8 @@ def ipfs_throughput(sizes: list[int], repeats: int = 3) -> list[dict[str, Any]]:
         stack.callback(b.stop)
         b.connect(a)
         src, dst = KuboStore(a.api, timeout=300), KuboStore(b.api, timeout=300)
-        for d in sizes:
+        for i, d in enumerate(sizes, 1):
+            progress("scale", f"IPFS publish and fetch, {d:,} parameters ({i}/{len(sizes)})")
             puts, gets = [], []
             for rep in range(repeats if d < 10_000_000 else 1):
                 data = encode({"w": updates(1, d, seed=1000 + rep)[0]})
@@ -210,12 +211,12 @@ def main() -> int:
     parser.add_argument("--peers", type=int, nargs="+", default=PEERS)
     parser.add_argument("--at-size", type=int, default=1_000_000, help="model size for the peers sweep")
     args = parser.parse_args()
+    points = [(10, d) for d in args.sizes]
+    points += [(n, args.at_size) for n in args.peers if n != 10 or args.at_size not in args.sizes]
     agg = []
-    for d in args.sizes:
-        agg += aggregation(10, d)
-    for n in args.peers:
-        if n != 10 or args.at_size not in args.sizes:
-            agg += aggregation(n, args.at_size)
+    for i, (n, d) in enumerate(points, 1):
+        progress("scale", f"aggregation, {n} peers, {d:,} parameters ({i}/{len(points)})")
+        agg += aggregation(n, d)
     ipfs = ipfs_throughput(args.sizes)
     meta = stamp("numpy", "ipfshttpclient", tools=True)
     write("scale", report(agg, ipfs, meta, args.at_size), {"meta": meta, "aggregation": agg, "ipfs": ipfs})

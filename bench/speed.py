@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from ledger.chain import Chain, connect, embedded_chain
 from ledger.devnet import start_anvil
 from node.sim.companies import DemoConfig
@@ -127,11 +127,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rounds < 20:
         parser.error("--rounds must be at least 20 (early and late rounds are compared)")
+    progress("speed", "fedchain demo with its defaults, in a fresh process (1/5)")
     command = demo_command_seconds()
     runs: dict[str, list[dict[str, Any]]] = {"embedded": [], "anvil": []}
-    for rounds in (10, args.rounds):
+    for i, rounds in enumerate((10, args.rounds)):
+        progress("speed", f"embedded chain, {rounds} rounds ({2 + 2 * i}/5)")
         runs["embedded"].append(one_run(embedded_chain(), rounds))
         with tempfile.TemporaryDirectory(prefix="fedchain-speed-") as tmp:
+            progress("speed", f"anvil, {rounds} rounds ({3 + 2 * i}/5)")
             anvil = start_anvil(log_path=Path(tmp) / "anvil.log")
             try:
                 runs["anvil"].append(one_run(connect(anvil.url, anvil.chain_id), rounds))

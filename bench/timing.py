@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.flower import companies_and_spec, run_flower
 from bench.overhead import run
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from node.sim.companies import DemoConfig
 
 PARTS = ["train", "evaluate", "encode", "publish", "chain", "fetch", "aggregate", "adopt"]
@@ -128,10 +128,15 @@ def main() -> int:
     )
     args = parser.parse_args()
     fed, flower = [], []
+    total, i = len(args.peers) * (1 + len(BLOCKS)), 0
     for n in args.peers:
+        i += 1
+        progress("timing", f"Flower, {n} peers, {args.rounds} rounds ({i}/{total})")
         flower.append(flower_rounds(n, args.rounds))
         sys.stdout.write(f"{n} peers, Flower: {flower[-1]['round_seconds']}\n")
         for block_time in BLOCKS:
+            i += 1
+            progress("timing", f"fedchain, {n} peers, {blocks_label(block_time)}, {args.rounds} rounds ({i}/{total})")
             fed.append(run(n, args.rounds, block_time, args.poll, train=True))
             sys.stdout.write(f"{n} peers, fedchain {blocks_label(block_time)}: {fed[-1]['round_seconds']}\n")
     meta = stamp("torch", "web3", "ipfshttpclient", "flwr", tools=True)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.results_file import stamp, table, write
+from bench.results_file import progress, stamp, table, write
 from node.datasets import ADULT_DATA, DEFAULT_DATA
 from node.learn.data import read_rows
 from node.sim.vertical import ADULT_PARTIES, BANK_PARTIES, VerticalConfig, run_vertical_demo
@@ -89,15 +89,18 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--no-devnet", action="store_true", help="skip the dev-net run")
     args = parser.parse_args()
-    runs = []
+    total = 2 * len(DATASETS) + (1 if args.no_devnet else 2)
+    runs: list[dict[str, Any]] = []
     for data in DATASETS:
         for model in ("logreg", "mlp"):
+            progress("vertical", f"{data} {model}, {args.epochs} epochs ({len(runs) + 1}/{total})")
             doc = run_vertical_demo(_config(data, model, args.epochs))
             runs.append(_summary(data, model, doc))
             sys.stdout.write(
                 f"{data} {model}: {runs[-1]['label_party_auc']} / {runs[-1]['federated_auc']} / "
                 f"{runs[-1]['centralized_auc']}\n"
             )
+    progress("vertical", f"bank + noise logreg, {args.epochs} epochs ({len(runs) + 1}/{total})")
     with tempfile.TemporaryDirectory() as tmp:
         parties = (*BANK_PARTIES, ("noise", ("noise",)))
         noisy = run_vertical_demo(
@@ -106,6 +109,7 @@ def main() -> int:
     noise = _summary("bank + noise", "logreg", noisy)
     devnet = None
     if not args.no_devnet:
+        progress("vertical", f"bank logreg on the dev-net, 3 epochs ({total}/{total})")
         devnet = _summary("bank", "logreg", run_vertical_devnet(_config("bank", "logreg", 3)))
     meta = stamp("torch", "pynacl", "cryptography", tools=True)
     write(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from node.cli.common import at_least, positive_float, writable_file
+from node.cli.progress import StatusLine
 from node.core.rules import RULES
 from node.core.scoring import SCORINGS
 from node.datasets import DEFAULT_DATA
@@ -19,13 +20,18 @@ from node.sim.attacks import FREE_RIDES, POISONS
 __all__ = ["add_demo_command"]
 
 
-def _say(args: argparse.Namespace) -> Callable[[str], None]:
+def _outputs(args: argparse.Namespace) -> tuple[Callable[[str], None], StatusLine]:
+    """Where the demo's tables go (stdout, unless --json or --quiet) and its progress (a status line
+    on stderr when that is a terminal, unless --quiet), the status line cleared before each table line."""
+    status = StatusLine(enabled=False if args.quiet else None)
+
     def say(line: str) -> None:
-        if not args.json:
+        if not (args.json or args.quiet):
+            status.clear()
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
-    return say
+    return say, status
 
 
 def _party(text: str) -> tuple[str, tuple[str, ...]]:
@@ -74,12 +80,16 @@ def cmd_vertical(args: argparse.Namespace) -> int:
         seed=args.seed,
         silent=dict(args.silent),
     )
-    if args.devnet:
-        from node.sim.vertical_devnet import run_vertical_devnet
+    say, status = _outputs(args)
+    try:
+        if args.devnet:
+            from node.sim.vertical_devnet import run_vertical_devnet
 
-        doc = run_vertical_devnet(cfg, out=_say(args))
-    else:
-        doc = run_vertical_demo(cfg, out=_say(args))
+            doc = run_vertical_devnet(cfg, out=say, progress=status)
+        else:
+            doc = run_vertical_demo(cfg, out=say, progress=status)
+    finally:
+        status.clear()
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     return 0
@@ -132,15 +142,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not default and (args.target is None or args.positive is None):
         raise NodeError("with --data, give --target COLUMN and --positive VALUE")
 
-    say = _say(args)
-    if args.devnet:
-        from node.sim.devnet import run_devnet_demo
+    say, status = _outputs(args)
+    try:
+        if args.devnet:
+            from node.sim.devnet import run_devnet_demo
 
-        doc = run_devnet_demo(cfg, out=say)
-    else:
-        from node.sim.demo import run_demo
+            doc = run_devnet_demo(cfg, out=say, progress=status)
+        else:
+            from node.sim.demo import run_demo
 
-        doc = run_demo(cfg, out=say)
+            doc = run_demo(cfg, out=say, progress=status)
+    finally:
+        status.clear()
     if args.plot is not None:
         from node.sim.plots import gains_chart
 
@@ -226,6 +239,11 @@ def add_demo_command(sub: Any) -> None:
         help="a feature party that stops answering from that epoch (it is timed out and slashed)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print nothing but errors (no tables, no progress line; --json still prints)",
+    )
     p.add_argument(
         "--plot", type=Path, help="write each company's cumulative gains chart (local against used) to this PNG"
     )

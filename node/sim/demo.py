@@ -132,14 +132,18 @@ def run_demo(
     out: Callable[[str], None] | None = None,
     chain: Chain | None = None,
     observe: Callable[[int, list[Peer]], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole demo; returns the JSON document, printing the live table through `out`.
+    """Run the whole demo; returns the JSON document, printing the live table through `out` and each
+    company's step through `progress` (a terminal's status line).
 
     The chain is the embedded one unless `chain` is given (a development chain that can
     fund accounts and move time, e.g. anvil: the speed benchmark compares the two).
     `observe(r, peers)` sees the peers after each round r (the privacy benchmark's attacker).
     """
     say = out or (lambda _line: None)
+    status = progress or (lambda _line: None)
+    status(f"loading {cfg.data.name}")
     schema, companies = load_companies(cfg, say)
     roles = assign_roles(cfg, [c.name for c in companies])
     liars = assign_liars(cfg, [c.name for c in companies])
@@ -180,13 +184,16 @@ def run_demo(
         say(ROUND_HEADER)
         rounds = []
         for r in range(1, cfg.rounds + 1):
-            rounds.append(_round(fed, peers, r, chain, companies, nspec, test_all, say))
+            step = _round_status(status, r, cfg.rounds)
+            rounds.append(_round(fed, peers, r, chain, companies, nspec, test_all, say, step))
             if observe is not None:
                 observe(r, peers)
     federated = peers[0].params
     if any(any(not np.array_equal(p.params[k], federated[k]) for k in federated) for p in peers):
         raise NodeError("peers ended with different models")
+    status("training the centralized yardstick (every company's rows pooled)")
     central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
+    status("each company's own choice: local, global or a blend, on held-out folds")
     peer_rows = [
         {
             **compare(fed, p.address, c, nspec, federated, central, own, _role(roles[c.name], c.name in liars)),
@@ -284,9 +291,10 @@ def _round(
     nspec: NodeSpec,
     test_all: Dataset,
     say: Callable[[str], None],
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     started, asked = time.monotonic(), chain.requests.total()
-    play_round(fed, peers, r, chain)
+    play_round(fed, peers, r, chain, progress)
     info = fed.round(r)
     for p in peers:
         p.adopt_latest()
@@ -393,14 +401,24 @@ def summary(doc: dict[str, Any], say: Callable[[str], None]) -> None:
     say("lift: the top decile's positive rate over the base rate on each company's test rows (local, then used)")
 
 
-def play_round(fed: FederationClient, peers: list[Peer], r: int, chain: Chain) -> None:
-    """Step every peer until round `r` closes; if a full pass does nothing, let the windows pass."""
+def _round_status(status: Callable[[str], None], r: int, rounds: int) -> Callable[[str], None]:
+    return lambda text: status(f"round {r}/{rounds}: {text}")
+
+
+def play_round(
+    fed: FederationClient, peers: list[Peer], r: int, chain: Chain, progress: Callable[[str], None] | None = None
+) -> None:
+    """Step every peer until round `r` closes, telling `progress` what each did; if a full pass does
+    nothing, let the windows pass."""
     idle = 0
     while not fed.round(r).phase.closed:
         acted = False
         for p in peers:
-            if p.step():
+            event = p.step()
+            if event:
                 acted = True
+                if progress is not None:
+                    progress(f"{p.name}: {event.text()}")
         if acted:
             idle = 0
             continue

@@ -99,13 +99,20 @@ def spent_on_chain(fed: FederationClient, from_block: int) -> dict[str, float]:
     return said
 
 
-def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_devnet_demo(
+    cfg: DemoConfig, out: Callable[[str], None] | None = None, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """`run_demo` on a dev-net: anvil, Kubo nodes and one `fedchain node run` process per company, the
+    table printed through `out` as the chain closes each round, the rounds' state through `progress`."""
     say = out or (lambda _line: None)
+    status = progress or (lambda _line: None)
+    status(f"loading {cfg.data.name}")
     schema, companies = load_companies(cfg, say)
     header, rows = read_rows(cfg.data)
     test_all = concat([c.test for c in companies])
     with tempfile.TemporaryDirectory(prefix="fedchain-devnet-") as tmp, ExitStack() as stack:
         root = Path(tmp)
+        status("starting anvil and the Kubo nodes")
         anvil, kubo = start_parts(stack, root, min(MAX_KUBO, len(companies)), block_time=1)
         chain = connect(anvil.url, anvil.chain_id)
         deployer, *accounts = [Account.create() for _ in range(len(companies) + 1)]
@@ -152,12 +159,14 @@ def run_devnet_demo(cfg: DemoConfig, out: Callable[[str], None] | None = None) -
         if nspec.sealing is not None:
             sealer = Sealer(fed, auditor_address(auditor.public), auditor, nspec.sealing, origin=deployment.block)
         follow = (fed, reader, nspec, companies, test_all, cfg.rounds, procs, root, say)
-        rounds, federated = _follow(*follow, sealer, deployment.block)
+        rounds, federated = _follow(*follow, sealer, deployment.block, status)
         for i, p in enumerate(procs):
             if p.wait(timeout=120) != 0:
                 tail = (root / f"peer{i}.log").read_text()[-800:]
                 raise NodeError(f"peer {companies[i].name} exited with {p.returncode}: {tail}")
+        status("training the centralized yardstick (every company's rows pooled)")
         central = train_alone(nspec, concat([c.train for c in companies]), cfg.rounds)
+        status("each company's own choice: local, global or a blend, on held-out folds")
         pairs = zip(companies, accounts, personal_folds(nspec, companies, cfg.rounds, cfg.seed), strict=True)
         said = spent_on_chain(fed, deployment.block)
         peer_rows = [
@@ -181,6 +190,7 @@ def _follow(
     say: Callable[[str], None],
     sealer: Sealer | None = None,
     block: int = 0,
+    progress: Callable[[str], None] = lambda _line: None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Print a row per round as the chain closes it; returns the rows and the last agreed model. Sealed, as an
     auditor: each round re-run from its updates (the model's key comes from the model)."""
@@ -195,6 +205,10 @@ def _follow(
         r = len(rows) + 1
         info = fed.round(r)
         if not info.phase.closed:  # round r+1 opens on r's vote: wait for its end
+            progress(
+                f"round {r}/{total}: {info.phase.name.lower()}, {info.commits} committed, "
+                f"{info.reveals} revealed, {info.votes} voted"
+            )
             if all(p.poll() is not None for p in procs):
                 raise NodeError(f"every peer exited before round {r} closed (logs in {root})")
             time.sleep(0.5)

@@ -373,9 +373,10 @@ class TaskRun:
         stage = self.task.stage()
         return stage in (Stage.PAID, Stage.CANCELLED) or (stage != Stage.VALUING and self.task.epoch() + 1 < at)
 
-    def play(self, say: Callable[[str], None]) -> float:
-        """Step every member in turn until all are done; returns the PSI's seconds. When nobody can move
-        (a party went silent), chain time moves on by a quarter window, as it would while the others wait."""
+    def play(self, say: Callable[[str], None], progress: Callable[[str], None] = lambda _line: None) -> float:
+        """Step every member in turn until all are done, telling `progress` each step; returns the PSI's
+        seconds. When nobody can move (a party went silent), chain time moves on by a quarter window, as
+        it would while the others wait."""
         nodes: list[tuple[str, OwnerNode | PartyNode]] = [(self.spec.owner.name, self.owner), *self.parties.items()]
         started, psi_seconds, stalls = time.perf_counter(), 0.0, 0
         while not all(node.done for _, node in nodes):
@@ -385,6 +386,7 @@ class TaskRun:
                     continue
                 for line in node.step():
                     moved = True
+                    progress(f"{self.task.stage().name.lower()}: {name}: {line}")
                     if name == self.spec.owner.name and ("epoch" in line or "timed out" in line):
                         say(f"  {line}")
             if not psi_seconds and self.task.intersection():
@@ -444,15 +446,17 @@ def run_vertical_demo(
     out: Callable[[str], None] | None = None,
     chain: Chain | None = None,
     store_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole task; returns the JSON document, printing progress through `out`. The store lives
-    in a temporary directory unless `store_dir` is given (a test reads what an outsider could)."""
+    """Run the whole task; returns the JSON document, printing the epochs through `out` and each party's
+    step through `progress` (a terminal's status line). The store lives in a temporary directory unless
+    `store_dir` is given (a test reads what an outsider could)."""
     say = out or (lambda _line: None)
     setup = Setup.deploy(cfg, chain or embedded_chain())
     say(setup.banner("the embedded chain"))
     with tempfile.TemporaryDirectory(prefix="fedchain-vertical-") as tmp:
         run = TaskRun(setup, EmbeddedStore(store_dir or Path(tmp) / "store"))
-        psi_seconds = run.play(say)
+        psi_seconds = run.play(say, progress or (lambda _line: None))
         if setup.task.stage() == Stage.CANCELLED:
             raise NodeError(f"the task was cancelled: {setup.task.intersection() or 'too few'} shared customers")
         psi = {

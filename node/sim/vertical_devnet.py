@@ -48,13 +48,18 @@ def _write_csv(path: Path, id_column: str, columns: list[str], ids: list[str], r
         w.writerows([k, *r] for k, r in zip(ids, rows, strict=True))
 
 
-def run_vertical_devnet(cfg: VerticalConfig, out: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_vertical_devnet(
+    cfg: VerticalConfig, out: Callable[[str], None] | None = None, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """`run_vertical_demo` on a dev-net (a process per party); the task's stage through `progress`."""
     say = out or (lambda _line: None)
+    status = progress or (lambda _line: None)
     if cfg.silent or cfg.garbling:
         raise NodeError("silent or garbling parties run on the embedded default only, not with --devnet")
     with tempfile.TemporaryDirectory(prefix="fedchain-vertical-devnet-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         n = len(cfg.parties)
+        status("starting anvil and the Kubo nodes")
         anvil, kubo = start_parts(stack, root, n, block_time=None)
         chain = connect(anvil.url, anvil.chain_id)
         setup = Setup.deploy(cfg, chain, window=WINDOW)
@@ -86,7 +91,7 @@ def run_vertical_devnet(cfg: VerticalConfig, out: Callable[[str], None] | None =
             )
             stack.callback(kill_process, proc)
             procs.append((name, proc))
-        psi_seconds = _wait(setup, procs, root, started, say)
+        psi_seconds = _wait(setup, procs, root, started, say, status)
         owner = json.loads((root / f"{setup.spec.owner.name}.result.json").read_text())
         scoring = _score(setup, owner["test_rows"], root, kubo[0].api, anvil.url, say)
         for name, proc in procs[1:]:  # the parties served; now they stop
@@ -144,6 +149,7 @@ def _wait(
     root: Path,
     started: float,
     say: Callable[[str], None],
+    progress: Callable[[str], None] = lambda _line: None,
 ) -> float:
     """Follow the task on the chain until the owner's process has exited and the parties have claimed
     (they stay on to serve scoring requests); returns the PSI's seconds."""
@@ -158,6 +164,8 @@ def _wait(
             psi_seconds = round(time.perf_counter() - started, 2)
             say(f"  PSI done: {setup.task.intersection()} shared customers in {psi_seconds} s")
         e = setup.task.epoch()
+        stage, seconds = setup.task.stage().name.lower(), time.perf_counter() - started
+        progress(f"{stage}: epoch {e} of {setup.cfg.rounds} done ({seconds:.0f} s)")
         if e != epoch and psi_seconds and e < setup.cfg.rounds:
             epoch = e
             say(f"  epoch {e + 1} under way ({time.perf_counter() - started:.1f} s)")

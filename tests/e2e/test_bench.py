@@ -13,6 +13,8 @@ from eth_account import Account
 from bench import report as bench_report
 from bench.accuracy import report as accuracy_report
 from bench.accuracy import run_config
+from bench.csvload import generate, loader_dir, schema
+from bench.csvload import run as load_in_a_child
 from bench.flower import companies_and_spec, run_flower
 from bench.overhead import run
 from bench.preflight import missing
@@ -159,3 +161,15 @@ def test_the_privacy_bench_attacks_a_dp_run_and_the_attack_scores_what_it_should
     assert same["auc"] == 0.5 and same["advantage"] == 0.0
     cost = measure(b"\x01" * 1000, 3)
     assert cost["overhead_bytes"] == cost["envelope_bytes"] - 1000 > 0 and cost["seal_ms"] > 0
+
+
+def test_the_csv_benchmark_finds_the_same_bits_before_and_after(tmp_path: Path) -> None:
+    """bench.csvload's two loaders (the hand loop read from git, and this checkout's pyarrow reader)
+    encode its generated file to the same bits, blank cells and unseen categories included."""
+    data = tmp_path / "crm.csv"
+    generate(data, 3000)
+    assert b",," in data.read_bytes() and b"v7" in data.read_bytes()  # blank cells and unseen categories
+    spec = schema().to_spec()
+    before, after = (load_in_a_child(loader_dir(tmp_path, which), data, spec) for which in ("before", "after"))
+    assert before["digest"] == after["digest"]
+    assert after["seconds"] > 0 and after["peak_mb"] >= after["added_mb"] > 0

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,7 @@ from node.horizontal.spec import NodeSpec
 from node.sim.companies import DemoConfig, load_companies
 from node.sim.demo import demo_spec, play_round, run_demo
 from node.store import EmbeddedStore
-from tests.harness import run_cli
+from tests.harness import cli_env, run_cli
 
 
 @pytest.fixture
@@ -29,8 +33,20 @@ def small_csv(sample_csv: Path) -> Path:
 
 def test_demo_rounds_finalize_and_every_peer_holds_the_same_model(small_csv: Path) -> None:
     cfg = DemoConfig(data=small_csv, split_by=None, peers=3, rounds=2, epochs=1, scoring="agreement")
-    doc = run_demo(cfg)
+    steps: list[str] = []
+    doc = run_demo(cfg, progress=steps.append)
     assert [r["status"] for r in doc["rounds"]] == ["finalized", "finalized"]
+    for r in (1, 2):  # progress names each company's step in each round
+        said = [s for s in steps if s.startswith(f"round {r}/2: ")]
+        assert {s.split(": ")[1] for s in said} == {p["name"] for p in doc["peers"]}
+    assert {
+        kind for kind in ("committed round 2", "revealed round 2", "voted round 2") if any(kind in s for s in steps)
+    } == {
+        "committed round 2",
+        "revealed round 2",
+        "voted round 2",
+    }
+    assert steps[0] == f"loading {small_csv.name}" and "centralized" in steps[-2]
     assert all(r["participants"] == 3 and r["votes"] == 3 for r in doc["rounds"])
     assert doc["rounds"][0]["model_hash"] != doc["rounds"][1]["model_hash"]
     assert len(doc["peers"]) == 3
@@ -119,6 +135,51 @@ def test_cli_demo_bad_input_is_one_line(tmp_path: Path) -> None:
     ):
         out = run_cli("demo", *args, timeout=120)
         assert out.returncode == 1 and needle in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def _on_a_terminal(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`fedchain ARGS` with stderr on a pseudo-terminal (as a person runs it), stdout piped; returns the
+    run and what the terminal showed."""
+    master, slave = os.openpty()
+    shown: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal's last writer closed it
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "node.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=cli_env(),
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+        reader.join(30)
+        os.close(master)
+    return out, b"".join(shown).decode(errors="replace")
+
+
+def test_cli_demo_shows_progress_on_a_terminal_and_nothing_when_quiet(small_csv: Path) -> None:
+    data = ["--data", str(small_csv), "--target", "y", "--positive", "yes", "--peers", "3", "--rounds", "1"]
+    out, terminal = _on_a_terminal("demo", *data)
+    assert out.returncode == 0, terminal
+    assert "\r\x1b[Kround 1/1: peer-1: " in terminal and terminal.endswith("\r\x1b[K")  # cleared at the end
+    assert "federated AUC" in out.stdout and "\x1b" not in out.stdout  # the table, without the status line
+    out, terminal = _on_a_terminal("demo", *data, "--quiet")
+    assert out.returncode == 0 and out.stdout == "" and terminal == ""
 
 
 def test_cli_demo_draws_the_gains_charts_and_reports_lift_per_company(small_csv: Path, tmp_path: Path) -> None:

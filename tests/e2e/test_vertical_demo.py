@@ -90,7 +90,12 @@ def test_a_party_sending_garbage_is_refused_and_earns_nothing_while_the_others_t
     """From epoch 2 the noise party's embeddings are NaN: each is refused, the owner goes on without it
     (half a window, then its constant embedding), the others keep training every step, and it earns
     nothing. It keeps its stake: it commits every epoch, and garbage cannot be proven on chain."""
-    doc = run_vertical_demo(_cfg(bank_sample, garbling={"noise": 2}))
+    steps: list[str] = []
+    doc = run_vertical_demo(_cfg(bank_sample, garbling={"noise": 2}), progress=steps.append)
+    # progress names each party's step in the PSI and the training, stage first
+    assert {s.split(": ")[0] for s in steps} >= {"aligning", "training", "valuing"}
+    assert {s.split(": ")[1] for s in steps if s.startswith("training: ")} >= {"demographics", "finance", "noise"}
+    assert {s.split(": ")[1] for s in steps} == {name for name, _ in PARTIES}
     parties = {p["name"]: p for p in doc["parties"]}
     assert parties["noise"]["rejected"] >= 3 and parties["noise"]["share_bps"] == 0
     assert parties["noise"]["reward"] == pytest.approx(0.0)

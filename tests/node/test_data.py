@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,37 @@ def test_bad_csv_names_file_column_and_row(tmp_path: Path, text: str, message: s
     assert str(p) in str(err.value)
 
 
+def test_blank_rows_gzip_tabs_and_quoted_cells_read_like_a_spreadsheet_export(tmp_path: Path) -> None:
+    """A row of blank cells (a spreadsheet's trailing ",,,") or of white space is left out; a gzipped
+    or tab-separated file reads the same; a quoted cell may hold the delimiter."""
+    text = 'age,spend,tier,bought\n50,150,"gold",yes\n ,,, \n\n   \n40,50,silver,no\n,,,\n'
+    plain = load_csv(write(tmp_path, text), SCHEMA)
+    assert len(plain) == 2 and plain.y.tolist() == [1, 0]
+    packed = tmp_path / "crm.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    tabs = write(tmp_path, text.replace(",", "\t"), "crm.tsv")
+    for other in (load_csv(packed, SCHEMA), load_csv(tabs, SCHEMA)):
+        assert np.array_equal(other.x, plain.x) and np.array_equal(other.y, plain.y)
+    quoted = load_csv(
+        write(tmp_path, 'age,spend,tier,bought\n50,150,"gold, old",yes\n40,50,gold,no\n', "q.csv"), SCHEMA
+    )
+    assert quoted.unknown_categories == {"tier": 1}
+
+
+def test_a_bad_row_deep_in_a_large_file_is_named_by_its_row(tmp_path: Path) -> None:
+    """The reader parses a large file in parallel blocks; an error still names the row it is on."""
+    good = "".join(
+        f"{i % 90},{i % 500},{'gold' if i % 2 else 'silver'},{'yes' if i % 3 else 'no'}\n" for i in range(150_000)
+    )
+    head = "age,spend,tier,bought\n"
+    with pytest.raises(DataError, match=r"row 150002: 3 cells, the header has 4"):
+        load_csv(write(tmp_path, head + good + "1,2,gold\n" + good[:1000], "ragged.csv"), SCHEMA)
+    with pytest.raises(DataError, match=r"row 120002, column 'spend': 'lots' is not a number"):
+        rows = good.splitlines()
+        rows[120_000] = "7,lots,gold,no"
+        load_csv(write(tmp_path, head + "\n".join(rows) + "\n", "word.csv"), SCHEMA)
+
+
 def test_missing_file_and_binary_garbage(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         load_csv(tmp_path / "nope.csv", SCHEMA)
@@ -96,6 +128,12 @@ def test_missing_file_and_binary_garbage(tmp_path: Path) -> None:
     p.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(DataError):
         load_csv(p, SCHEMA)
+    latin = tmp_path / "latin1.csv"  # a header in ASCII, a row in Latin-1 further down
+    latin.write_bytes(b"age,spend,tier,bought\n50,150,gold,yes\n40,50,caf\xe9,no\n")
+    with pytest.raises(DataError, match=r"latin1\.csv: cannot be read as UTF-8 text"):
+        load_csv(latin, SCHEMA)
+    with pytest.raises(DataError, match=r"is a directory"):
+        load_csv(tmp_path, SCHEMA)
 
 
 def test_infer_schema_on_the_bundled_data_leaves_out_leaks_and_ids(tmp_path: Path) -> None:
