@@ -32,13 +32,15 @@ from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import BlockIdentifier, LogReceipt, RPCEndpoint, RPCResponse, Wei
 
 from .abi import checksum
-from .errors import ChainUnreachable, WrongChain
+from .errors import ChainUnreachable, LedgerError, WrongChain
 from .transport import HttpTransport, proxied
 
 __all__ = ["Chain", "connect", "embedded_chain", "network_errors"]
 
 # anvil's default mnemonic ("test test ... junk") yields these well-known keys;
 # they hold test ether on every anvil and are public, so nothing secret leaks.
+TX_GAS_CAP = 2**24  # EIP-7825 (Osaka): no transaction may ask for more gas
+
 ANVIL_DEV_KEYS = (
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
@@ -234,6 +236,12 @@ class Chain:
         """The chain's block gas limit (read once: it moves slowly if at all)."""
         return int(self.w3.eth.get_block("latest")["gasLimit"])
 
+    @property
+    def tx_gas_cap(self) -> int:
+        """The most gas one transaction of ours asks for: half a block, and never above 2^24, the cap
+        on a transaction's gas since Osaka (EIP-7825; geth refuses more, whatever the block's limit)."""
+        return min(self.block_gas_limit // 2, TX_GAS_CAP)
+
     def block_number(self) -> int:
         """The latest block's number."""
         with network_errors(self.url or "the chain"):
@@ -277,14 +285,19 @@ class Chain:
         if self.tester is not None:
             self.tester.time_travel(self.now() + seconds)
             return
-        self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        try:
+            self._rpc("evm_increaseTime", [seconds])
+        except Web3RPCError as exc:  # geth --dev and real chains: their clock is the wall clock
+            raise LedgerError(f"{self.url} cannot move its clock (evm_increaseTime: {exc})") from exc
+        self._rpc("evm_mine", [])
 
     def fund(self, address: str, wei: int) -> None:
         """Send `wei` of ether to `address` from a pre-funded development account."""
         if self.tester is not None:
             sender = self.tester.get_accounts()[0]
             tx_hash = self.w3.eth.send_transaction({"from": sender, "to": address, "value": Wei(wei)})
+        elif (signer := self._unlocked_dev_account()) is not None:  # geth --dev: its node signs for it
+            tx_hash = self._rpc("eth_sendTransaction", [{"from": signer, "to": address, "value": hex(wei)}])
         else:
             dev: LocalAccount = Account.from_key(ANVIL_DEV_KEYS[0])
             tx: dict[str, Any] = {
@@ -298,6 +311,20 @@ class Chain:
             }
             tx_hash = self.w3.eth.send_raw_transaction(dev.sign_transaction(tx).raw_transaction)
         self.w3.eth.wait_for_transaction_receipt(tx_hash)
+
+    @cached_property
+    def _dev_accounts(self) -> list[str]:
+        """The accounts the node holds and signs for (anvil: its ten; geth --dev: its developer account)."""
+        try:
+            return [str(a) for a in self._rpc("eth_accounts", [])]
+        except Web3RPCError:
+            return []
+
+    def _unlocked_dev_account(self) -> str | None:
+        """geth --dev's developer account: one the node signs for that is not one of anvil's keys."""
+        anvil = {Account.from_key(k).address.lower() for k in ANVIL_DEV_KEYS[:1]}
+        accounts = self._dev_accounts
+        return accounts[0] if accounts and accounts[0].lower() not in anvil else None
 
 
 class _BlockWatch:

@@ -56,8 +56,7 @@ def _gas_limit(chain: Chain, estimate: int) -> int:
     (lazy transitions), which costs far more than the estimate made before another
     peer's transaction landed. Unused gas is not charged.
     """
-    cap = chain.block_gas_limit // 2
-    return min(cap, 2 * estimate + _GAS_HEADROOM)
+    return min(chain.tx_gas_cap, 2 * estimate + _GAS_HEADROOM)
 
 
 def commitment(chain_id: int, federation: str, round_id: int, member: str, content_hash: bytes, salt: bytes) -> bytes:
@@ -256,10 +255,11 @@ class StakedClient(ContractClient):
 
     @property
     def _gas(self) -> int:
-        """Half a block: more than any call of these contracts needs (the heaviest, a federation round's
-        settlement, loops over at most 256 members; tests/ledger/test_gas.py checks it fits), unused gas
-        is not charged, and no estimate (a binary search of executions) is needed."""
-        return self.chain.block_gas_limit // 2
+        """Half a block, at most 2^24 (`Chain.tx_gas_cap`): more than any call of these contracts needs
+        (the heaviest, a federation round's settlement, loops over at most 256 members;
+        tests/ledger/test_gas.py checks it fits), unused gas is not charged, and no estimate (a binary
+        search of executions) is needed."""
+        return self.chain.tx_gas_cap
 
     @property
     def token(self) -> TokenClient:

@@ -20,11 +20,23 @@ from typing import Any
 
 from .errors import ChainUnreachable, LedgerError
 from .files import write_atomic
-from .toolchain import anvil_path
+from .toolchain import anvil_path, geth_path
 
-__all__ = ["DEVNET_CHAIN_ID", "AnvilProcess", "DevnetState", "free_port", "start_anvil", "stop_pid"]
+__all__ = [
+    "DEVNET_CHAIN_ID",
+    "GETH_DEV_CHAIN_ID",
+    "AnvilProcess",
+    "DevnetState",
+    "GethProcess",
+    "free_port",
+    "start_anvil",
+    "start_geth",
+    "stop_pid",
+]
 
 DEVNET_CHAIN_ID = 31337
+GETH_DEV_CHAIN_ID = 1337  # geth --dev's
+GETH_GAS_LIMIT = 30_000_000  # anvil's default: the gas tests' settlement limit holds on both
 DEFAULT_STATE_DIR = Path(".fedchain") / "devnet"
 DEV_BALANCE_ETH = 1_000_000  # per development account: long test sessions fund many accounts from them
 STATE_INTERVAL = 2  # seconds between anvil's saves of a dev-net chain (a SIGKILL loses at most this much)
@@ -143,6 +155,73 @@ def start_anvil(
             if time.monotonic() > deadline:
                 anvil.stop()
                 raise LedgerError(f"anvil did not answer on port {port} within {timeout:.0f}s") from None
+            time.sleep(0.1)
+
+
+@dataclass
+class GethProcess:
+    """A running `geth --dev`: its process id, RPC port, data directory and log file."""
+
+    pid: int
+    port: int
+    datadir: str
+    log: str
+    chain_id: int = GETH_DEV_CHAIN_ID
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop_pid(self.pid)
+
+
+def start_geth(
+    datadir: Path, port: int | None = None, log_path: Path | None = None, period: int = 0, timeout: float = 60.0
+) -> GethProcess:
+    """Start go-ethereum in developer mode on 127.0.0.1 and wait until it answers.
+
+    `--dev` is a one-node proof-of-stake chain with a pre-funded, unlocked developer
+    account (`Chain.fund` sends from it). With `period` 0 it seals a block per
+    transaction; with `period` N, one every N seconds, transactions or not. It cannot
+    move its clock: a test of a timeout runs on real windows there. No peer-to-peer
+    port, discovery or IPC; the engine API on a free port so several can run at once.
+    """
+    binary = geth_path()
+    if binary is None:
+        raise LedgerError("geth is not installed: run `make setup`")
+    port = port or free_port()
+    log = log_path or Path(os.devnull)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    datadir.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [
+                str(binary),
+                *("--dev", "--dev.period", str(period), "--dev.gaslimit", str(GETH_GAS_LIMIT)),
+                *("--datadir", str(datadir), "--ipcdisable", "--nodiscover", "--maxpeers", "0", "--port", "0"),
+                *("--http", "--http.addr", "127.0.0.1", "--http.port", str(port), "--http.api", "eth,net,web3,txpool"),
+                *("--authrpc.port", str(free_port()), "--verbosity", "2"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    geth = GethProcess(proc.pid, port, str(datadir), str(log))
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise LedgerError(f"geth exited with code {proc.returncode} at start (log: {log})")
+        try:
+            from .chain import connect
+
+            connect(geth.url, GETH_DEV_CHAIN_ID, timeout=1.0)
+            return geth
+        except ChainUnreachable:
+            if time.monotonic() > deadline:
+                geth.stop()
+                raise LedgerError(f"geth did not answer on port {port} within {timeout:.0f}s") from None
             time.sleep(0.1)
 
 

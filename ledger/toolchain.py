@@ -14,10 +14,21 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KUBO_VERSION", "REPO_ROOT", "Tool", "anvil_path", "kubo_path", "solc_path", "tools"]
+__all__ = [
+    "GETH_VERSION",
+    "KUBO_VERSION",
+    "REPO_ROOT",
+    "Tool",
+    "anvil_path",
+    "geth_path",
+    "kubo_path",
+    "solc_path",
+    "tools",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KUBO_VERSION = "v0.42.0"
+GETH_VERSION = "v1.17.10"  # go-ethereum: the second chain client the contract suite runs on (geth --dev)
 _NODE_MODULES = REPO_ROOT / "scripts" / "toolchain" / "node_modules"
 
 
@@ -57,14 +68,24 @@ def anvil_path() -> Path | None:
     return _from_env("FEDCHAIN_ANVIL", _NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil")
 
 
-def kubo_cache_dir() -> Path:
+def _cache_dir(name: str) -> Path:
+    """Where `make setup` keeps a tool it builds from Go, once per machine."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fedchain" / f"kubo-{KUBO_VERSION}"
+    return Path(base) / "fedchain" / name
+
+
+def kubo_cache_dir() -> Path:
+    return _cache_dir(f"kubo-{KUBO_VERSION}")
 
 
 def kubo_path() -> Path | None:
     """The Kubo (ipfs) executable: FEDCHAIN_IPFS, else the cached build of KUBO_VERSION."""
     return _from_env("FEDCHAIN_IPFS", kubo_cache_dir() / "ipfs")
+
+
+def geth_path() -> Path | None:
+    """The geth executable: FEDCHAIN_GETH, else the cached build of GETH_VERSION."""
+    return _from_env("FEDCHAIN_GETH", _cache_dir(f"geth-{GETH_VERSION}") / "geth")
 
 
 def _version(path: Path | None, *args: str) -> str | None:
@@ -80,9 +101,10 @@ def _version(path: Path | None, *args: str) -> str | None:
 
 def tools() -> list[Tool]:
     """Every outside tool with its path and version (None where missing or broken)."""
-    solc, anvil, kubo = solc_path(), anvil_path(), kubo_path()
+    solc, anvil, kubo, geth = solc_path(), anvil_path(), kubo_path(), geth_path()
     return [
         Tool("solc", solc, _version(solc, "--version"), "run `make setup` (npm solc into scripts/toolchain)"),
         Tool("anvil", anvil, _version(anvil, "--version"), "run `make setup` (npm @foundry-rs/anvil-linux-amd64)"),
         Tool("kubo", kubo, _version(kubo, "version"), f"run `make setup` (builds Kubo {KUBO_VERSION} from Go)"),
+        Tool("geth", geth, _version(geth, "version"), f"run `make setup` (builds go-ethereum {GETH_VERSION} from Go)"),
     ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-command setup: Python venv, anvil + solc + OpenZeppelin from npm, Kubo from Go.
+# One-command setup: Python venv, anvil + solc + OpenZeppelin from npm, Kubo and geth from Go.
 # Idempotent: a second run only checks. Everything comes from PyPI, npm and the
 # Go module proxy; nothing is downloaded from anywhere else.
 set -euo pipefail
@@ -52,6 +52,17 @@ if [ ! -x "$KUBO_DIR/ipfs" ]; then
   mkdir -p "$KUBO_DIR"
   (cd scripts/kubo && go build -trimpath -o "$KUBO_DIR/ipfs.tmp" github.com/ipfs/kubo/cmd/ipfs)
   mv "$KUBO_DIR/ipfs.tmp" "$KUBO_DIR/ipfs"
+fi
+
+# --- geth (go-ethereum), the second chain client, built once per machine ------------
+GETH_VERSION=$(.venv/bin/python -c 'from ledger.toolchain import GETH_VERSION; print(GETH_VERSION)')
+GETH_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/fedchain/geth-$GETH_VERSION
+if [ ! -x "$GETH_DIR/geth" ]; then
+  command -v go >/dev/null || { echo "setup: go is missing (geth is built from its Go module)" >&2; exit 1; }
+  say "building geth $GETH_VERSION from the Go module proxy (once per machine, a few minutes)"
+  mkdir -p "$GETH_DIR"
+  (cd scripts/geth && go build -trimpath -o "$GETH_DIR/geth.tmp" github.com/ethereum/go-ethereum/cmd/geth)
+  mv "$GETH_DIR/geth.tmp" "$GETH_DIR/geth"
 fi
 
 say "checking the toolchain"

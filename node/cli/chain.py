@@ -29,7 +29,7 @@ from node.errors import NodeError
 
 __all__ = ["add_chain_commands"]
 
-_PY_PACKAGES = ("web3", "eth-tester", "py-evm", "py-solc-x", "numpy", "torch", "ipfshttpclient")
+_PY_PACKAGES = ("web3", "eth-tester", "py-evm", "py-solc-x", "numpy", "torch", "ipfshttpclient", "pyarrow")
 
 
 # -- doctor -------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ledger.devnet import AnvilProcess, start_anvil
+from ledger.devnet import AnvilProcess, GethProcess, start_anvil, start_geth
 from node.datasets import DEFAULT_DATA
 from node.store.kubo import KuboNode, new_swarm_key, start_kubo
 
@@ -46,6 +46,24 @@ def mining_anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProc
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def mining_geth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GethProcess]:
+    """geth --dev sealing a block every second: the second chain client, windows passing in real time."""
+    root = tmp_path_factory.mktemp("geth-mining")
+    proc = start_geth(root / "data", log_path=root / "geth.log", period=1)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(params=["anvil", pytest.param("geth", marks=pytest.mark.geth)])
+def mining_chain(request: pytest.FixtureRequest) -> AnvilProcess | GethProcess:
+    """A chain node that makes a block every second: anvil, then geth (nothing depends on one client)."""
+    node: AnvilProcess | GethProcess = request.getfixturevalue(f"mining_{request.param}")
+    return node
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from eth_account import Account
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
-from ledger.devnet import AnvilProcess, free_port, start_anvil
+from ledger.devnet import AnvilProcess, GethProcess, free_port, start_anvil
 from ledger.keystore import create_keystore
 from ledger.spec import spec_from_dict
 from ledger.types import Phase
@@ -47,7 +47,9 @@ class Devnet:
     ipfs: list[str]
 
 
-def small_federation(root: Path, anvil: AnvilProcess, kubo: list[KuboNode], csv_path: Path, n: int = 3) -> Devnet:
+def small_federation(
+    root: Path, anvil: AnvilProcess | GethProcess, kubo: list[KuboNode], csv_path: Path, n: int = 3
+) -> Devnet:
     chain = connect(anvil.url, anvil.chain_id)
     schema, _ = infer_schema(csv_path, "y", "yes", drop=["duration"])
     header, rows = read_rows(csv_path)
@@ -218,12 +220,15 @@ def test_three_daemons_agree_round_after_round(
 
 def test_a_killed_peer_misses_a_round_and_rejoins_without_a_double_commit(
     tmp_path: Path,
-    mining_anvil: AnvilProcess,
+    mining_chain: AnvilProcess | GethProcess,
     kubo_nodes: list[KuboNode],
     sample_csv: Path,
     daemons: list[subprocess.Popen[bytes]],
 ) -> None:
-    net = small_federation(tmp_path, mining_anvil, kubo_nodes, sample_csv, n=4)  # 3 of 4 votes still make quorum
+    """On anvil and on geth: the round goes on past its reveal window without the killed peer (a
+    timeout in real time, and a slashing if it died before revealing), and the restarted peer
+    takes part again without committing twice."""
+    net = small_federation(tmp_path, mining_chain, kubo_nodes, sample_csv, n=4)  # 3 of 4 votes still make quorum
     logs = [tmp_path / f"peer{i}.log" for i in range(4)]
     procs = [_daemon(cfg, 3, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
     daemons += procs

@@ -80,6 +80,7 @@ def test_the_cid_is_bound_into_what_voters_endorse(joined: Harness) -> None:
     assert joined.fed.round(r).model_cid == CID
 
 
+@pytest.mark.timetravel
 def test_a_decided_round_nobody_finalizes_closes_after_its_window(joined: Harness) -> None:
     r = _reveal_all(joined, joined.members)
     for m in joined.members:
@@ -183,6 +184,7 @@ def test_admissions_are_bounded_per_round(chain: Chain) -> None:
 # -- 5. a blocking minority that reveals and never votes -------------------------------------
 
 
+@pytest.mark.timetravel
 def test_a_third_abstaining_cannot_stall_a_round_and_pays_for_it(chain: Chain) -> None:
     h = Harness.create(chain, founders=6)
     h.join_all()
@@ -245,6 +247,7 @@ def test_a_third_of_the_founders_cannot_admit_by_opening_round_one_early(chain: 
     assert h.fed.is_admitted(sybil.address)  # five of nine: a real majority
 
 
+@pytest.mark.timetravel
 def test_more_than_a_third_abstaining_fails_the_round_and_costs_the_abstainers(joined: Harness) -> None:
     r = _reveal_all(joined, joined.members)
     for m in joined.members[:2]:
@@ -259,6 +262,7 @@ def test_more_than_a_third_abstaining_fails_the_round_and_costs_the_abstainers(j
         assert joined.fed.status(r, m.address) == MemberStatus.VOTED
 
 
+@pytest.mark.timetravel
 def test_no_more_votes_after_the_deadline(joined: Harness) -> None:
     r = _reveal_all(joined, joined.members)
     for m in joined.members[:3]:

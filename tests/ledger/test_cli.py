@@ -210,8 +210,11 @@ def test_devnet_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     assert fedchain("devnet", "status", *state, cwd=tmp_path).returncode == 1
 
 
-def test_doctor_finds_every_tool(tmp_path: Path) -> None:
+def test_doctor_finds_every_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = fedchain("doctor", cwd=tmp_path)
     assert out.returncode == 0, out.stdout
-    for tool in ("solc", "anvil", "kubo", "web3", "torch"):
+    for tool in ("solc", "anvil", "kubo", "geth", "web3", "torch", "pyarrow"):
         assert tool in out.stdout
+    monkeypatch.setenv("FEDCHAIN_GETH", "/nonexistent/geth")
+    missing = fedchain("doctor", cwd=tmp_path)
+    assert missing.returncode == 1 and "geth: run `make setup` (builds go-ethereum" in missing.stdout

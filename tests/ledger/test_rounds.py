@@ -55,6 +55,7 @@ def test_a_full_round_advances_eagerly_and_credits_by_score(joined: Harness) -> 
     _assert_conserved(joined)
 
 
+@pytest.mark.timetravel
 def test_commit_reverts(joined: Harness) -> None:
     a, b, *_ = joined.members
     r = joined.round
@@ -96,6 +97,7 @@ def test_reveal_reverts(joined: Harness) -> None:
         joined.reveal(a)
 
 
+@pytest.mark.timetravel
 def test_a_commitment_replayed_in_another_round_or_contract_cannot_be_revealed(joined: Harness) -> None:
     a = joined.members[0]
     r = joined.round
@@ -120,6 +122,7 @@ def test_a_commitment_replayed_in_another_round_or_contract_cannot_be_revealed(j
         other.reveal(a, 1, content, CID, salt)
 
 
+@pytest.mark.timetravel
 def test_an_update_cannot_be_copied_after_its_reveal(joined: Harness) -> None:
     """Commit-reveal: once a's update is public, nobody can claim it as their own in this round."""
     a, b, c, _ = joined.members
@@ -143,6 +146,7 @@ def test_an_update_cannot_be_copied_after_its_reveal(joined: Harness) -> None:
     assert joined.fed.status(r, c.address) == MemberStatus.NONE
 
 
+@pytest.mark.timetravel
 def test_vote_and_finalize_reverts(joined: Harness) -> None:
     a, b, c, d = joined.members
     r = joined.round
@@ -199,6 +203,7 @@ def test_a_split_vote_fails_the_round_once_everyone_voted(joined: Harness) -> No
     assert all(joined.fed.rewards(m.address)["credited"] == 0 for m in joined.members)
 
 
+@pytest.mark.timetravel
 def test_timeouts_fail_rounds_lazily(joined: Harness) -> None:
     a, b, c, _ = joined.members
     r = joined.round
@@ -243,6 +248,7 @@ def _logged(h: Harness, receipt: Any) -> list[tuple[str, dict[str, Any]]]:
     return [(name, args) for _, name, args in sorted(logs, key=lambda x: x[0])]
 
 
+@pytest.mark.timetravel
 def test_one_transaction_applies_every_timeout_due_in_order(joined: Harness) -> None:
     """Each phase whose window passed is entered as of the previous deadline, then the round fails;
     a vote begins when it is entered (the next round opens with it)."""
@@ -288,6 +294,7 @@ def test_one_transaction_applies_every_timeout_due_in_order(joined: Harness) -> 
     assert fed.phase(r) == Phase.FAILED and joined.round == r + 2
 
 
+@pytest.mark.timetravel
 def test_a_round_waiting_on_a_vote_due_to_fail_is_seen_failed_before_any_transaction(joined: Harness) -> None:
     """Round r+1 (opened on r's vote) has every reveal and waits for r to close; r's vote runs out
     with nobody voting. The views say r+1 failed, as the next transaction finds it: it fails r
@@ -317,6 +324,7 @@ def test_a_round_waiting_on_a_vote_due_to_fail_is_seen_failed_before_any_transac
     assert fed.round(r + 1).phase == Phase.FAILED and joined.round == r + 2
 
 
+@pytest.mark.timetravel
 def test_a_committer_that_never_reveals_is_slashed_exactly_once(joined: Harness) -> None:
     a, b, c, d = joined.members
     cfg = joined.fed.config()
@@ -387,6 +395,7 @@ def test_a_commit_logs_the_privacy_its_sender_says_it_spent_and_nothing_without(
     assert {c["member"]: c.get("epsilon") for c in trail} == {a.address: 2.345, b.address: None}
 
 
+@pytest.mark.timetravel
 def test_encryption_keys_are_registered_once_by_members_and_required_from_the_next_sealing(fed: Harness) -> None:
     """`setEncryptionKey`: members only, once, never zero; `since` is the first round whose reveals all come
     after it (the open round while it is in its commit phase, else the next); a member who left stays listed

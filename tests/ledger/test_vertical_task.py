@@ -198,6 +198,7 @@ def test_epochs_are_committed_once_each_in_order(t: Task) -> None:
     assert t.task.epoch() == 0
 
 
+@pytest.mark.timetravel
 def test_a_silent_party_is_timed_out_slashed_and_the_task_goes_on_without_it(t: Task) -> None:
     t.aligned()
     t.epoch([t.owner, *t.parties[:2]])
@@ -219,6 +220,7 @@ def test_a_silent_party_is_timed_out_slashed_and_the_task_goes_on_without_it(t: 
     assert t.task.owed(t.parties[2].address) == TERMS.stake - slashed
 
 
+@pytest.mark.timetravel
 def test_an_owner_silent_after_training_started_forfeits_the_pool_to_the_parties(t: Task) -> None:
     t.aligned()
     t.epoch(t.parties)
@@ -230,6 +232,7 @@ def test_an_owner_silent_after_training_started_forfeits_the_pool_to_the_parties
     assert max(owed) - min(owed) <= 2
 
 
+@pytest.mark.timetravel
 def test_an_owner_silent_in_valuation_forfeits_the_pool(t: Task) -> None:
     t.aligned()
     t.epoch()
@@ -240,6 +243,7 @@ def test_an_owner_silent_in_valuation_forfeits_the_pool(t: Task) -> None:
     assert t.task.owed(t.owner.address) == 0
 
 
+@pytest.mark.timetravel
 def test_anyone_cancels_a_task_left_open_past_its_window(t: Task) -> None:
     t.task.fund(t.owner, KEY)
     t.task.join(t.parties[0], KEY)
@@ -289,6 +293,7 @@ def test_every_member_registers_an_encryption_key_and_none_is_zero(t: Task) -> N
     assert t.task.events("Joined")[0]["args"]["key"] == b"\x02" * 32
 
 
+@pytest.mark.timetravel
 def test_a_party_timed_out_before_training_keeps_its_stake(t: Task) -> None:
     """In Aligning a party may be waiting on the owner's alignment: dropped, never slashed."""
     t.open()
@@ -301,6 +306,7 @@ def test_a_party_timed_out_before_training_keeps_its_stake(t: Task) -> None:
     assert t.task.owed(t.parties[2].address) == TERMS.stake
 
 
+@pytest.mark.timetravel
 def test_the_owner_never_gains_from_a_slashing(t: Task) -> None:
     """Every party dropped in training: the owner gets its bounty back, the slashed stakes are burned."""
     t.aligned()
@@ -319,6 +325,7 @@ def test_the_owner_never_gains_from_a_slashing(t: Task) -> None:
     assert t.token.balance_of(t.task.address) == balance - TERMS.bounty - 3 * (TERMS.stake - slashed // 3) == slashed
 
 
+@pytest.mark.timetravel
 def test_once_paid_only_the_owner_queries_parties_still_in_and_only_they_reply(t: Task) -> None:
     t.aligned()
     t.epoch([t.owner, *t.parties[:2]])
