@@ -8,9 +8,12 @@ stay as they were, and it clears itself before any other line is printed.
 
 from __future__ import annotations
 
-import shutil
+import io
+import os
 import sys
 from typing import TextIO
+
+from rich.cells import cell_len, set_cell_size
 
 __all__ = ["StatusLine"]
 
@@ -28,8 +31,11 @@ class StatusLine:
     def __call__(self, text: str) -> None:
         if not self.enabled:
             return
-        width = shutil.get_terminal_size((80, 24)).columns - 1
-        line = text if len(text) <= width else text[: width - 1] + "…"
+        try:  # the width of the terminal this stream is on (stdout may be a file or a pipe)
+            width = os.get_terminal_size(self.stream.fileno()).columns - 1
+        except (OSError, ValueError, io.UnsupportedOperation):
+            width = 79
+        line = text if cell_len(text) <= width else set_cell_size(text, width - 1) + "…"  # never wraps
         self.stream.write(_CLEAR + line)
         self.stream.flush()
         self._shown = True

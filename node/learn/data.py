@@ -30,6 +30,8 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import stat
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +122,9 @@ class Schema:
             raise DataError("spec [data] numeric: every scale must be a positive number")
         if not numeric and not categorical:
             raise DataError("spec [data] names no feature columns")
+        for col, vocab in categorical.items():  # each value one slot: a repeat or a blank would be ambiguous
+            if len(set(vocab)) != len(vocab) or any(not v.strip() for v in vocab):
+                raise DataError(f"spec [data] categorical {col!r}: a value repeats or is blank")
         return schema
 
 
@@ -159,17 +164,37 @@ class Table:
         return [list(r) for r in zip(*(self.raw[h].to_pylist() for h in self.header), strict=True)]
 
 
-def _head(path: Path) -> tuple[list[str], csv.Dialect]:
-    """The header of `path` and the dialect its first line shows (comma, semicolon or tab)."""
+def _source(path: Path) -> Callable[[], Any]:
+    """What pyarrow reads, as often as it is asked: the file's path, or, for a pipe or a FIFO (which
+    can be read once), its bytes read here once (gunzipped when the name ends in .gz)."""
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-            line = fh.readline()
+        mode = path.stat().st_mode
     except FileNotFoundError as exc:
         raise DataError(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise DataError(f"{path}: is a directory, not a CSV file") from exc
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from exc
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: is a directory, not a CSV file")
+    if stat.S_ISREG(mode):
+        return lambda: str(path)
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from exc
+    return lambda: pa.BufferReader(data)
+
+
+def _head(path: Path, source: Callable[[], Any]) -> tuple[list[str], csv.Dialect]:
+    """The header of `path` and the dialect its first line shows (comma, semicolon or tab)."""
+    try:
+        with pa.input_stream(source(), compression="detect") as raw:
+            first = raw.read(1 << 16).split(b"\n", 1)[0]
+        line = first.decode("utf-8-sig")
+    except (OSError, EOFError, pa.ArrowInvalid) as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from exc
+    except UnicodeDecodeError as exc:
         raise DataError(f"{path}: cannot be read as UTF-8 text ({exc})") from exc
     if not line.strip():
         raise DataError(f"{path}: the file is empty")
@@ -177,55 +202,65 @@ def _head(path: Path) -> tuple[list[str], csv.Dialect]:
         dialect: csv.Dialect = csv.Sniffer().sniff(line, delimiters=",;\t")  # type: ignore[assignment]
     except csv.Error:
         dialect = csv.excel()
-    header = [h.strip() for h in next(csv.reader([line.rstrip("\r\n")], dialect))]
+    header = [h.strip() for h in next(csv.reader([line.rstrip("\r")], dialect))]
     if len(set(header)) != len(header):
         dupes = sorted(h for h, c in Counter(header).items() if c > 1)
         raise DataError(f"{path}: column names repeat: {dupes}")
     return header, dialect
 
 
-def _read_arrow(path: Path, header: list[str], dialect: csv.Dialect, threads: bool) -> tuple[pa.Table, list[Any]]:
-    """The body of `path` as string columns named by position, and the rows whose cell count is wrong
-    (a line of white space and delimiters only is a blank row, left out)."""
+def _read_arrow(source: Any, header: list[str], dialect: csv.Dialect, threads: bool) -> tuple[pa.Table, Any]:
+    """The body as string columns named by position, and the first row whose cell count is wrong (a
+    line of white space and delimiters only is a blank row, left out). A quoted cell may hold a newline."""
     delimiter = str(dialect.delimiter)
     ragged: list[Any] = []
 
     def invalid(row: Any) -> str:
-        if row.text.replace(delimiter, "").strip():
+        if not ragged and row.text.replace(delimiter, "").strip():
             ragged.append(row)
         return "skip"
 
     names = [f"c{i}" for i in range(len(header))]
     table = pcsv.read_csv(
-        path,
+        source,
         read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, use_threads=threads),
         parse_options=pcsv.ParseOptions(
-            delimiter=delimiter, quote_char=str(dialect.quotechar or '"'), invalid_row_handler=invalid
+            delimiter=delimiter,
+            quote_char=str(dialect.quotechar or '"'),
+            newlines_in_values=True,
+            invalid_row_handler=invalid,
         ),
         convert_options=pcsv.ConvertOptions(
             column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
         ),
     )
-    return table, ragged
+    return table, ragged[0] if ragged else None
 
 
 def read_table(path: Path) -> Table:
-    """`path` (a CSV, or a gzipped one) read by pyarrow: a clear DataError for a missing, unreadable or
-    empty file, repeated column names, or a row whose cell count differs from the header's."""
-    header, dialect = _head(path)
+    """`path` (a CSV, or a gzipped one; a file, a pipe or a FIFO) read by pyarrow: a clear DataError for
+    a missing, unreadable or empty file, repeated column names, or a row whose cell count differs from
+    the header's."""
+    source = _source(path)
+    header, dialect = _head(path, source)
+    undecodable: list[BaseException] = []  # a bad row's text that is not UTF-8 fails in pyarrow's callback
+    hook, sys.unraisablehook = sys.unraisablehook, lambda u: undecodable.append(u.exc_value or Exception())
     try:
-        table, ragged = _read_arrow(path, header, dialect, threads=True)
-        if ragged and ragged[0].number is None:  # the reader numbers rows only when it reads them in order
-            _, ragged = _read_arrow(path, header, dialect, threads=False)
+        table, ragged = _read_arrow(source(), header, dialect, threads=True)
+        if ragged is not None and ragged.number is None:  # the reader numbers rows only when read in order
+            _, ragged = _read_arrow(source(), header, dialect, threads=False)
     except (pa.ArrowInvalid, OSError, EOFError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "UTF8" in first or "UTF-8" in first:
+        if "UTF8" in first or "UTF-8" in first or any(isinstance(e, UnicodeDecodeError) for e in undecodable):
             raise DataError(f"{path}: cannot be read as UTF-8 text ({first})") from exc
+        if "skip initial" in first:  # a header line and nothing after it, not even a newline
+            raise DataError(f"{path}: the file has a header but no rows") from exc
         raise DataError(f"{path}: cannot be read as CSV ({first})") from exc
-    if ragged:
-        row = ragged[0]
-        where = f"row {row.number}" if row.number is not None else "a row"
-        raise DataError(f"{path}, {where}: {row.actual_columns} cells, the header has {row.expected_columns}")
+    finally:
+        sys.unraisablehook = hook
+    if ragged is not None:
+        where = f"row {ragged.number}" if ragged.number is not None else "a row"
+        raise DataError(f"{path}, {where}: {ragged.actual_columns} cells, the header has {ragged.expected_columns}")
     raw = {h: table.column(i) for i, h in enumerate(header)}
     blank = None
     for col in raw.values():  # a row whose every cell is blank (a spreadsheet's trailing ",,,") is left out
@@ -275,7 +310,8 @@ def _first_unparsable(cells: pa.ChunkedArray | pa.Array) -> int:
 def _label_mask(cells: pa.ChunkedArray | pa.Array, positive: str) -> npt.NDArray[np.bool_]:
     """Which stripped label `cells` count as the positive class (any case; any true-like value when
     `positive` is one)."""
-    low, p = pc.utf8_lower(cells), positive.strip().lower()
+    low = pc.utf8_lower(cells)
+    p = str(pc.utf8_lower(pa.scalar(positive.strip(), pa.string())).as_py())  # as the cells: Arrow's lowercase
     hit = pc.equal(low, p)
     if p in _TRUE:
         hit = pc.or_(hit, pc.is_in(low, value_set=pa.array(sorted(_TRUE), pa.string())))
@@ -374,11 +410,12 @@ def _check_positive(path: Path, target: str, positive: str, labels: Iterable[str
 
 
 def _is_number(cells: Iterable[str]) -> bool:
+    """Whether every present cell is a number as `load_csv` reads one (Arrow's parser, not Python's
+    `float`, which also takes `1_000` and other scripts' digits)."""
+    present = [c for c in cells if not _missing(c)]
     try:
-        for c in cells:
-            if not _missing(c):
-                float(c)
-    except ValueError:
+        pc.cast(pa.array(present, pa.string()), pa.float64())
+    except pa.ArrowInvalid:
         return False
     return True
 

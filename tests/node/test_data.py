@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +123,36 @@ def test_a_bad_row_deep_in_a_large_file_is_named_by_its_row(tmp_path: Path) -> N
         load_csv(write(tmp_path, head + "\n".join(rows) + "\n", "word.csv"), SCHEMA)
 
 
+def test_notes_with_newlines_pipes_and_fifos_read_like_files(tmp_path: Path) -> None:
+    """A quoted cell holding a newline (a CRM's notes) in a file of many parallel blocks, and the same
+    rows through a FIFO, which can be read only once."""
+    rows = "".join(
+        f'{i % 90},{i % 500},gold,{"yes" if i % 3 else "no"},"call {i}\nthen write, twice"\n' for i in range(60_000)
+    )
+    notes = write(tmp_path, "age,spend,tier,bought,note\n" + rows, "notes.csv")
+    assert notes.stat().st_size > 2**21
+    d = load_csv(notes, SCHEMA)
+    assert len(d) == 60_000
+    fifo = tmp_path / "crm.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(notes.read_bytes()))
+    writer.start()
+    try:
+        piped = load_csv(fifo, SCHEMA)
+    finally:
+        writer.join(30)
+    assert np.array_equal(piped.x, d.x) and np.array_equal(piped.y, d.y)
+
+
+def test_a_number_is_what_the_loader_reads_as_one_and_a_spec_vocabulary_has_no_repeats(tmp_path: Path) -> None:
+    p = write(tmp_path, "visits,bought\n" + "".join(f"1_{i % 5:03d},{'yes' if i % 2 else 'no'}\n" for i in range(30)))
+    schema, _ = infer_schema(p, "bought", "yes")  # Python's float reads 1_000; the loader does not
+    assert "visits" in schema.categorical and len(load_csv(p, schema)) == 30
+    for vocab in (["gold", "gold"], ["gold", " "]):
+        with pytest.raises(DataError, match=r"categorical 'tier': a value repeats or is blank"):
+            Schema.from_spec({**SCHEMA.to_spec(), "categorical": {"tier": vocab}})
+
+
 def test_missing_file_and_binary_garbage(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         load_csv(tmp_path / "nope.csv", SCHEMA)
@@ -134,6 +166,12 @@ def test_missing_file_and_binary_garbage(tmp_path: Path) -> None:
         load_csv(latin, SCHEMA)
     with pytest.raises(DataError, match=r"is a directory"):
         load_csv(tmp_path, SCHEMA)
+    deep = tmp_path / "deep.csv"  # past the first block, a short row that is not UTF-8 either
+    deep.write_bytes(b"age,spend,tier,bought\n" + b"50,150,gold,yes\n40,50,gold,no\n" * 20_000 + b"1,caf\xe9\n")
+    with pytest.raises(DataError, match=r"deep\.csv: cannot be read as UTF-8 text"):
+        load_csv(deep, SCHEMA)
+    with pytest.raises(DataError, match=r"the file has a header but no rows"):
+        load_csv(write(tmp_path, "age,spend,tier,bought", "bare.csv"), SCHEMA)  # no newline after it
 
 
 def test_infer_schema_on_the_bundled_data_leaves_out_leaks_and_ids(tmp_path: Path) -> None:
