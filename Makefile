@@ -29,6 +29,7 @@ bench:
 	$(VENV)/python -m bench.gas
 	$(VENV)/python -m bench.psi
 	$(VENV)/python -m bench.csvload
+	$(VENV)/python -m bench.faults
 	$(VENV)/python -m bench.vertical
 	$(VENV)/python -m bench.accuracy
 	$(VENV)/python -m bench.attacks

@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.accuracy import TARGET_VS_ALONE, TARGET_VS_CENTRAL, TARGET_VS_FLOWER, mean_gain, targets_met, worse_off
 from bench.csvload import lines as csvload_lines
+from bench.faults import lines as faults_lines
 from bench.gas import TWO_CP
 from bench.results_file import RESULTS, table
 from bench.timing import PARTS, blocks_label
@@ -36,7 +37,7 @@ OUT = ROOT / "BENCHMARKS.md"
 TWO_CP_MID = sum(TWO_CP) // 2
 NEEDED = (
     *("accuracy", "timing", "gas", "scale", "attacks", "overhead", "speed", "rewards", "psi", "vertical"),
-    *("privacy", "envelope", "csvload"),
+    *("privacy", "envelope", "csvload", "faults"),
 )
 
 
@@ -561,6 +562,13 @@ def main() -> int:
         "[bench/results/csvload.md](bench/results/csvload.md).",
         "",
         *csvload_lines(docs["csvload"]["runs"]),
+        "",
+        "## Rounds over bad links (toxiproxy)",
+        "",
+        _stamp(docs["faults"]) + f" `fedchain demo --devnet` with {docs['faults']['peers']} daemons, every chain "
+        "and IPFS link through toxiproxy. Details: [bench/results/faults.md](bench/results/faults.md).",
+        "",
+        *faults_lines(docs["faults"]["runs"], docs["faults"]["rounds"]),
         "",
         "## Cross-domain (vertical) federation",
         "",

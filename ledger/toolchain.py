@@ -16,6 +16,7 @@ from pathlib import Path
 
 __all__ = [
     "GETH_VERSION",
+    "TOXIPROXY_VERSION",
     "KUBO_VERSION",
     "REPO_ROOT",
     "Tool",
@@ -24,10 +25,12 @@ __all__ = [
     "kubo_path",
     "solc_path",
     "tools",
+    "toxiproxy_path",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KUBO_VERSION = "v0.42.0"
+TOXIPROXY_VERSION = "v2.5.0"  # Shopify's toxiproxy: latency, stalls and resets between a peer and its services
 GETH_VERSION = "v1.17.10"  # go-ethereum: the second chain client the contract suite runs on (geth --dev)
 _NODE_MODULES = REPO_ROOT / "scripts" / "toolchain" / "node_modules"
 
@@ -83,6 +86,11 @@ def kubo_path() -> Path | None:
     return _from_env("FEDCHAIN_IPFS", kubo_cache_dir() / "ipfs")
 
 
+def toxiproxy_path() -> Path | None:
+    """The toxiproxy server: FEDCHAIN_TOXIPROXY, else the cached build of TOXIPROXY_VERSION."""
+    return _from_env("FEDCHAIN_TOXIPROXY", _cache_dir(f"toxiproxy-{TOXIPROXY_VERSION}") / "toxiproxy-server")
+
+
 def geth_path() -> Path | None:
     """The geth executable: FEDCHAIN_GETH, else the cached build of GETH_VERSION."""
     return _from_env("FEDCHAIN_GETH", _cache_dir(f"geth-{GETH_VERSION}") / "geth")
@@ -101,10 +109,16 @@ def _version(path: Path | None, *args: str) -> str | None:
 
 def tools() -> list[Tool]:
     """Every outside tool with its path and version (None where missing or broken)."""
-    solc, anvil, kubo, geth = solc_path(), anvil_path(), kubo_path(), geth_path()
+    solc, anvil, kubo, geth, toxi = solc_path(), anvil_path(), kubo_path(), geth_path(), toxiproxy_path()
     return [
         Tool("solc", solc, _version(solc, "--version"), "run `make setup` (npm solc into scripts/toolchain)"),
         Tool("anvil", anvil, _version(anvil, "--version"), "run `make setup` (npm @foundry-rs/anvil-linux-amd64)"),
         Tool("kubo", kubo, _version(kubo, "version"), f"run `make setup` (builds Kubo {KUBO_VERSION} from Go)"),
         Tool("geth", geth, _version(geth, "version"), f"run `make setup` (builds go-ethereum {GETH_VERSION} from Go)"),
+        Tool(
+            "toxiproxy",
+            toxi,
+            _version(toxi, "-version"),
+            f"run `make setup` (builds toxiproxy {TOXIPROXY_VERSION} from Go)",
+        ),
     ]

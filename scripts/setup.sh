@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-command setup: Python venv, anvil + solc + OpenZeppelin from npm, Kubo and geth from Go.
+# One-command setup: Python venv, anvil + solc + OpenZeppelin from npm, Kubo, geth and toxiproxy from Go.
 # Idempotent: a second run only checks. Everything comes from PyPI, npm and the
 # Go module proxy; nothing is downloaded from anywhere else.
 set -euo pipefail
@@ -63,6 +63,18 @@ if [ ! -x "$GETH_DIR/geth" ]; then
   mkdir -p "$GETH_DIR"
   (cd scripts/geth && go build -trimpath -o "$GETH_DIR/geth.tmp" github.com/ethereum/go-ethereum/cmd/geth)
   mv "$GETH_DIR/geth.tmp" "$GETH_DIR/geth"
+fi
+
+# --- toxiproxy, the network faults of the fault tests, built once per machine -------
+TOXI_VERSION=$(.venv/bin/python -c 'from ledger.toolchain import TOXIPROXY_VERSION; print(TOXIPROXY_VERSION)')
+TOXI_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/fedchain/toxiproxy-$TOXI_VERSION
+if [ ! -x "$TOXI_DIR/toxiproxy-server" ]; then
+  command -v go >/dev/null || { echo "setup: go is missing (toxiproxy is built from its Go module)" >&2; exit 1; }
+  say "building toxiproxy $TOXI_VERSION from the Go module proxy (once per machine, about 20 seconds)"
+  mkdir -p "$TOXI_DIR"
+  (cd scripts/toxiproxy && go build -trimpath -ldflags "-X github.com/Shopify/toxiproxy/v2.Version=${TOXI_VERSION#v}" \
+    -o "$TOXI_DIR/toxiproxy-server.tmp" github.com/Shopify/toxiproxy/v2/cmd/server)
+  mv "$TOXI_DIR/toxiproxy-server.tmp" "$TOXI_DIR/toxiproxy-server"
 fi
 
 say "checking the toolchain"

@@ -15,7 +15,7 @@ from node.core.codec import IntArray, UpdateRejected, content_hash, encode
 from node.errors import NodeError
 from node.horizontal.spec import EVALUATION, NodeSpec
 from node.privacy.sealing import SEAL_SLACK, Sealer
-from node.store import Store, StoreError, fetch_verified
+from node.store import Store, StoreError, StoreUnreachable, fetch_verified
 from node.store.verified import ContentMismatch, Opener
 
 __all__ = [
@@ -75,6 +75,8 @@ def fetch_update(
     sealed = None if opener is None else (opener, SEAL_SLACK)
     try:
         content = fetch_verified(store, cid, expected, layout, nspec.content_bytes(evaluated), timeout, sealed)
+    except StoreUnreachable:
+        raise  # our own node is down: wait it out (the daemon retries the step), blame no sender
     except StoreError as exc:
         return FetchedUpdate(member, expected, cid, None, f"unavailable: {exc}")
     except ContentMismatch as exc:

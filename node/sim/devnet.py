@@ -100,10 +100,15 @@ def spent_on_chain(fed: FederationClient, from_block: int) -> dict[str, float]:
 
 
 def run_devnet_demo(
-    cfg: DemoConfig, out: Callable[[str], None] | None = None, progress: Callable[[str], None] | None = None
+    cfg: DemoConfig,
+    out: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+    links: Callable[[int, str, str], tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """`run_demo` on a dev-net: anvil, Kubo nodes and one `fedchain node run` process per company, the
-    table printed through `out` as the chain closes each round, the rounds' state through `progress`."""
+    table printed through `out` as the chain closes each round, the rounds' state through `progress`.
+    `links(i, rpc, ipfs)` gives company i's chain RPC URL and IPFS API address in place of the nodes'
+    own (the fault benchmark puts a toxiproxy on each)."""
     say = out or (lambda _line: None)
     status = progress or (lambda _line: None)
     status(f"loading {cfg.data.name}")
@@ -145,8 +150,7 @@ def run_devnet_demo(
                 Path(f"peer{i}.json"),
                 Path("deployment.json"),
                 Path("spec.toml"),
-                anvil.url,
-                kubo[i % len(kubo)].api,
+                *(links or (lambda _i, rpc, ipfs: (rpc, ipfs)))(i, anvil.url, kubo[i % len(kubo)].api),
                 Path(f"state{i}"),
                 Path("pw"),
                 0.3,

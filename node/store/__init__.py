@@ -1,6 +1,15 @@
 """Content-addressed storage: the embedded store, Kubo, Kubo processes, and verified fetches."""
 
-from node.store.stores import EmbeddedStore, KuboStore, Store, StoreError, StoreRefused, open_store, raw_cid
+from node.store.stores import (
+    EmbeddedStore,
+    KuboStore,
+    Store,
+    StoreError,
+    StoreRefused,
+    StoreUnreachable,
+    open_store,
+    raw_cid,
+)
 from node.store.verified import fetch_verified
 
 __all__ = [
@@ -9,6 +18,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreRefused",
+    "StoreUnreachable",
     "fetch_verified",
     "open_store",
     "raw_cid",

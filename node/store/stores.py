@@ -24,13 +24,29 @@ from typing import Protocol
 from ledger.files import write_atomic
 from node.errors import NodeError
 
-__all__ = ["EmbeddedStore", "KuboStore", "Store", "StoreError", "StoreRefused", "open_store", "raw_cid"]
+__all__ = [
+    "EmbeddedStore",
+    "KuboStore",
+    "Store",
+    "StoreError",
+    "StoreRefused",
+    "StoreUnreachable",
+    "open_store",
+    "raw_cid",
+]
 
 _CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,120})$")
 
 
+PROBE_TIMEOUT = 5.0  # seconds our own node has to answer a version request after a failed read
+
+
 class StoreError(NodeError):
     """A store could not be reached, or refused or lost content."""
+
+
+class StoreUnreachable(StoreError):
+    """The reader's own node does not answer: an outage to wait out, nobody's content to blame."""
 
 
 class StoreRefused(StoreError):
@@ -130,6 +146,19 @@ class KuboStore:
             raise StoreError(f"cannot use the IPFS API at {api}: {exc}") from exc
         self._errors: tuple[type[BaseException], ...] = (ipfshttpclient.exceptions.Error, OSError)
 
+    def _unreachable(self, exc: BaseException) -> bool:
+        """Whether a failed read was our node's link failing (a broken or reset connection, or a node
+        that no longer answers even a version request) rather than content the network did not give."""
+        import ipfshttpclient
+
+        if isinstance(exc, ipfshttpclient.exceptions.ConnectionError | ipfshttpclient.exceptions.ProtocolError):
+            return True
+        try:
+            self._client.version(timeout=PROBE_TIMEOUT)
+        except self._errors:
+            return True
+        return False
+
     def version(self) -> str:
         try:
             return str(self._client.version()["Version"])
@@ -153,6 +182,8 @@ class KuboStore:
                 warnings.simplefilter("ignore")
                 data = bytes(self._client.cat(cid, length=max_size + 1, timeout=timeout or self.timeout))
         except self._errors as exc:
+            if self._unreachable(exc):
+                raise StoreUnreachable(f"the IPFS node at {self.api} does not answer: {exc}") from exc
             raise StoreError(f"IPFS cat {cid} failed at {self.api}: {exc}") from exc
         if len(data) > max_size:
             raise StoreRefused(f"{cid} is more than the {max_size} bytes allowed")

@@ -48,8 +48,15 @@ class Devnet:
 
 
 def small_federation(
-    root: Path, anvil: AnvilProcess | GethProcess, kubo: list[KuboNode], csv_path: Path, n: int = 3
+    root: Path,
+    anvil: AnvilProcess | GethProcess,
+    kubo: list[KuboNode],
+    csv_path: Path,
+    n: int = 3,
+    links: Callable[[int], tuple[str, str]] | None = None,
 ) -> Devnet:
+    """`n` founders deployed on `anvil`, each with its share of `csv_path`, a keystore and a peer config
+    (its chain RPC URL and IPFS API address from `links(i)`, by default the nodes' own)."""
     chain = connect(anvil.url, anvil.chain_id)
     schema, _ = infer_schema(csv_path, "y", "yes", drop=["duration"])
     header, rows = read_rows(csv_path)
@@ -74,14 +81,15 @@ def small_federation(
         part = [r for j, r in enumerate(rows) if j % n == i]
         (root / f"company{i}.csv").write_text(",".join(header) + "\n" + "\n".join(",".join(r) for r in part) + "\n")
         create_keystore(root / f"key{i}.json", "secret", "0x" + m.key.hex())
+        rpc, ipfs = links(i) if links is not None else (anvil.url, kubo[i].api)
         cfg = PeerConfig(
             name=f"company{i}",
             data=Path(f"company{i}.csv"),
             keystore=Path(f"key{i}.json"),
             deployment=Path("deployment.json"),
             spec=Path("spec.toml"),
-            rpc=anvil.url,
-            ipfs=kubo[i].api,
+            rpc=rpc,
+            ipfs=ipfs,
             state=Path(f"state{i}"),
             password_file=Path("pw"),
             poll_seconds=0.2,
