@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,39 +123,58 @@ def start_anvil(
         raise LedgerError("anvil is not installed: run `make setup`")
     port = port or free_port()
     log = log_path or Path(os.devnull)
+    proc = _launch(
+        [
+            str(binary),
+            *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
+            *("--balance", str(DEV_BALANCE_ETH)),
+            # past its in-memory limit anvil writes old block states to ~/.foundry/anvil/tmp
+            # and never removes them (tens of GB over a test session): keep none on disk.
+            # Nothing here reads state at an old block; logs and receipts are kept.
+            *("--max-persisted-states", "0"),
+            *(("--block-time", f"{block_time:g}") if block_time else ()),
+            *(("--state", str(state_file), "--state-interval", str(STATE_INTERVAL)) if state_file else ()),
+        ],
+        log,
+    )
+    anvil = AnvilProcess(proc.pid, port, chain_id, str(log))
+    _await_rpc("anvil", proc, anvil.url, chain_id, anvil.stop, log, timeout)
+    return anvil
+
+
+def _launch(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """`argv` in its own process group (so `stop_pid` stops all of it), its output appended to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                str(binary),
-                *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
-                *("--balance", str(DEV_BALANCE_ETH)),
-                # past its in-memory limit anvil writes old block states to ~/.foundry/anvil/tmp
-                # and never removes them (tens of GB over a test session): keep none on disk.
-                # Nothing here reads state at an old block; logs and receipts are kept.
-                *("--max-persisted-states", "0"),
-                *(("--block-time", f"{block_time:g}") if block_time else ()),
-                *(("--state", str(state_file), "--state-interval", str(STATE_INTERVAL)) if state_file else ()),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    anvil = AnvilProcess(proc.pid, port, chain_id, str(log))
+
+
+def _await_rpc(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    url: str,
+    chain_id: int,
+    stop: Callable[[], None],
+    log: Path,
+    timeout: float,
+) -> None:
+    """Wait until the chain node `proc` answers JSON-RPC at `url` with `chain_id`; stop it and raise if it
+    exits or stays silent for `timeout` seconds."""
+    from .chain import connect  # web3 loads only when a chain is started
+
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise LedgerError(f"anvil exited with code {proc.returncode} at start (log: {log})")
+            raise LedgerError(f"{name} exited with code {proc.returncode} at start (log: {log})")
         try:
-            from .chain import connect  # web3 loads only when a chain is started
-
-            connect(anvil.url, chain_id, timeout=1.0)
-            return anvil
+            connect(url, chain_id, timeout=1.0)
+            return
         except ChainUnreachable:
             if time.monotonic() > deadline:
-                anvil.stop()
-                raise LedgerError(f"anvil did not answer on port {port} within {timeout:.0f}s") from None
+                stop()
+                raise LedgerError(f"{name} did not answer at {url} within {timeout:.0f}s") from None
             time.sleep(0.1)
 
 
@@ -192,37 +212,20 @@ def start_geth(
         raise LedgerError("geth is not installed: run `make setup`")
     port = port or free_port()
     log = log_path or Path(os.devnull)
-    log.parent.mkdir(parents=True, exist_ok=True)
     datadir.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                str(binary),
-                *("--dev", "--dev.period", str(period), "--dev.gaslimit", str(GETH_GAS_LIMIT)),
-                *("--datadir", str(datadir), "--ipcdisable", "--nodiscover", "--maxpeers", "0", "--port", "0"),
-                *("--http", "--http.addr", "127.0.0.1", "--http.port", str(port), "--http.api", "eth,net,web3,txpool"),
-                *("--authrpc.port", str(free_port()), "--verbosity", "2"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = _launch(
+        [
+            str(binary),
+            *("--dev", "--dev.period", str(period), "--dev.gaslimit", str(GETH_GAS_LIMIT)),
+            *("--datadir", str(datadir), "--ipcdisable", "--nodiscover", "--maxpeers", "0", "--port", "0"),
+            *("--http", "--http.addr", "127.0.0.1", "--http.port", str(port), "--http.api", "eth,net,web3,txpool"),
+            *("--authrpc.port", str(free_port()), "--verbosity", "2"),
+        ],
+        log,
+    )
     geth = GethProcess(proc.pid, port, str(datadir), str(log))
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise LedgerError(f"geth exited with code {proc.returncode} at start (log: {log})")
-        try:
-            from .chain import connect
-
-            connect(geth.url, GETH_DEV_CHAIN_ID, timeout=1.0)
-            return geth
-        except ChainUnreachable:
-            if time.monotonic() > deadline:
-                geth.stop()
-                raise LedgerError(f"geth did not answer on port {port} within {timeout:.0f}s") from None
-            time.sleep(0.1)
+    _await_rpc("geth", proc, geth.url, GETH_DEV_CHAIN_ID, geth.stop, log, timeout)
+    return geth
 
 
 @dataclass

@@ -34,6 +34,18 @@ def _outputs(args: argparse.Namespace) -> tuple[Callable[[str], None], StatusLin
     return say, status
 
 
+def _run(
+    args: argparse.Namespace, demo: Callable[..., dict[str, Any]], cfg: Any
+) -> tuple[dict[str, Any], Callable[[str], None]]:
+    """`demo(cfg)` with the tables and the status line of `_outputs`, the status line cleared however it
+    ends; returns its document and where further lines go."""
+    say, status = _outputs(args)
+    try:
+        return demo(cfg, out=say, progress=status), say
+    finally:
+        status.clear()
+
+
 def _party(text: str) -> tuple[str, tuple[str, ...]]:
     """NAME=col1,col2,... as given to --party."""
     name, sep, columns = text.partition("=")
@@ -80,16 +92,12 @@ def cmd_vertical(args: argparse.Namespace) -> int:
         seed=args.seed,
         silent=dict(args.silent),
     )
-    say, status = _outputs(args)
-    try:
-        if args.devnet:
-            from node.sim.vertical_devnet import run_vertical_devnet
+    if args.devnet:
+        from node.sim.vertical_devnet import run_vertical_devnet
 
-            doc = run_vertical_devnet(cfg, out=say, progress=status)
-        else:
-            doc = run_vertical_demo(cfg, out=say, progress=status)
-    finally:
-        status.clear()
+        doc = _run(args, run_vertical_devnet, cfg)[0]
+    else:
+        doc = _run(args, run_vertical_demo, cfg)[0]
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     return 0
@@ -142,18 +150,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not default and (args.target is None or args.positive is None):
         raise NodeError("with --data, give --target COLUMN and --positive VALUE")
 
-    say, status = _outputs(args)
-    try:
-        if args.devnet:
-            from node.sim.devnet import run_devnet_demo
+    if args.devnet:
+        from node.sim.devnet import run_devnet_demo
 
-            doc = run_devnet_demo(cfg, out=say, progress=status)
-        else:
-            from node.sim.demo import run_demo
+        doc, say = _run(args, run_devnet_demo, cfg)
+    else:
+        from node.sim.demo import run_demo
 
-            doc = run_demo(cfg, out=say, progress=status)
-    finally:
-        status.clear()
+        doc, say = _run(args, run_demo, cfg)
     if args.plot is not None:
         from node.sim.plots import gains_chart
 
