@@ -100,7 +100,7 @@ def small_federation(
     return Devnet(root, configs, fed, root / "spec.toml", root / "deployment.json", [k.api for k in kubo])
 
 
-def _daemon(cfg: Path, until: int, threads: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+def run_daemon(cfg: Path, until: int, threads: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     args = ("node", "run", "--config", str(cfg), "--until-round", str(until), *extra)
     return spawn_cli(*args, log=log, threads=threads)
 
@@ -127,13 +127,13 @@ def _scrape_while_running(proc: subprocess.Popen[bytes], port: int, timeout: flo
     return scrapes
 
 
-def _wait(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+def wait_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for p in procs:
         p.wait(timeout=max(1.0, deadline - time.monotonic()))
 
 
-def _final_model(log: Path) -> str:
+def final_model(log: Path) -> str:
     found = re.findall(r"closed; model ([0-9a-f]+)", log.read_text())
     assert found, log.read_text()[-2000:]
     return found[-1]
@@ -158,12 +158,12 @@ def test_three_daemons_agree_round_after_round(
     port = free_port()  # the first daemon logs JSON and serves Prometheus metrics
     observed = ("--log-format", "json", "--metrics-port", str(port))
     procs = [
-        _daemon(cfg, 2, threads, log, *(observed if i == 0 else ()))
+        run_daemon(cfg, 2, threads, log, *(observed if i == 0 else ()))
         for i, (cfg, threads, log) in enumerate(zip(net.configs, (1, 2, 3), logs, strict=True))
     ]
     daemons += procs
     scrapes = _scrape_while_running(procs[0], port, 300)
-    _wait(procs, 300)
+    wait_all(procs, 300)
     assert [p.returncode for p in procs] == [0, 0, 0], [log.read_text()[-1500:] for log in logs]
     # its metrics, scraped while it ran: events counted, a round finalized on chain, its stake, the time spent
     assert scrapes, logs[0].read_text()[-1500:]
@@ -177,7 +177,7 @@ def test_three_daemons_agree_round_after_round(
     lines = [json.loads(line) for line in stdout]  # one JSON object a line (stderr's warnings are merged in)
     assert {"committed", "revealed", "adopted", "log"} <= {r["kind"] for r in lines}
     assert all({"time", "peer", "kind", "round", "details", "text"} <= r.keys() for r in lines)
-    assert len({_final_model(log) for log in logs}) == 1
+    assert len({final_model(log) for log in logs}) == 1
     for r in (1, 2):
         info = net.fed.round(r)
         assert info.phase == Phase.FINALIZED and info.reveals == 3
@@ -185,7 +185,7 @@ def test_three_daemons_agree_round_after_round(
             assert re.findall(rf"adopted round {r}'s model ([0-9a-f]+)", log.read_text()) == [
                 info.model_hash.hex()[:12]
             ]
-    assert _final_model(logs[0]) == net.fed.round(2).model_hash.hex()[:16]
+    assert final_model(logs[0]) == net.fed.round(2).model_hash.hex()[:16]
     out = _verify(net, 2, net.ipfs[2])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "round 2 verifies" in out.stdout and out.stdout.count(": ok") == 3
@@ -238,7 +238,7 @@ def test_a_killed_peer_misses_a_round_and_rejoins_without_a_double_commit(
     takes part again without committing twice."""
     net = small_federation(tmp_path, mining_chain, kubo_nodes, sample_csv, n=4)  # 3 of 4 votes still make quorum
     logs = [tmp_path / f"peer{i}.log" for i in range(4)]
-    procs = [_daemon(cfg, 3, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
+    procs = [run_daemon(cfg, 3, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
     daemons += procs
     victim = procs[2]
     deadline = time.monotonic() + 120
@@ -254,9 +254,9 @@ def test_a_killed_peer_misses_a_round_and_rejoins_without_a_double_commit(
         time.sleep(0.5)
     assert net.fed.round(2).phase in (Phase.VOTE, Phase.FINALIZED)
     restarted_log = tmp_path / "peer2-restarted.log"
-    procs[2] = _daemon(net.configs[2], 3, 1, restarted_log)
+    procs[2] = run_daemon(net.configs[2], 3, 1, restarted_log)
     daemons.append(procs[2])
-    _wait(procs, 300)
+    wait_all(procs, 300)
     assert [p.returncode for p in procs] == [0, 0, 0, 0], restarted_log.read_text()[-2000:]
     me = net.fed.members()[2]
     # Killed after its commit: slashed if it died before revealing; if it had revealed, the
@@ -268,7 +268,7 @@ def test_a_killed_peer_misses_a_round_and_rejoins_without_a_double_commit(
     assert "AlreadyCommitted" not in text and "committed round 3" in text
     if net.fed.status(2, me).name == "SLASHED":
         assert "topped the stake up" in text
-    assert len({_final_model(log) for log in (logs[0], logs[1], logs[3], restarted_log)}) == 1
+    assert len({final_model(log) for log in (logs[0], logs[1], logs[3], restarted_log)}) == 1
 
 
 def test_sigterm_stops_a_waiting_daemon_cleanly(
@@ -280,7 +280,7 @@ def test_sigterm_stops_a_waiting_daemon_cleanly(
 ) -> None:
     net = small_federation(tmp_path, anvil, kubo_nodes, sample_csv)
     log = tmp_path / "peer0.log"
-    proc = _daemon(net.configs[0], 5, 1, log)  # alone: round 1 never opens
+    proc = run_daemon(net.configs[0], 5, 1, log)  # alone: round 1 never opens
     daemons.append(proc)
     deadline = time.monotonic() + 120
     while "waiting for round 1 to open" not in log.read_text():
@@ -331,7 +331,7 @@ def test_demo_on_the_devnet_with_differential_privacy_and_sealing(sample_csv: Pa
     assert all(1.9 < p["epsilon"] <= 2.001 for p in doc["peers"]), doc["peers"]  # thousandths, rounded up
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
+def wait_until(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}: {log.read_text()[-2000:]}"
@@ -354,7 +354,7 @@ def test_a_peer_killed_at_every_step_of_a_round_votes_as_if_it_never_was(
     net = small_federation(tmp_path, mining_anvil, kubo_nodes, sample_csv)
     logs = [tmp_path / f"peer{i}.log" for i in range(3)]
     last = 6
-    procs = [_daemon(cfg, last, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
+    procs = [run_daemon(cfg, last, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
     daemons += procs
     victim_logs = [logs[2]]
 
@@ -372,14 +372,14 @@ def test_a_peer_killed_at_every_step_of_a_round_votes_as_if_it_never_was(
         (6, "mid-finalize", in_log("voted round 6"), signal.SIGKILL),
     ]
     for r, what, moment, sig in moments:
-        _wait_for(f"round {r} {what}", moment, 4 * WINDOW + 120, victim_logs[-1])
+        wait_until(f"round {r} {what}", moment, 4 * WINDOW + 120, victim_logs[-1])
         victim = procs[2]
         os.killpg(victim.pid, sig)
         victim.wait(timeout=60)
         victim_logs.append(tmp_path / f"peer2-restart{r}.log")
-        procs[2] = _daemon(net.configs[2], last, 1, victim_logs[-1])
+        procs[2] = run_daemon(net.configs[2], last, 1, victim_logs[-1])
         daemons.append(procs[2])
-    _wait(procs, 300)
+    wait_all(procs, 300)
     assert [p.returncode for p in procs] == [0, 0, 0], victim_logs[-1].read_text()[-2000:]
     text = "".join(log.read_text() for log in victim_logs)
     assert "AlreadyCommitted" not in text and "Traceback" not in text
@@ -388,7 +388,7 @@ def test_a_peer_killed_at_every_step_of_a_round_votes_as_if_it_never_was(
         assert info.phase == Phase.FINALIZED, (r, info)
         assert info.reveals == 3 and info.votes == 3, (r, info)
         assert net.fed.proposal_votes(r, info.winner) == 3, f"round {r}: a vote went elsewhere"
-    assert len({_final_model(log) for log in (logs[0], logs[1], victim_logs[-1])}) == 1
+    assert len({final_model(log) for log in (logs[0], logs[1], victim_logs[-1])}) == 1
 
 
 def test_daemons_wait_out_a_chain_outage_and_stop_with_one_line_when_it_comes_back_empty(
@@ -399,18 +399,18 @@ def test_daemons_wait_out_a_chain_outage_and_stop_with_one_line_when_it_comes_ba
     try:
         net = small_federation(tmp_path, chain_node, kubo_nodes, sample_csv, n=3)
         logs = [tmp_path / f"peer{i}.log" for i in range(2)]
-        procs = [_daemon(cfg, 3, 1, log) for cfg, log in zip(net.configs[:2], logs, strict=True)]
+        procs = [run_daemon(cfg, 3, 1, log) for cfg, log in zip(net.configs[:2], logs, strict=True)]
         daemons += procs
         for log in logs:  # joined; round 1 is open, waiting for commits
-            _wait_for("the daemon to wait", lambda log=log: "waiting" in log.read_text(), 120, log)
+            wait_until("the daemon to wait", lambda log=log: "waiting" in log.read_text(), 120, log)
         # an outage: the chain stops (saving its state) and comes back with it a few seconds later
         chain_node.stop()
         for log in logs:
-            _wait_for("the outage to be seen", lambda log=log: "waiting for RPC/IPFS" in log.read_text(), 60, log)
+            wait_until("the outage to be seen", lambda log=log: "waiting for RPC/IPFS" in log.read_text(), 60, log)
         time.sleep(3)
         chain_node = start_anvil(chain_node.port, log_path=tmp_path / "anvil-back.log", state_file=saved)
         for log in logs:
-            _wait_for("the chain to be back", lambda log=log: "answer again" in log.read_text(), 60, log)
+            wait_until("the chain to be back", lambda log=log: "answer again" in log.read_text(), 60, log)
             text = log.read_text()
             assert text.count("waiting for RPC/IPFS") == 1 and all(len(line) < 300 for line in text.splitlines())
         assert all(p.poll() is None for p in procs)

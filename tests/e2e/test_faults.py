@@ -19,7 +19,7 @@ from ledger.devnet import AnvilProcess
 from ledger.types import Phase
 from node.sim.toxiproxy import Toxiproxy
 from node.store.kubo import KuboNode
-from tests.e2e.test_devnet import _daemon, _final_model, _wait, _wait_for, small_federation
+from tests.e2e.test_devnet import final_model, run_daemon, small_federation, wait_all, wait_until
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
 
@@ -47,21 +47,21 @@ def test_rounds_finalize_over_slow_links_a_hung_chain_link_and_reset_ipfs_connec
         for name in toxi.proxies:
             toxi.latency(name, LATENCY_MS, JITTER_MS)
         logs = [tmp_path / f"peer{i}.log" for i in range(3)]
-        procs = [_daemon(cfg, 2, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
+        procs = [run_daemon(cfg, 2, 1, log) for cfg, log in zip(net.configs, logs, strict=True)]
         daemons += procs
         # peer 2's chain link hangs once it committed round 1 (its reveal is due), then comes back
-        _wait_for("peer 2's first commit", lambda: "committed round 1" in logs[2].read_text(), 180, logs[2])
+        wait_until("peer 2's first commit", lambda: "committed round 1" in logs[2].read_text(), 180, logs[2])
         toxi.stall("peer2-chain")
         time.sleep(OUTAGE)
         toxi.clear("peer2-chain")
         toxi.latency("peer2-chain", LATENCY_MS, JITTER_MS)
         # peer 1's IPFS connections are reset while round 1's updates are fetched and its model published
-        _wait_for("round 1's vote", lambda: net.fed.phase(1) in (Phase.VOTE, Phase.FINALIZED), 180, logs[1])
+        wait_until("round 1's vote", lambda: net.fed.phase(1) in (Phase.VOTE, Phase.FINALIZED), 180, logs[1])
         toxi.reset("peer1-ipfs")
         time.sleep(OUTAGE)
         toxi.clear("peer1-ipfs")
         toxi.latency("peer1-ipfs", LATENCY_MS, JITTER_MS)
-        _wait(procs, 400)
+        wait_all(procs, 400)
     assert [p.returncode for p in procs] == [0, 0, 0], [log.read_text()[-1500:] for log in logs]
     text = "".join(log.read_text() for log in logs)
     assert "AlreadyCommitted" not in text and "Traceback" not in text
@@ -72,4 +72,4 @@ def test_rounds_finalize_over_slow_links_a_hung_chain_link_and_reset_ipfs_connec
         info = net.fed.round(r)
         assert info.phase == Phase.FINALIZED, (r, info)
     # every daemon ends on round 2's model, the one on chain
-    assert {_final_model(log) for log in logs} == {net.fed.round(2).model_hash.hex()[:16]}
+    assert {final_model(log) for log in logs} == {net.fed.round(2).model_hash.hex()[:16]}
