@@ -296,7 +296,7 @@ class Chain:
         if self.tester is not None:
             sender = self.tester.get_accounts()[0]
             tx_hash = self.w3.eth.send_transaction({"from": sender, "to": address, "value": Wei(wei)})
-        elif (signer := self._unlocked_dev_account()) is not None:  # geth --dev: its node signs for it
+        elif (signer := self._node_signer) is not None:  # geth --dev: its node signs for it
             tx_hash = self._rpc("eth_sendTransaction", [{"from": signer, "to": address, "value": hex(wei)}])
         else:
             dev: LocalAccount = Account.from_key(ANVIL_DEV_KEYS[0])
@@ -313,18 +313,15 @@ class Chain:
         self.w3.eth.wait_for_transaction_receipt(tx_hash)
 
     @cached_property
-    def _dev_accounts(self) -> list[str]:
-        """The accounts the node holds and signs for (anvil: its ten; geth --dev: its developer account)."""
+    def _node_signer(self) -> str | None:
+        """geth --dev's developer account, which its node signs for: the first account the node holds,
+        unless it is anvil's first key (anvil's accounts are funded by signing here). Asked once."""
         try:
-            return [str(a) for a in self._rpc("eth_accounts", [])]
+            accounts = [str(a) for a in self._rpc("eth_accounts", [])]
         except Web3RPCError:
-            return []
-
-    def _unlocked_dev_account(self) -> str | None:
-        """geth --dev's developer account: one the node signs for that is not one of anvil's keys."""
-        anvil = {Account.from_key(k).address.lower() for k in ANVIL_DEV_KEYS[:1]}
-        accounts = self._dev_accounts
-        return accounts[0] if accounts and accounts[0].lower() not in anvil else None
+            return None
+        anvil = Account.from_key(ANVIL_DEV_KEYS[0]).address.lower()
+        return accounts[0] if accounts and accounts[0].lower() != anvil else None
 
 
 class _BlockWatch:
