@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.accuracy import TARGET_VS_ALONE, TARGET_VS_CENTRAL, TARGET_VS_FLOWER, mean_gain, targets_met, worse_off
 from bench.csvload import lines as csvload_lines
-from bench.faults import lines as faults_lines
+from bench.faults import fault_lines, link_lines
 from bench.gas import TWO_CP
 from bench.results_file import RESULTS, table
 from bench.timing import PARTS, blocks_label
@@ -568,7 +568,16 @@ def main() -> int:
         _stamp(docs["faults"]) + f" `fedchain demo --devnet` with {docs['faults']['peers']} daemons, every chain "
         "and IPFS link through toxiproxy. Details: [bench/results/faults.md](bench/results/faults.md).",
         "",
-        *faults_lines(docs["faults"]["runs"], docs["faults"]["rounds"]),
+        *link_lines(docs["faults"]["runs"], docs["faults"]["rounds"]),
+        "",
+        "## Partitions, crashes and restarts",
+        "",
+        _stamp(docs["faults"]) + " A daemon and a Kubo node per peer, anvil mining a block a second; per row, "
+        "rounds finalized and failed, the longest recovery, and whether nothing was lost (clean exits, no double "
+        "commit, one model, tokens conserved, slashing as the protocol says, every round re-verified). Details: "
+        "[bench/results/faults.md](bench/results/faults.md).",
+        "",
+        *fault_lines(docs["faults"].get("faults", {})),
         "",
         "## Cross-domain (vertical) federation",
         "",

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,11 @@ class AnvilProcess:
     port: int
     chain_id: int
     log: str
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
         stop_pid(self.pid)
@@ -108,8 +109,11 @@ def start_anvil(
     timeout: float = 30.0,
     block_time: float | None = None,
     state_file: Path | None = None,
+    host: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
 ) -> AnvilProcess:
-    """Start anvil on 127.0.0.1 in its own process group and wait until it answers.
+    """Start anvil on 127.0.0.1 (or `host`, run through the argv `prefix`: a network namespace's address
+    and `ip netns exec`) in its own process group and wait until it answers.
 
     With `block_time`, anvil mines a block every so many seconds, as a real chain does, so
     chain time (and with it every phase deadline) moves on while nobody sends anything.
@@ -125,8 +129,9 @@ def start_anvil(
     log = log_path or Path(os.devnull)
     proc = _launch(
         [
+            *prefix,
             str(binary),
-            *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
+            *("--host", host, "--port", str(port), "--chain-id", str(chain_id)),
             *("--balance", str(DEV_BALANCE_ETH)),
             # past its in-memory limit anvil writes old block states to ~/.foundry/anvil/tmp
             # and never removes them (tens of GB over a test session): keep none on disk.
@@ -137,7 +142,7 @@ def start_anvil(
         ],
         log,
     )
-    anvil = AnvilProcess(proc.pid, port, chain_id, str(log))
+    anvil = AnvilProcess(proc.pid, port, chain_id, str(log), host)
     _await_rpc("anvil", proc, anvil.url, chain_id, anvil.stop, log, timeout)
     return anvil
 

@@ -39,6 +39,9 @@ from node.store import StoreError, open_store
 __all__ = ["Daemon", "PermanentError", "open_company", "open_peer"]
 
 _TRANSIENT = (ChainUnreachable, StoreError)
+# The longest wait between tries while the chain or IPFS node is unreachable: a try is one request, and a
+# peer that comes back (a healed partition, a restarted node) must still make the window it is in (20 s+).
+OUTAGE_RETRY = 5.0
 
 # Reverts no retry can change: the account is not (or no longer) a member of the federation.
 _PERMANENT_REVERTS = frozenset({"NotMember", "NotAdmitted"})
@@ -150,10 +153,10 @@ class Daemon:
                     return 0
                 now = "" if done else self._waiting_for(fed)  # chain calls too: inside the retry
             except _TRANSIENT as exc:
-                backoff = min(30.0, max(0.5, backoff * 2))
+                backoff = min(OUTAGE_RETRY, max(0.5, backoff * 2))
                 if _brief(exc) != outage:
                     outage, outage_since = _brief(exc), outage_since if outage else time.monotonic()
-                    self._say(f"waiting for RPC/IPFS, retrying up to every 30s: {outage}")
+                    self._say(f"waiting for RPC/IPFS, retrying up to every {OUTAGE_RETRY:.0f}s: {outage}")
                 if self._metrics is not None:
                     self._metrics.outage(True)
                 self.stop.wait(backoff)

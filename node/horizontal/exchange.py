@@ -135,9 +135,10 @@ def collect_updates(
     workers: int = 8,
     cache: Cache | None = None,
     sealer: Sealer | None = None,
+    timeout: float | None = None,
 ) -> list[FetchedUpdate]:
     """Every revealed update of `round_id`, fetched concurrently and checked (opened by `sealer` in a sealed
-    federation); sorted by member address.
+    federation); sorted by member address. `timeout`: seconds one content may take (the store's own if None).
 
     `from_block` must be at or before the previous round's reveals: an update revealed
     in the previous round is a replay, and rejected. When scoring by evaluation that
@@ -149,11 +150,11 @@ def collect_updates(
         ((rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round == round_id), key=lambda t: t[0].lower()
     )
     evaluated = evaluated_in(fed, nspec, round_id)
-    fetched = _fetch_all(store, nspec, round_id, now, evaluated, workers, cache, None, sealer)
+    fetched = _fetch_all(store, nspec, round_id, now, evaluated, workers, cache, timeout, sealer)
     if nspec.evaluates and round_id > 1:
         before = [(rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round != round_id]
         evaluated = evaluated_in(fed, nspec, round_id - 1)
-        old = _fetch_all(store, nspec, round_id - 1, before, evaluated, workers, cache, None, sealer)
+        old = _fetch_all(store, nspec, round_id - 1, before, evaluated, workers, cache, timeout, sealer)
         earlier = {f.update_hash for f in old if f.update is not None}
     else:
         earlier = {rv.content_hash for rv in reveals if rv.round != round_id}

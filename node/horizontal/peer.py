@@ -28,6 +28,7 @@ from node.core.valuation import abstentions
 from node.errors import NodeError
 from node.events import EventKind, EventSink, StepEvent, Timings
 from node.horizontal.exchange import (
+    PREFETCH_TIMEOUT,
     Cache,
     FetchedUpdate,
     collect_updates,
@@ -46,7 +47,7 @@ from node.learn.evaluation import evaluate_updates
 from node.learn.model import train
 from node.privacy.dp import DPTraining, Mechanism, onchain_epsilon, train_private
 from node.privacy.sealing import Sealer
-from node.store import Store
+from node.store import STORE_TIMEOUT, Store
 
 __all__ = ["EvaluationMaker", "Peer", "UpdateMaker"]
 
@@ -468,7 +469,8 @@ class Peer:
         if self.loaded_round == r - 1 or (self.loaded_round < r and self.fed.round(r).phase == Phase.VOTE):
             with self._timed("fetch"):
                 args = (self.fed, self.store, self.nspec, r, self._scan_from(r))
-                fetched = collect_updates(*args, cache=self._cache, sealer=self.sealer)
+                budget = self._fetch_budget(r)
+                fetched = collect_updates(*args, cache=self._cache, sealer=self.sealer, timeout=budget)
                 members = self.fed.members()[: self.fed.round(r).member_count]
                 previous = self._previous_model()
             with self._timed("aggregate"):
@@ -483,6 +485,18 @@ class Peer:
         for member, reason in outcome.rejected.items():
             self.on_event(self._event("rejected", r, member=member, reason=reason))
         return fetched, outcome
+
+    def _fetch_budget(self, r: int) -> float | None:
+        """Seconds one update may take to fetch for round r's vote: what is left of its vote window, less a
+        third of the window (at least 3 s) kept for the vote's transaction; never under PREFETCH_TIMEOUT nor
+        over the store's own timeout. An update behind a partition must not hold every honest voter past
+        the deadline (each would be slashed for not voting). None outside the vote: the store's own."""
+        info = self.fed.round(r)
+        if info.phase != Phase.VOTE:
+            return None
+        window = self.fed.config()["vote_window"]
+        left = info.phase_at + window - self.fed.chain.now() - max(3.0, window / 3)
+        return max(PREFETCH_TIMEOUT, min(left, STORE_TIMEOUT))
 
     def _proposal(self, r: int) -> Proposal | None:
         """What this peer votes for in round r (model published, scores), or None if no update was usable."""

@@ -2,12 +2,17 @@
 
 Refetch every revealed update of the round, check each against its on-chain
 hash, re-run the spec's aggregation from the previous finalized model, and
-compare the model hash and the scores with what the chain finalized.
+compare the model hash and the scores with what the chain finalized. An update
+the voters could not fetch (its sender partitioned, its node down) was left out
+of the model they voted for, yet may be fetchable now: when the model does not
+match, the fewest such updates that make it match are left out, and said.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from itertools import combinations
 
 from ledger.client import FederationClient
 from ledger.types import Phase
@@ -28,6 +33,8 @@ from node.store import Store, StoreError, fetch_verified
 from node.store.verified import ContentMismatch
 
 __all__ = ["Verdict", "rerun", "verify_round"]
+
+MAX_LEFT_OUT_TRIES = 256  # re-runs tried to find the updates a round's voters could not fetch
 
 
 @dataclass
@@ -53,13 +60,44 @@ def rerun(
     """Round `r` re-run from public data (sealed: what `sealer` can open): its checked updates and what they
     give (model, scores, rejections)."""
     fetched = collect_updates(fed, store, nspec, r, from_block, cache=cache, sealer=sealer)  # first: sealed
+    again = _rerunner(fed, store, nspec, r, from_block, sealer)
+    return fetched, again(fetched)
+
+
+def _rerunner(
+    fed: FederationClient, store: Store, nspec: NodeSpec, r: int, from_block: int, sealer: Sealer | None
+) -> Callable[[list[FetchedUpdate]], Outcome]:
+    """What round `r`'s checked updates give, as a function of them (the base model fetched once)."""
     k, base = model_before(fed, store, nspec, r, sealer)  # updates name their base model's key
     j = last_finalized_before(fed, k)
     if sealer is not None and j > 0 and not sealer.knows(j):  # round k's updates name the key of the one before
         collect_updates(fed, store, nspec, k, from_block, sealer=sealer)
     previous = model_before(fed, store, nspec, k, sealer)[1] if k > 0 else None
     members = fed.members()[: fed.round(r).member_count]
-    return fetched, round_outcome(nspec, base, fetched, members, previous, evaluated_in(fed, nspec, r))
+    evaluated = evaluated_in(fed, nspec, r)
+    return lambda fetched: round_outcome(nspec, base, fetched, members, previous, evaluated)
+
+
+def _as_the_voters_saw_it(
+    fetched: list[FetchedUpdate], again: Callable[[list[FetchedUpdate]], Outcome], target: bytes
+) -> tuple[list[FetchedUpdate], Outcome, tuple[str, ...]] | None:
+    """The round re-run with the fewest of the updates usable now left out (as unavailable when it voted:
+    behind a partition, or on a node that was down) that gives the on-chain model hash; at most a third of
+    its updates left out and MAX_LEFT_OUT_TRIES re-runs. A match is a proof (the hash binds the model to
+    exactly those updates); None when there is none."""
+    usable = [f.member for f in fetched if f.update is not None]
+    tries = 0
+    for size in range(1, len(fetched) // 3 + 1):
+        for left in combinations(usable, size):
+            tries += 1
+            if tries > MAX_LEFT_OUT_TRIES:
+                return None
+            why = "left out: the round's voters could not fetch it (it can be fetched now)"
+            changed = [replace(f, update=None, reason=why) if f.member in left else f for f in fetched]
+            outcome = again(changed)
+            if outcome.used and content_hash(encode(outcome.model)) == target:
+                return changed, outcome, left
+    return None
 
 
 def verify_round(
@@ -79,10 +117,20 @@ def verify_round(
         )
         return verdict
     try:
-        fetched, outcome = rerun(fed, store, nspec, r, from_block, sealer=sealer)
+        fetched = collect_updates(fed, store, nspec, r, from_block, sealer=sealer)  # first: sealed
+        again = _rerunner(fed, store, nspec, r, from_block, sealer)
     except NodeError as exc:  # a base model that cannot be had (sealed: not by this reader)
         verdict.fail(f"cannot re-run round {r}: {exc}")
         return verdict
+    outcome = again(fetched)
+    if outcome.used and content_hash(encode(outcome.model)) != info.model_hash:
+        seen = _as_the_voters_saw_it(fetched, again, info.model_hash)
+        if seen is not None:
+            fetched, outcome, left = seen
+            verdict.lines.append(
+                f"the voters left out {', '.join(left)}'s update (unavailable to them when the round voted, "
+                "fetched now): re-run as they saw it"
+            )
     for f in fetched:
         reason = outcome.rejected.get(f.member)
         status = "ok" if reason is None else f"rejected ({reason})"

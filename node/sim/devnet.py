@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from node.horizontal.verify import verify_round
 from node.learn.data import read_rows
 from node.privacy.seal import SealKey
 from node.privacy.sealing import Sealer, auditor_address
+from node.sim.cluster import spawn_daemon
 from node.sim.companies import DemoConfig, load_companies
 from node.sim.demo import ROUND_HEADER, compare, demo_spec, document, personal_folds, round_row, summary
 from node.sim.evaluate import concat, train_alone
@@ -49,16 +49,6 @@ __all__ = ["kill_process", "run_devnet_demo", "spent_on_chain", "start_parts"]
 
 WINDOW = 30
 MAX_KUBO = 3
-
-
-def _spawn(cfg: Path, rounds: int, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(cfg), "--until-round", str(rounds)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 def kill_process(proc: subprocess.Popen[bytes]) -> None:
@@ -155,7 +145,7 @@ def run_devnet_demo(
                 Path("pw"),
                 0.3,
             ).save(root / f"peer{i}.toml")
-            proc = _spawn(root / f"peer{i}.toml", cfg.rounds, root / f"peer{i}.log")
+            proc = spawn_daemon(root / f"peer{i}.toml", cfg.rounds, root / f"peer{i}.log")
             stack.callback(kill_process, proc)
             procs.append(proc)
         reader = KuboStore(kubo[0].api)

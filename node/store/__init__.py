@@ -1,6 +1,7 @@
 """Content-addressed storage: the embedded store, Kubo, Kubo processes, and verified fetches."""
 
 from node.store.stores import (
+    STORE_TIMEOUT,
     EmbeddedStore,
     KuboStore,
     Store,
@@ -13,6 +14,7 @@ from node.store.stores import (
 from node.store.verified import fetch_verified
 
 __all__ = [
+    "STORE_TIMEOUT",
     "EmbeddedStore",
     "KuboStore",
     "Store",

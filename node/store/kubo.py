@@ -12,7 +12,7 @@ import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,19 +39,23 @@ class KuboNode:
     swarm_port: int
     peer_id: str
     pid: int
+    host: str = "127.0.0.1"  # where its API and swarm listen (a network namespace's address, in fault runs)
 
     @property
     def api(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.api_port}/http"
+        return f"/ip4/{self.host}/tcp/{self.api_port}/http"
 
     @property
     def swarm_addr(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.swarm_port}/p2p/{self.peer_id}"
+        return f"/ip4/{self.host}/tcp/{self.swarm_port}/p2p/{self.peer_id}"
 
     def ipfs(self, *args: str, timeout: float = 60) -> str:
         return _ipfs(Path(self.repo), *args, timeout=timeout)
 
     def connect(self, other: KuboNode) -> None:
+        """Connect to `other` now, and keep it a peering: Kubo reconnects (with backoff) whenever the
+        connection drops, after a partition or when either node restarts, as a consortium's nodes must."""
+        self.ipfs("swarm", "peering", "add", other.swarm_addr)
         self.ipfs("swarm", "connect", other.swarm_addr)
 
     def stop(self) -> None:
@@ -109,9 +113,16 @@ def _stop_stray_daemon(repo: Path, timeout: float = 30.0) -> None:
 
 
 def start_kubo(
-    repo: Path, swarm_key: str, timeout: float = 60.0, api_port: int | None = None, swarm_port: int | None = None
+    repo: Path,
+    swarm_key: str,
+    timeout: float = 60.0,
+    api_port: int | None = None,
+    swarm_port: int | None = None,
+    host: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
 ) -> KuboNode:
-    """Init a repo (if new), private to `swarm_key`, and start its daemon on loopback.
+    """Init a repo (if new), private to `swarm_key`, and start its daemon on loopback (or on `host`, run
+    through the argv `prefix`: a network namespace's address and `ip netns exec` for fault runs).
 
     A repo that ran before keeps its API and swarm ports (and its peer id) when they are
     still free, so whatever was configured to reach it still does. A daemon still serving
@@ -132,9 +143,9 @@ def start_kubo(
 
     api_port, swarm_port, gateway_port = port(api_port, "API"), port(swarm_port, "Swarm"), free_port()
     for key, value in (
-        ("Addresses.API", json.dumps(f"/ip4/127.0.0.1/tcp/{api_port}")),
-        ("Addresses.Gateway", json.dumps(f"/ip4/127.0.0.1/tcp/{gateway_port}")),
-        ("Addresses.Swarm", json.dumps([f"/ip4/127.0.0.1/tcp/{swarm_port}"])),
+        ("Addresses.API", json.dumps(f"/ip4/{host}/tcp/{api_port}")),
+        ("Addresses.Gateway", json.dumps(f"/ip4/{host}/tcp/{gateway_port}")),
+        ("Addresses.Swarm", json.dumps([f"/ip4/{host}/tcp/{swarm_port}"])),
         ("Bootstrap", "[]"),
         ("Routing.Type", json.dumps("dht")),
         ("AutoConf.Enabled", "false"),
@@ -146,14 +157,14 @@ def start_kubo(
     start = log_path.stat().st_size if log_path.exists() else 0  # an earlier run's "ready" must not count
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [str(kubo_path()), "daemon"],
+            [*prefix, str(kubo_path()), "daemon"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    node = KuboNode(str(repo), api_port, swarm_port, peer_id, proc.pid)
+    node = KuboNode(str(repo), api_port, swarm_port, peer_id, proc.pid, host)
     deadline = time.monotonic() + timeout
     while b"Daemon is ready" not in log_path.read_bytes()[start:]:
         if proc.poll() is not None:

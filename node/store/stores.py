@@ -30,6 +30,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreRefused",
+    "STORE_TIMEOUT",
     "StoreUnreachable",
     "open_store",
     "raw_cid",
@@ -38,6 +39,7 @@ __all__ = [
 _CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,120})$")
 
 
+STORE_TIMEOUT = 30.0  # seconds a Kubo request may take unless the caller says otherwise
 PROBE_TIMEOUT = 5.0  # seconds our own node has to answer a version request after a failed read
 
 
@@ -123,7 +125,7 @@ def open_store(address: str, base: Path | None = None) -> Store:
 class KuboStore:
     """A Kubo node's RPC API (e.g. /ip4/127.0.0.1/tcp/5001/http)."""
 
-    def __init__(self, api: str, timeout: float = 30.0) -> None:
+    def __init__(self, api: str, timeout: float = STORE_TIMEOUT) -> None:
         import ipfshttpclient
 
         # ipfshttpclient 0.8.0a2 (unmaintained) builds urllib3's PoolManager with strict=True

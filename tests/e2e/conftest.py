@@ -15,6 +15,7 @@ import pytest
 
 from ledger.devnet import AnvilProcess, GethProcess, start_anvil, start_geth
 from node.datasets import DEFAULT_DATA
+from node.sim.cluster import write_sample
 from node.store.kubo import KuboNode, new_swarm_key, start_kubo
 
 VERTICAL_ROWS = 20000  # enough validation rows (about 1300) for party values to stand out of the noise
@@ -82,11 +83,7 @@ def daemons() -> Iterator[list[subprocess.Popen[bytes]]]:
 @pytest.fixture(scope="session")
 def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every seventh row of the bundled data (it is sorted by date, so no head will do)."""
-    with gzip.open(DEFAULT_DATA, "rt") as fh:
-        lines = [line for i, line in enumerate(fh) if i == 0 or i % 7 == 0]
-    path = tmp_path_factory.mktemp("data") / "bank-sample.csv"
-    path.write_text("".join(lines))
-    return path
+    return write_sample(tmp_path_factory.mktemp("data") / "bank-sample.csv")
 
 
 @pytest.fixture(scope="session")

@@ -15,89 +15,18 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 
-from ledger.chain import connect
-from ledger.client import FederationClient
-from ledger.deploy import deploy
 from ledger.devnet import AnvilProcess, GethProcess, free_port, start_anvil
-from ledger.keystore import create_keystore
-from ledger.spec import spec_from_dict
 from ledger.types import Phase
-from node.horizontal.config import PeerConfig
-from node.learn.data import infer_schema, read_rows
+from node.learn.data import read_rows
+from node.sim.cluster import WINDOW, Devnet, small_federation
 from node.store.kubo import KuboNode
 from tests.harness import run_cli, spawn_cli
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
-WINDOW = 20
-
-
-@dataclass
-class Devnet:
-    root: Path
-    configs: list[Path]
-    fed: FederationClient
-    spec: Path
-    deployment: Path
-    ipfs: list[str]
-
-
-def small_federation(
-    root: Path,
-    anvil: AnvilProcess | GethProcess,
-    kubo: list[KuboNode],
-    csv_path: Path,
-    n: int = 3,
-    links: Callable[[int], tuple[str, str]] | None = None,
-) -> Devnet:
-    """`n` founders deployed on `anvil`, each with its share of `csv_path`, a keystore and a peer config
-    (its chain RPC URL and IPFS API address from `links(i)`, by default the nodes' own)."""
-    chain = connect(anvil.url, anvil.chain_id)
-    schema, _ = infer_schema(csv_path, "y", "yes", drop=["duration"])
-    header, rows = read_rows(csv_path)
-    (root / "pw").write_text("secret\n")
-    deployer, *members = [Account.create() for _ in range(n + 1)]
-    for a in (deployer, *members):
-        chain.fund(a.address, 10**19)
-    data = {
-        "chain": {"commit_window": WINDOW, "reveal_window": WINDOW, "vote_window": WINDOW, "min_peers": 2},
-        "members": {"founders": [m.address for m in members]},
-        "data": schema.to_spec(),
-        "model": {"kind": "logreg", "seed": 0},
-        "training": {"epochs": 1, "batch_size": 64, "lr": 0.01, "optimizer": "adam", "seed": 0},
-        "aggregation": {"rule": "median"},
-    }
-    spec = spec_from_dict(data)
-    (root / "spec.toml").write_text(spec.to_toml())
-    deployment = deploy(chain, deployer, spec)
-    deployment.save(root / "deployment.json")
-    configs = []
-    for i, m in enumerate(members):
-        part = [r for j, r in enumerate(rows) if j % n == i]
-        (root / f"company{i}.csv").write_text(",".join(header) + "\n" + "\n".join(",".join(r) for r in part) + "\n")
-        create_keystore(root / f"key{i}.json", "secret", "0x" + m.key.hex())
-        rpc, ipfs = links(i) if links is not None else (anvil.url, kubo[i].api)
-        cfg = PeerConfig(
-            name=f"company{i}",
-            data=Path(f"company{i}.csv"),
-            keystore=Path(f"key{i}.json"),
-            deployment=Path("deployment.json"),
-            spec=Path("spec.toml"),
-            rpc=rpc,
-            ipfs=ipfs,
-            state=Path(f"state{i}"),
-            password_file=Path("pw"),
-            poll_seconds=0.2,
-        )
-        cfg.save(root / f"peer{i}.toml")
-        configs.append(root / f"peer{i}.toml")
-    fed = FederationClient(chain, deployment.federation)
-    return Devnet(root, configs, fed, root / "spec.toml", root / "deployment.json", [k.api for k in kubo])
 
 
 def run_daemon(cfg: Path, until: int, threads: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:

@@ -252,3 +252,27 @@ def test_a_quorum_that_voted_for_wrong_scores_or_a_malformed_model_is_caught(sam
     assert not verdict.ok and verdict.lines == ["MISMATCH: round 3 is failed, not finalized"]
     verdict = verify(f, 4)
     assert not verdict.ok and verdict.lines == ["MISMATCH: round 4 is commit, not finalized"]
+
+
+def test_an_update_the_voters_could_not_fetch_is_left_out_as_they_saw_it_though_it_is_back(
+    sample_csv: Path, tmp_path: Path
+) -> None:
+    """Its sender was partitioned, or its node down, while the round voted: the voters left it out. Fetched
+    now, it must not make the round look tampered with; verify finds the update they could not have and
+    says so. Anything else still fails (the other tests: a model that no subset of updates gives)."""
+    f = embedded_federation(sample_csv, tmp_path, 4)
+    late = f.peers[3]
+    while f.fed.phase(1) != Phase.VOTE:  # everyone commits and reveals; the last reveal opens the vote
+        for p in f.peers:
+            p.step()
+            if f.fed.phase(1) == Phase.VOTE:
+                break
+    cid = revealed(f, 1)[late.address][1]
+    with lost(f.store.root / cid):  # gone while the others vote: they leave it out
+        play_round(f.fed, f.peers, 1, f.chain)
+    info = f.fed.round(1)
+    assert info.phase == Phase.FINALIZED and info.votes >= 3
+    verdict = verify(f, 1)
+    assert verdict.ok, verdict.lines
+    assert f"the voters left out {late.address}'s update" in "\n".join(verdict.lines)
+    assert any(late.address in line and "rejected (left out" in line for line in verdict.lines), verdict.lines
