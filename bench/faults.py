@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -130,11 +131,10 @@ def _partition_in(phase: Phase, peer: int) -> Callable[[FaultNet, Toxiproxy | No
     def inject(run: FaultNet, _toxi: Toxiproxy | None, _rng: random.Random) -> None:
         r = 2
         run.wait_until(f"round {r} in its {phase.name.lower()}", lambda: run.fed.phase(r) == phase)
-        fault = run.fault(f"peer{peer} partitioned in round {r}'s {phase.name.lower()}")
-        run.partition(peer)
-        run.wait_closed(r, 4 * WINDOW + 60)
-        run.heal(peer)
-        fault.ended = time.monotonic()
+        with run.fault(f"peer{peer} partitioned in round {r}'s {phase.name.lower()}"):
+            run.partition(peer)
+            run.wait_closed(r, 4 * WINDOW + 60)
+            run.heal(peer)
 
     return inject
 
@@ -145,18 +145,17 @@ def _hung_and_reset(run: FaultNet, toxi: Toxiproxy | None, rng: random.Random) -
     n = len(run.procs)
     for r in range(1, run.rounds):
 
-        def past_commit(k: int = r) -> bool:
-            return run.fed.phase(k) != Phase.COMMIT
+        def past_commit(k: int = r) -> bool:  # not before round 1 opens: a daemon starting up fails fast
+            return run.fed.phase(k) in (Phase.REVEAL, Phase.VOTE, Phase.FINALIZED, Phase.FAILED)
 
         run.wait_until(f"round {r} past its commit", past_commit, 4 * WINDOW + 60)
         hung, reset = rng.sample(range(n), 2)
-        fault = run.fault(f"round {r}: peer{hung}'s chain link hung, peer{reset}'s IPFS connections reset")
-        toxi.stall(f"peer{hung}-chain")
-        toxi.reset(f"peer{reset}-ipfs")
-        time.sleep(OUTAGE)
-        toxi.clear(f"peer{hung}-chain")
-        toxi.clear(f"peer{reset}-ipfs")
-        fault.ended = time.monotonic()
+        with run.fault(f"round {r}: peer{hung}'s chain link hung, peer{reset}'s IPFS connections reset"):
+            toxi.stall(f"peer{hung}-chain")
+            toxi.reset(f"peer{reset}-ipfs")
+            time.sleep(OUTAGE)
+            toxi.clear(f"peer{hung}-chain")
+            toxi.clear(f"peer{reset}-ipfs")
 
 
 def _kill_a_third(run: FaultNet, _toxi: Toxiproxy | None, rng: random.Random) -> None:
@@ -165,22 +164,20 @@ def _kill_a_third(run: FaultNet, _toxi: Toxiproxy | None, rng: random.Random) ->
     while not run.closed.get(run.rounds - 1):
         time.sleep(rng.uniform(2, 10))
         victims = rng.sample(range(n), max(1, n // 3))
-        fault = run.fault(f"peers {victims} killed")
-        for i in victims:
-            run.kill(i)
-        time.sleep(rng.uniform(1, OUTAGE))
-        for i in victims:
-            run.restart(i)
-        fault.ended = time.monotonic()
+        with run.fault(f"peers {victims} killed"):
+            for i in victims:
+                run.kill(i)
+            time.sleep(rng.uniform(1, OUTAGE))
+            for i in victims:
+                run.restart(i)
 
 
 def _restart_kubo(wipe: bool) -> Callable[[FaultNet, Toxiproxy | None, random.Random], None]:
     def inject(run: FaultNet, _toxi: Toxiproxy | None, _rng: random.Random) -> None:
         r = 2
         run.wait_until(f"round {r} in its reveal", lambda: run.fed.phase(r) == Phase.REVEAL)
-        fault = run.fault(f"peer1's Kubo node {'wiped' if wipe else 'restarted'} in round {r}'s reveal")
-        run.restart_kubo(1, wipe=wipe)
-        fault.ended = time.monotonic()
+        with run.fault(f"peer1's Kubo node {'wiped' if wipe else 'restarted'} in round {r}'s reveal"):
+            run.restart_kubo(1, wipe=wipe)
 
     return inject
 
@@ -188,29 +185,29 @@ def _restart_kubo(wipe: bool) -> Callable[[FaultNet, Toxiproxy | None, random.Ra
 def _restart_chain(run: FaultNet, _toxi: Toxiproxy | None, _rng: random.Random) -> None:
     r = 2
     run.wait_until(f"round {r} in its reveal", lambda: run.fed.phase(r) == Phase.REVEAL)
-    fault = run.fault(f"the chain node stopped in round {r}'s reveal, back {OUTAGE:.0f} s later")
-    run.restart_chain(down=OUTAGE)
-    fault.ended = time.monotonic()
+    with run.fault(f"the chain node stopped in round {r}'s reveal, back {OUTAGE:.0f} s later"):
+        run.restart_chain(down=OUTAGE)
 
 
 Inject = Callable[[FaultNet, Toxiproxy | None, random.Random], None]
-# name -> (peers, in network namespaces, links through toxiproxy, the faults)
-FAULTS: dict[str, tuple[int, bool, bool, Inject]] = {
-    "none (namespaces)": (4, True, False, _clean_run),
-    "partitioned in the commit phase": (4, True, False, _partition_in(Phase.COMMIT, 0)),
-    "partitioned in the reveal phase": (4, True, False, _partition_in(Phase.REVEAL, 1)),
-    "partitioned in the vote phase": (4, True, False, _partition_in(Phase.VOTE, 2)),
-    f"chain link hung, IPFS reset ({OUTAGE:.0f} s, every round)": (4, False, True, _hung_and_reset),
-    "a third SIGKILLed at random, restarted": (6, False, False, _kill_a_third),
-    "a Kubo node restarted": (4, False, False, _restart_kubo(False)),
-    "a Kubo node wiped": (4, False, False, _restart_kubo(True)),
-    "the chain node restarted": (4, False, False, _restart_chain),
+# name -> (peers, in network namespaces, links through toxiproxy, rounds as a multiple of --fault-rounds, the faults)
+FAULTS: dict[str, tuple[int, bool, bool, int, Inject]] = {
+    "none (namespaces)": (4, True, False, 1, _clean_run),
+    "partitioned in the commit phase": (4, True, False, 1, _partition_in(Phase.COMMIT, 0)),
+    "partitioned in the reveal phase": (4, True, False, 1, _partition_in(Phase.REVEAL, 1)),
+    "partitioned in the vote phase": (4, True, False, 1, _partition_in(Phase.VOTE, 2)),
+    f"chain link hung, IPFS reset ({OUTAGE:.0f} s, every round)": (4, False, True, 2, _hung_and_reset),
+    "a third SIGKILLed at random, restarted": (6, False, False, 2, _kill_a_third),
+    "a Kubo node restarted": (4, False, False, 1, _restart_kubo(False)),
+    "a Kubo node wiped": (4, False, False, 1, _restart_kubo(True)),
+    "the chain node restarted": (4, False, False, 1, _restart_chain),
 }
 
 
 def run_faults(name: str, rounds: int, root: Path, csv: Path, seed: int) -> dict[str, Any]:
     """One fault run: the dev-net, the faults injected (in a thread, while the daemons run), the report."""
-    peers, netns, proxied, inject = FAULTS[name]
+    peers, netns, proxied, times, inject = FAULTS[name]
+    rounds *= times
     rng = random.Random(seed)
     with Toxiproxy.start(root / "toxiproxy.log") as toxi:
 
@@ -253,7 +250,8 @@ def fault_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
         rec = [x for x in r["recovery_seconds"] if x is not None]
         recovery = f"{max(rec):.1f}" if rec else ("never" if r["recovery_seconds"] else "")
         lost = "yes" if r["nothing_lost"] else "NO: " + _what_was_lost(r)
-        per_round = r["seconds"] / max(1, r["attempted"])
+        closed = [float(t) for t in r["closed_at"].values()]  # rounds after the first (setup, joining)
+        per_round = (closed[-1] - closed[0]) / (len(closed) - 1) if len(closed) > 1 else float("nan")
         rows.append(
             [
                 name,
@@ -263,10 +261,21 @@ def fault_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
                 failed,
                 recovery,
                 f"{per_round:.1f}",
+                f"{closed[-1]:.0f}" if closed else "",
                 lost,
             ]
         )
-    header = ["fault", "peers", "rounds", "finalized", "failed (why)", "recovered in s", "s/round", "nothing lost"]
+    header = [
+        "fault",
+        "peers",
+        "rounds",
+        "finalized",
+        "failed (why)",
+        "recovery s",
+        "s/round (2 on)",
+        "last closed at s",
+        "nothing lost",
+    ]
     return table(header, rows)
 
 
@@ -299,11 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=4, help="rounds per run in the links table")
     ap.add_argument("--fault-rounds", type=int, default=5, help="rounds per run in the faults table")
     ap.add_argument("--only", choices=("links", "faults"), help="one table only (the other is kept from the last run)")
+    ap.add_argument(
+        "--rows", nargs="+", help="only the fault rows whose names hold one of these texts (the others kept)"
+    )
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: every daemon and node is stopped too
     cfg = DemoConfig(split_by=None, peers=args.peers, rounds=args.rounds, seed=0)
     previous = _previous()
     runs: dict[str, dict[str, Any]] = previous.get("runs", {}) if args.only == "faults" else {}
-    faults: dict[str, dict[str, Any]] = previous.get("faults", {}) if args.only == "links" else {}
+    keep = args.only == "links" or args.rows is not None
+    faults: dict[str, dict[str, Any]] = previous.get("faults", {}) if keep else {}
     with tempfile.TemporaryDirectory(prefix="fedchain-faults-") as tmp:
         if args.only != "faults":
             for i, (name, shape) in enumerate(NETWORKS.items(), 1):
@@ -312,9 +326,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.only != "links":
             csv = write_sample(Path(tmp) / "sample.csv")
             for i, name in enumerate(FAULTS, 1):
-                progress("faults", f"fault run: {name}, {args.fault_rounds} rounds ({i}/{len(FAULTS)})")
+                if args.rows is not None and not any(text in name for text in args.rows):
+                    continue
+                progress(
+                    "faults", f"fault run: {name}, {args.fault_rounds * FAULTS[name][3]} rounds ({i}/{len(FAULTS)})"
+                )
                 (Path(tmp) / f"run{i}").mkdir()
                 faults[name] = run_faults(name, args.fault_rounds, Path(tmp) / f"run{i}", csv, seed=i)
+    faults = {name: faults[name] for name in FAULTS if name in faults}  # the table's order; old names dropped
     meta = stamp("web3", tools=True)
     doc = [
         "# Faults survived",
@@ -334,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"node/sim/faults.py: a `fedchain node run` process and a Kubo node per peer, anvil mining a block a "
         f"second, {WINDOW} s windows, {args.fault_rounds} rounds a run, one run per row (docstring of "
-        "bench/faults.py). *Recovered in*: the longest time from a fault's end to the next finalized round. "
+        "bench/faults.py). *Recovery*: the longest time from a fault's end to the next finalized round. "
+        "*s/round (2 on)*: from round 1's close to the last one's; *last closed at*: from the run's start (chain, "
+        "Kubo nodes, deployment, daemons joining). "
         "*Nothing lost*: every daemon exited cleanly on the chain's last model, nobody committed twice, tokens "
         "are conserved, exactly the committers that never revealed and the revealers that never voted were "
         "slashed, and every finalized round re-verifies (`audit verify`).",

@@ -195,10 +195,13 @@ class FaultNet:
 
     # ---- faults
 
-    def fault(self, what: str) -> Fault:
+    @contextmanager
+    def fault(self, what: str) -> Iterator[Fault]:
+        """A fault injected in the `with` block: recorded, with when it began and when the block ended."""
         f = Fault(what, time.monotonic())
         self.faults.append(f)
-        return f
+        yield f
+        f.ended = time.monotonic()
 
     def kill(self, i: int) -> None:
         """SIGKILL peer i's daemon (its whole process group)."""
@@ -303,6 +306,7 @@ class FaultNet:
             "failed": failed,
             "recovery_seconds": recoveries,
             "seconds": round((closed_at[-1] if closed_at else time.monotonic()) - self.started, 1),
+            "closed_at": {r: round(t - self.started, 1) for r, (t, _p) in sorted(self.closed.items())},
             "exit_codes": codes,
             "double_commits": sorted(f"peer{i} round {r}" for (i, r), k in logged.items() if k > 1)
             + (["AlreadyCommitted reverted"] if "AlreadyCommitted" in text else [])

@@ -13,7 +13,6 @@ conserved, every finalized round re-verified).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -37,11 +36,10 @@ def test_peers_partitioned_mid_commit_mid_reveal_and_mid_vote_are_slashed_as_the
         r = 2
         for peer, phase in cuts:
             run.wait_until(f"round {r} in its {phase.name.lower()}", lambda r=r, p=phase: run.fed.phase(r) == p)
-            fault = run.fault(f"peer{peer} partitioned in round {r}'s {phase.name.lower()}")
-            run.partition(peer)
-            assert run.wait_closed(r, 4 * WINDOW + 60) == Phase.FINALIZED, run.report()
-            run.heal(peer)
-            fault.ended = time.monotonic()
+            with run.fault(f"peer{peer} partitioned in round {r}'s {phase.name.lower()}"):
+                run.partition(peer)
+                assert run.wait_closed(r, 4 * WINDOW + 60) == Phase.FINALIZED, run.report()
+                run.heal(peer)
             faulty.append(r)
             r = run.fed.current_round() + 1
         assert r <= last - 1, f"the faults took rounds up to {r}: raise `last`"
