@@ -139,6 +139,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         sys.stderr.write(f"fedchain: round {args.round} does not verify: {first.removeprefix('MISMATCH: ')}\n")
         return 1
     say(f"round {args.round} verifies")
+    if verdict.left_out:
+        sys.stderr.write(
+            f"fedchain: warning: round {args.round}'s voters left out the update of {', '.join(verdict.left_out)}, "
+            "which can be fetched now (unavailable to them, or withheld)\n"
+        )
     return 0
 
 

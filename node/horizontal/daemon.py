@@ -40,7 +40,8 @@ __all__ = ["Daemon", "PermanentError", "open_company", "open_peer"]
 
 _TRANSIENT = (ChainUnreachable, StoreError)
 # The longest wait between tries while the chain or IPFS node is unreachable: a try is one request, and a
-# peer that comes back (a healed partition, a restarted node) must still make the window it is in (20 s+).
+# peer that comes back (a healed partition, a restarted node) must still make the window it is in (10
+# blocks or more: 15 s in the partition test).
 OUTAGE_RETRY = 5.0
 
 # Reverts no retry can change: the account is not (or no longer) a member of the federation.

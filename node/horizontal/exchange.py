@@ -150,6 +150,8 @@ def collect_updates(
         ((rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round == round_id), key=lambda t: t[0].lower()
     )
     evaluated = evaluated_in(fed, nspec, round_id)
+    if timeout is not None:  # a deadline to meet: every content at once, so the whole fetch takes one timeout
+        workers = max(workers, len(now))
     fetched = _fetch_all(store, nspec, round_id, now, evaluated, workers, cache, timeout, sealer)
     if nspec.evaluates and round_id > 1:
         before = [(rv.member, rv.content_hash, rv.cid) for rv in reveals if rv.round != round_id]

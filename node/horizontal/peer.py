@@ -490,7 +490,8 @@ class Peer:
         """Seconds one update may take to fetch for round r's vote: what is left of its vote window, less a
         third of the window (at least 3 s) kept for the vote's transaction; never under PREFETCH_TIMEOUT nor
         over the store's own timeout. An update behind a partition must not hold every honest voter past
-        the deadline (each would be slashed for not voting). None outside the vote: the store's own."""
+        the deadline (each would be slashed for not voting). None until the round has entered its vote (the
+        window starts then): the store's own. The timeout is per read; the contents are fetched at once."""
         info = self.fed.round(r)
         if info.phase != Phase.VOTE:
             return None

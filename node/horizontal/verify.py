@@ -5,7 +5,9 @@ hash, re-run the spec's aggregation from the previous finalized model, and
 compare the model hash and the scores with what the chain finalized. An update
 the voters could not fetch (its sender partitioned, its node down) was left out
 of the model they voted for, yet may be fetchable now: when the model does not
-match, the fewest such updates that make it match are left out, and said.
+match, the round is re-run without the fewest such updates that give the chain's
+model and scores, and the verdict names them (`left_out`): whether the voters
+could not fetch them or withheld them, a reader cannot tell.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class Verdict:
     round: int
     ok: bool = True
     lines: list[str] = field(default_factory=list)
+    # members whose update, fetchable now, the voters' model leaves out: unavailable to them when they voted
+    # (a partition, a node down) or withheld by them; a reader cannot tell which, so it is said, not judged
+    left_out: list[str] = field(default_factory=list)
 
     def fail(self, text: str) -> None:
         self.ok = False
@@ -79,25 +84,32 @@ def _rerunner(
 
 
 def _as_the_voters_saw_it(
-    fetched: list[FetchedUpdate], again: Callable[[list[FetchedUpdate]], Outcome], target: bytes
-) -> tuple[list[FetchedUpdate], Outcome, tuple[str, ...]] | None:
-    """The round re-run with the fewest of the updates usable now left out (as unavailable when it voted:
-    behind a partition, or on a node that was down) that gives the on-chain model hash; at most a third of
-    its updates left out and MAX_LEFT_OUT_TRIES re-runs. A match is a proof (the hash binds the model to
-    exactly those updates); None when there is none."""
+    fetched: list[FetchedUpdate],
+    again: Callable[[list[FetchedUpdate]], Outcome],
+    target: bytes,
+    scores: list[int],
+) -> tuple[list[FetchedUpdate], Outcome, list[tuple[str, ...]]] | None:
+    """The round re-run with the fewest of the updates usable now left out that gives the on-chain model hash
+    and the finalized scores (at most a third of the usable updates, at most MAX_LEFT_OUT_TRIES re-runs):
+    the first such re-run and every set of that size that fits (a median can give one model from different
+    sets). None when no set fits."""
     usable = [f.member for f in fetched if f.update is not None]
-    tries = 0
-    for size in range(1, len(fetched) // 3 + 1):
+    tries, fits = 0, []
+    found: tuple[list[FetchedUpdate], Outcome] | None = None
+    for size in range(1, len(usable) // 3 + 1):
         for left in combinations(usable, size):
             tries += 1
             if tries > MAX_LEFT_OUT_TRIES:
-                return None
-            why = "left out: the round's voters could not fetch it (it can be fetched now)"
+                break
+            why = "left out by the round's voters (unavailable to them, or withheld; it can be fetched now)"
             changed = [replace(f, update=None, reason=why) if f.member in left else f for f in fetched]
             outcome = again(changed)
-            if outcome.used and content_hash(encode(outcome.model)) == target:
-                return changed, outcome, left
-    return None
+            if outcome.used and outcome.scores == scores and content_hash(encode(outcome.model)) == target:
+                fits.append(left)
+                found = found or (changed, outcome)
+        if found is not None or tries > MAX_LEFT_OUT_TRIES:
+            break
+    return None if found is None else (*found, fits)
 
 
 def verify_round(
@@ -123,13 +135,16 @@ def verify_round(
         verdict.fail(f"cannot re-run round {r}: {exc}")
         return verdict
     outcome = again(fetched)
-    if outcome.used and content_hash(encode(outcome.model)) != info.model_hash:
-        seen = _as_the_voters_saw_it(fetched, again, info.model_hash)
+    complete = not any(f.update is None and f.reason.startswith("unavailable") for f in fetched)
+    if complete and outcome.used and content_hash(encode(outcome.model)) != info.model_hash:
+        seen = _as_the_voters_saw_it(fetched, again, info.model_hash, fed.winning_proposal(r, from_block).scores)
         if seen is not None:
-            fetched, outcome, left = seen
+            fetched, outcome, fits = seen
+            verdict.left_out = sorted({m for left in fits for m in left})
+            which = " or ".join(" and ".join(left) for left in fits)
             verdict.lines.append(
-                f"the voters left out {', '.join(left)}'s update (unavailable to them when the round voted, "
-                "fetched now): re-run as they saw it"
+                f"LEFT OUT: the voters' model leaves out the update of {which}, fetchable now: unavailable to "
+                "them when they voted (a partition, a node down) or withheld by them; re-run without it"
             )
     for f in fetched:
         reason = outcome.rejected.get(f.member)

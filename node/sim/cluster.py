@@ -128,11 +128,12 @@ def spawn_daemon(
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     args = ["node", "run", "--config", str(cfg), "--until-round", str(until), *extra]
-    return subprocess.Popen(
-        [*prefix, sys.executable, "-m", "node.cli", *args],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with log.open("wb") as out:  # the child keeps its own copy
+        return subprocess.Popen(
+            [*prefix, sys.executable, "-m", "node.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )

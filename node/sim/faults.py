@@ -31,13 +31,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.devnet import AnvilProcess, start_anvil
-from ledger.errors import LedgerError
 from ledger.spec import load_spec
 from ledger.types import FailReason, Phase
 from node.errors import NodeError
@@ -80,6 +80,7 @@ class FaultNet:
     faults: list[Fault] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _follower: threading.Thread | None = None
 
     @classmethod
     @contextmanager
@@ -111,9 +112,9 @@ class FaultNet:
             for i in range(n):
                 run.logs.append([root / f"peer{i}.log"])
                 run.procs.append(run._spawn(i))
-            follower = threading.Thread(target=run._follow, name="fault-follower", daemon=True)
-            follower.start()
-            stack.callback(follower.join, 10)
+            run._follower = threading.Thread(target=run._follow, name="fault-follower", daemon=True)
+            run._follower.start()
+            stack.callback(run._follower.join, 10)
             stack.callback(run._stop.set)
             yield run
 
@@ -134,12 +135,14 @@ class FaultNet:
         return spawn_daemon(self.net.configs[i], self.rounds, self.logs[i][-1], prefix=self._prefix(i))
 
     def _stop_all(self) -> None:
+        """Stop every daemon, Kubo node and the chain node; one that fails to stop does not keep the others
+        running (they would outlive the topology)."""
         self._stop.set()
-        for p in self.procs:
-            kill_process(p)
-        for node in self.kubo:
-            node.stop()
-        self.anvil.stop()
+        stops: list[Callable[[], None]] = [partial(kill_process, p) for p in self.procs]
+        stops += [*(n.stop for n in self.kubo), self.anvil.stop]
+        for stop in stops:
+            with suppress(Exception):
+                stop()
 
     @property
     def fed(self) -> FederationClient:
@@ -183,8 +186,8 @@ class FaultNet:
             try:
                 fed = fed or FederationClient(connect(self.anvil.url, self.anvil.chain_id), self.fed.address)
                 phase = fed.round(r).phase
-            except (LedgerError, OSError, ValueError):
-                fed = None  # the chain node restarted, or is down: connect again
+            except Exception:  # the chain node restarted, or is down (any failure): connect again
+                fed = None
                 self._stop.wait(0.5)
                 continue
             if phase.closed:
@@ -212,7 +215,9 @@ class FaultNet:
             p.wait()
 
     def restart(self, i: int) -> None:
-        """Start peer i's daemon again, logging to a new file."""
+        """Start peer i's daemon again, logging to a new file (not once the run is stopping)."""
+        if self._stop.is_set():
+            return
         self.logs[i].append(self.root / f"peer{i}-{len(self.logs[i])}.log")
         self.procs[i] = self._spawn(i)
 
@@ -239,9 +244,12 @@ class FaultNet:
         time.sleep(down)
         node = self._start_kubo(i, old.api_port, old.swarm_port)
         self.kubo[i] = node
+        if (node.api_port, node.swarm_port) != (old.api_port, old.swarm_port):
+            raise NodeError(f"peer{i}'s Kubo node came back on other ports: its daemon's config names the old")
         for j, other in enumerate(self.kubo):
             if j != i:
-                node.connect(other)
+                with suppress(NodeError):  # one down or cut off: the peering reconnects when it is back
+                    node.connect(other)
 
     def restart_chain(self, down: float = 3.0) -> None:
         """Stop the chain node (it saves its chain), and start it again on its port `down` seconds later."""
@@ -265,6 +273,9 @@ class FaultNet:
     def report(self) -> dict[str, Any]:
         """The run's rounds and checks (see the module's docstring), from the chain, IPFS and the logs."""
         assert self.net is not None
+        if self._follower is not None:  # it stops once every round closed; then nothing changes `closed`
+            self._follower.join(10)
+        self._stop.set()
         fed = self.fed
         codes = [p.poll() for p in self.procs]
         reasons = {
@@ -278,6 +289,7 @@ class FaultNet:
         store = KuboStore(self.kubo[0].api)
         verdicts = {r: verify_round(fed, store, nspec, r, self.net.block) for r in finalized}
         unverified = {r: next(x for x in v.lines if x.startswith("MISMATCH")) for r, v in verdicts.items() if not v.ok}
+        left_out = {r: [f"peer{self._index(m)}" for m in v.left_out] for r, v in verdicts.items() if v.left_out}
         logged: dict[tuple[int, int], int] = {}  # (peer, round) -> commits its logs say it made
         for i, logs in enumerate(self.logs):
             for log in logs:
@@ -315,6 +327,7 @@ class FaultNet:
             "same_model": len(set(models.values())) == 1 and on_chain in models.values(),
             "tokens_conserved": acc.held == acc.staked + acc.pool + acc.unclaimed,
             "unverified": unverified,
+            "left_out": left_out,  # updates the voters could not fetch, fetchable when verified
             "slashed": sorted(f"peer{self._index(e['member'])} round {r}" for r, e in by_round["Slashed"]),
             "slashed_as_protocol": self._slashing_as_protocol(by_round, finalized),
         }

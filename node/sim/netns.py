@@ -27,7 +27,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from node.errors import NodeError
@@ -43,6 +43,8 @@ def _ip(*args: str) -> str:
         done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
     except FileNotFoundError:
         raise NodeError("network namespaces need the `ip` command (iproute2), which is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise NodeError(f"`ip {' '.join(args)}` did not finish within 30s") from None
     if done.returncode != 0:
         raise NodeError(f"`ip {' '.join(args)}` failed: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
@@ -83,8 +85,11 @@ class Topology:
         try:
             net._build()
             yield net
-        finally:
-            net._remove()
+        except BaseException:
+            with suppress(NodeError):  # the error being raised says more than a failed cleanup
+                net._remove()
+            raise
+        net._remove()
 
     @property
     def bridge(self) -> str:
