@@ -82,12 +82,10 @@ def run_links(cfg: DemoConfig, shape: Callable[[Toxiproxy, str], None], log: Pat
     with Toxiproxy.start(log) as toxi:
 
         def links(i: int, rpc: str, ipfs: str) -> tuple[str, str]:
-            chain = toxi.proxy(f"peer{i}-chain", rpc.removeprefix("http://"))
-            api_port = ipfs.split("/tcp/")[1].split("/", maxsplit=1)[0]
-            host, port = toxi.proxy(f"peer{i}-ipfs", f"127.0.0.1:{api_port}").split(":")
+            proxied = toxi.peer_links(i, rpc, ipfs)
             for name in (f"peer{i}-chain", f"peer{i}-ipfs"):
                 shape(toxi, name)
-            return f"http://{chain}", f"/ip4/{host}/tcp/{port}/http"
+            return proxied
 
         doc = run_devnet_demo(cfg, links=links)
     rounds = doc["rounds"]
@@ -210,14 +208,8 @@ def run_faults(name: str, rounds: int, root: Path, csv: Path, seed: int) -> dict
     rounds *= times
     rng = random.Random(seed)
     with Toxiproxy.start(root / "toxiproxy.log") as toxi:
-
-        def links(i: int, rpc: str, ipfs: str) -> tuple[str, str]:
-            chain = toxi.proxy(f"peer{i}-chain", rpc.removeprefix("http://"))
-            api_port = ipfs.split("/tcp/")[1].split("/", maxsplit=1)[0]
-            host, port = toxi.proxy(f"peer{i}-ipfs", f"127.0.0.1:{api_port}").split(":")
-            return f"http://{chain}", f"/ip4/{host}/tcp/{port}/http"
-
-        with FaultNet.start(root, csv, peers, rounds, netns, WINDOW, links if proxied else None) as run:
+        links = toxi.peer_links if proxied else None
+        with FaultNet.start(root, csv, peers, rounds, netns, WINDOW, links) as run:
             errors: list[BaseException] = []
 
             def go() -> None:

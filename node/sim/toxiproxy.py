@@ -111,6 +111,14 @@ class Toxiproxy:
         """Reset every connection (TCP RST) as data arrives, until `clear`."""
         self._toxic(proxy, "reset_peer", "upstream", timeout=0)
 
+    def peer_links(self, i: int, rpc: str, ipfs: str) -> tuple[str, str]:
+        """Proxies `peer{i}-chain` to a chain RPC URL (http://host:port) and `peer{i}-ipfs` to a Kubo API
+        multiaddr on loopback; the RPC URL and IPFS API address to configure peer i with instead."""
+        chain = self.proxy(f"peer{i}-chain", rpc.removeprefix("http://"))
+        api_port = ipfs.split("/tcp/")[1].split("/", maxsplit=1)[0]
+        host, port = self.proxy(f"peer{i}-ipfs", f"127.0.0.1:{api_port}").split(":")
+        return f"http://{chain}", f"/ip4/{host}/tcp/{port}/http"
+
     def clear(self, proxy: str) -> None:
         """Remove every toxic of `proxy`: the link is clean again."""
         for toxic in self._api("GET", f"/proxies/{proxy}/toxics") or []:
