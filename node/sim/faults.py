@@ -120,19 +120,15 @@ class FaultNet:
 
     # ---- the parts
 
-    def _prefix(self, i: int) -> list[str]:
-        return self.topology.run_in(f"peer{i}") if self.topology else []
-
     def _start_kubo(self, i: int, api_port: int | None = None, swarm_port: int | None = None) -> KuboNode:
-        host = self.topology.address(f"peer{i}") if self.topology else "127.0.0.1"
+        host, prefix = _where(self.topology, f"peer{i}")
         repo = self.root / f"kubo-{i}"
-        return start_kubo(
-            repo, self.swarm_key, api_port=api_port, swarm_port=swarm_port, host=host, prefix=self._prefix(i)
-        )
+        return start_kubo(repo, self.swarm_key, api_port=api_port, swarm_port=swarm_port, host=host, prefix=prefix)
 
     def _spawn(self, i: int) -> subprocess.Popen[bytes]:
         assert self.net is not None
-        return spawn_daemon(self.net.configs[i], self.rounds, self.logs[i][-1], prefix=self._prefix(i))
+        prefix = _where(self.topology, f"peer{i}")[1]
+        return spawn_daemon(self.net.configs[i], self.rounds, self.logs[i][-1], prefix=prefix)
 
     def _stop_all(self) -> None:
         """Stop every daemon, Kubo node and the chain node; one that fails to stop does not keep the others
@@ -356,10 +352,16 @@ class FaultNet:
         return [m.lower() for m in self.net.members].index(member.lower())
 
 
+def _where(topo: Topology | None, host: str) -> tuple[str, list[str]]:
+    """The address a host's services listen on and the argv prefix that runs them there (loopback without
+    a topology)."""
+    return (topo.address(host), topo.run_in(host)) if topo else ("127.0.0.1", [])
+
+
 def _start_chain(root: Path, topo: Topology | None, log: Path, port: int | None = None) -> AnvilProcess:
     """Anvil mining a block a second, its chain saved in `root/chain.json` (and loaded from it, if there),
     in the topology's "chain" namespace if there is one."""
-    host, prefix = (topo.address("chain"), topo.run_in("chain")) if topo else ("127.0.0.1", [])
+    host, prefix = _where(topo, "chain")
     return start_anvil(port, log_path=log, block_time=1, state_file=root / "chain.json", host=host, prefix=prefix)
 
 

@@ -68,7 +68,7 @@ class Topology:
     tag: str
     subnet: str
     hosts: list[str]
-    created: list[str] = field(default_factory=list)  # namespaces made so far (removed at the end)
+    created: list[str] = field(default_factory=list)  # hosts whose namespace is made (removed at the end)
     bridge_made: bool = False
 
     @classmethod
@@ -129,7 +129,7 @@ class Topology:
         for host in self.hosts:
             ns, veth = self.namespace(host), self._veth(host)
             _ip("netns", "add", ns)
-            self.created.append(ns)
+            self.created.append(host)
             _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
             _ip("link", "set", veth, "master", self.bridge)
             _ip("link", "set", veth, "up")
@@ -141,9 +141,8 @@ class Topology:
         """Delete the veth pairs, the namespaces and the bridge; every step is tried. (Deleting a namespace
         frees its veth pair only later, in the kernel's own time: each pair is deleted first, at once.)"""
         errors = []
-        for ns in reversed(self.created):
-            host = self.hosts[[self.namespace(h) for h in self.hosts].index(ns)]
-            for step in (("link", "del", self._veth(host)), ("netns", "del", ns)):
+        for host in reversed(self.created):
+            for step in (("link", "del", self._veth(host)), ("netns", "del", self.namespace(host))):
                 try:
                     _ip(*step)
                 except NodeError as exc:
