@@ -277,8 +277,9 @@ class Chain:
         return int(self.w3.eth.get_block(number)["gasUsed"])
 
     def now(self) -> int:
-        """The latest block's timestamp."""
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        """The latest block's timestamp (a node that does not answer: `ChainUnreachable`, as every read)."""
+        with network_errors(self.url or "the chain"):
+            return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def advance_time(self, seconds: int) -> None:
         """Move chain time forward by `seconds` and mine a block (development chains only)."""

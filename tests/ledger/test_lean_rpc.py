@@ -237,3 +237,17 @@ def test_a_node_that_drops_the_filter_is_watched_by_block_number(anvil: Any, mon
     connect(anvil.url).w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     assert chain.wait_for_block(5.0)
     assert chain.requests["eth_newBlockFilter"] == 1  # not made again and again
+
+
+@pytest.mark.anvil
+def test_a_node_gone_mid_run_is_chain_unreachable_for_the_block_clock_too(tmp_path: Any) -> None:
+    """`Chain.now()` (a vote's fetch deadline, the vertical stages' windows) went through web3 unmapped:
+    a peer partitioned from its chain died on a raw timeout instead of waiting the outage out."""
+    from ledger.devnet import start_anvil
+
+    node = start_anvil(log_path=tmp_path / "anvil.log")
+    chain = connect(node.url)
+    assert chain.now() > 0
+    node.stop()
+    with pytest.raises(ChainUnreachable, match="did not answer"):
+        chain.now()
