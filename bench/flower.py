@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.results_file import process_cpu
 from node.core.codec import IntArray, from_fixed, to_fixed
 from node.horizontal.spec import NodeSpec
 from node.learn.model import train
@@ -115,14 +116,17 @@ class _TimedFedAvg(FedAvg):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.started: dict[int, float] = {}
         self.aggregated: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}  # CPU seconds of this process (server and clients) from fit to aggregate
 
     def configure_fit(self, server_round: int, parameters: Parameters, client_manager: ClientManager) -> Any:
         self.started[server_round] = time.perf_counter()
+        self.cpu[server_round] = -process_cpu()
         return super().configure_fit(server_round, parameters, client_manager)
 
     def aggregate_fit(self, server_round: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Any]) -> Any:
         out = super().aggregate_fit(server_round, results, failures)
         self.aggregated[server_round] = time.perf_counter()
+        self.cpu[server_round] += process_cpu()
         if failures:
             raise RuntimeError(f"Flower round {server_round}: {len(failures)} clients failed: {failures[:1]}")
         return out
@@ -184,6 +188,7 @@ def run_flower(companies: list[Company], nspec: NodeSpec, rounds: int, evaluate:
                 "round": r,
                 "seconds": round(strategy.aggregated[r] - strategy.started[r], 4),
                 "train_seconds": round(float(np.mean([c.get(r, 0.0) for c in clocks])), 4),
+                "cpu_seconds": round(strategy.cpu[r], 3),
                 **metrics.get(r, {}),
             }
         )

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from eth_account import Account
 
-from bench.results_file import progress, stamp, table, write
+from bench.results_file import process_cpu, progress, stamp, table, write
 from ledger.chain import connect
 from ledger.client import FederationClient
 from ledger.deploy import deploy
@@ -117,7 +117,15 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
             clocks.append(clock)
         fed = FederationClient(chain, deployment.federation)
         opened: dict[int, float] = {}
+        cpu_at: dict[int, dict[str, float]] = {}  # CPU seconds spent so far, by part, when each round opened
         done = threading.Event()
+
+        def cpu_now() -> dict[str, float]:
+            return {
+                "peers": process_cpu(),
+                "kubo": sum(process_cpu(k.pid) for k in kubo),
+                "anvil": process_cpu(anvil.pid),
+            }
 
         closed = threading.Event()  # the last round has closed
 
@@ -130,9 +138,10 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
                 if block != seen:
                     seen = block
                     r = fed.current_round()
-                    opened.setdefault(r, time.perf_counter())
+                    if r not in opened:
+                        opened[r], cpu_at[r] = time.perf_counter(), cpu_now()
                     if fed.round(rounds).phase.closed:
-                        opened.setdefault(rounds + 1, time.perf_counter())
+                        opened[rounds + 1], cpu_at[rounds + 1] = time.perf_counter(), cpu_now()
                         closed.set()
                         return
                 time.sleep(0.01)
@@ -160,7 +169,12 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
         done.set()
         statuses = [fed.round(r).phase.name for r in range(1, rounds + 1)]
         hashes = {model_hash(p.params) for p in peers}  # every tensor, not the first
-    durations = [opened[r + 1] - opened[r] for r in range(1, rounds + 1) if r + 1 in opened]
+    measured = [r for r in range(1, rounds + 1) if r + 1 in opened]
+    durations = [opened[r + 1] - opened[r] for r in measured]
+    cpu = {
+        part: round(statistics.median(cpu_at[r + 1][part] - cpu_at[r][part] for r in measured), 3) if measured else None
+        for part in ("peers", "kubo", "anvil")
+    }
     per_peer = {k: sum(c[k] for c in clocks) / n_peers / rounds for k in sorted({k for c in clocks for k in c})}
     parts = sorted({k for p in peers for k in p.timings})
     breakdown = {k: sum(p.timings.get(k, 0.0) for p in peers) / n_peers / rounds for k in parts}
@@ -172,6 +186,7 @@ def run(n_peers: int, rounds: int, block_time: float | None, poll: float, train:
         "agreed": len(hashes) == 1,
         "round_seconds": [round(d, 3) for d in durations],
         "median_round_seconds": round(statistics.median(durations), 3) if durations else None,
+        "cpu_seconds_per_round": cpu,  # median over rounds: the peers' process, the Kubo nodes, anvil
         "per_peer_round_seconds": {k: round(v, 4) for k, v in per_peer.items()},
         "breakdown": {k: round(v, 4) for k, v in breakdown.items()},
         "trained_each_round": train,

@@ -19,7 +19,7 @@ from bench.csvload import lines as csvload_lines
 from bench.faults import fault_lines, link_lines
 from bench.gas import TWO_CP
 from bench.results_file import RESULTS, table
-from bench.timing import PARTS, blocks_label
+from bench.timing import CPU_HEADER, PARTS, blocks_label, cpu_rows
 
 try:
     import matplotlib
@@ -503,6 +503,13 @@ def main() -> int:
         + (f" (5 peers, automine: {auto5['median_round_seconds']:.2f} s per round)." if auto5 else "."),
         "",
         *table(["peers", "fedchain chain", "fedchain s / round", "Flower s / round", "ratio"], _timing_rows(timing)),
+        "",
+        "Where the machine's CPU goes per round (CPU seconds, median round; fedchain with automine). The peers "
+        "are threads of one Python process, whose interpreter lock runs Python on about one core, so that "
+        "process's CPU bounds the round; it grows as peers squared (each peer fetches and evaluates every "
+        "update), while `per peer` (all CPU / peers, about what one company's machine spends) grows slowly:",
+        "",
+        *table(CPU_HEADER, cpu_rows(timing["fedchain"], timing["flower"], timing["cores"])),
         "",
         f"![round time]({plots['timing']})",
         "",

@@ -60,3 +60,15 @@ def progress(stem: str, text: str) -> None:
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table's lines."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def process_cpu(pid: int | None = None) -> float:
+    """User + system CPU seconds spent so far by process `pid` (all its threads), or by this process."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:  # /proc/<pid>/stat: utime and stime are fields 14 and 15, counted after the command's closing ")"
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,4 +1,4 @@
-"""Wall time per round: fedchain on the dev-net against Flower, at 5, 10 and 20 peers.
+"""Wall time per round: fedchain on the dev-net against Flower, at 5, 10, 20 and 50 peers.
 
 fedchain: anvil (automine, and 1 s blocks) + three Kubo nodes in a private
 swarm, one thread per peer with its own JSON-RPC connection and Kubo client,
@@ -7,15 +7,17 @@ FedAvg server and one gRPC client thread per company (`bench.flower`). Same
 random stratified split of the bundled Bank Marketing data, same logreg model,
 training code, local epoch and rounds. Reports the median round, the ratio
 fedchain / Flower, and where a fedchain peer's time goes (train, evaluate, encode, IPFS
-publish, chain transactions, fetch + verify, aggregate + score, adopt). Writes
+publish, chain transactions, fetch + verify, aggregate + score, adopt), and
+where the machine's CPU goes (the peers' process, the Kubo nodes, anvil; Flower's process). Writes
 bench/results/timing.md and timing.json.
 
-    .venv/bin/python -m bench.timing [--peers 5 10 20] [--rounds 5]
+    .venv/bin/python -m bench.timing [--peers 5 10 20 50] [--rounds 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from typing import Any
@@ -27,6 +29,7 @@ from node.sim.companies import DemoConfig
 
 PARTS = ["train", "evaluate", "encode", "publish", "chain", "fetch", "aggregate", "adopt"]
 BLOCKS: tuple[float | None, ...] = (None, 1.0)
+CORES = os.cpu_count() or 1
 
 
 def flower_rounds(n_peers: int, rounds: int) -> dict[str, Any]:
@@ -38,11 +41,40 @@ def flower_rounds(n_peers: int, rounds: int) -> dict[str, Any]:
         "round_seconds": seconds,
         "median_round_seconds": round(statistics.median(seconds), 3),
         "train_seconds": round(statistics.median(r["train_seconds"] for r in fl.rounds), 4),
+        "cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in fl.rounds), 3),
     }
 
 
 def blocks_label(b: float | None) -> str:
     return "automine" if not b else f"{b:g} s blocks"
+
+
+CPU_HEADER = ["peers", "system", "Python process", "Kubo nodes", "anvil", "all", "busy", "per peer"]
+
+
+def cpu_rows(fed: list[dict[str, Any]], flower: list[dict[str, Any]], cores: int) -> list[list[str]]:
+    """Where the machine's CPU went per round: fedchain with automine (its peers' process, the Kubo nodes,
+    anvil), then Flower (its one process); `busy`: of the machine's `cores` over the round; all CPU / peers."""
+    rows = []
+    for r in fed:
+        cpu = r.get("cpu_seconds_per_round")
+        if r["block_time"] or not cpu:
+            continue
+        total = sum(cpu.values())
+        rows.append(
+            [str(r["peers"]), "fedchain"]
+            + [f"{cpu[k]:.2f}" for k in ("peers", "kubo", "anvil")]
+            + [f"{total:.2f}", f"{total / cores / r['median_round_seconds']:.0%}", f"{total / r['peers']:.3f}"]
+        )
+    for f in flower:
+        if "cpu_seconds" in f:
+            total = f["cpu_seconds"]
+            busy = total / cores / f["median_round_seconds"]
+            per_peer = total / f["peers"]
+            rows.append(
+                [str(f["peers"]), "Flower", f"{total:.2f}", "-", "-", f"{total:.2f}", f"{busy:.0%}", f"{per_peer:.3f}"]
+            )
+    return rows
 
 
 def report(
@@ -115,14 +147,25 @@ def report(
         "others still reveal); `aggregate` is the rule "
         "plus contribution scores; `adopt` pulls the finalized model.",
         "",
+        f"Where the machine's {CORES} cores go per round (CPU seconds, median round; fedchain with automine). "
+        "Every peer thread shares one Python process here, and its interpreter lock lets it run Python on about "
+        "one core at a time (torch's kernels run outside it), so a round takes at least about that process's "
+        "CPU; `busy` is all CPU / (cores x round seconds). Each peer fetches and evaluates every other peer's "
+        "update, so the federation's CPU grows as peers squared while each peer's grows "
+        "linearly: `per peer` (all CPU / peers) is roughly what one company's machine would spend on a round "
+        "(with its own Kubo node and a share of the chain node's work; switching between this process's "
+        "threads inflates it), not a round time.",
+        "",
     ]
+    lines += table(CPU_HEADER, cpu_rows(fed, flower, CORES))
+    lines += [""]
     return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--peers", type=int, nargs="+", default=[5, 10, 20])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--peers", type=int, nargs="+", default=[5, 10, 20, 50])
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument(
         "--poll", type=float, default=1.0, help="the longest a peer waits for a block after a step with nothing to do"
     )
@@ -141,7 +184,7 @@ def main() -> int:
             sys.stdout.write(f"{n} peers, fedchain {blocks_label(block_time)}: {fed[-1]['round_seconds']}\n")
     meta = stamp("torch", "web3", "ipfshttpclient", "flwr", tools=True)
     lines = report(fed, flower, args.rounds, meta, args.poll)
-    write("timing", lines, {"meta": meta, "poll": args.poll, "fedchain": fed, "flower": flower})
+    write("timing", lines, {"meta": meta, "poll": args.poll, "cores": CORES, "fedchain": fed, "flower": flower})
     return 0
 
 

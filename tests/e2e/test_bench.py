@@ -55,6 +55,8 @@ def test_the_timing_bench_trains_every_round_and_breaks_the_round_down() -> None
     parts = result["breakdown"]
     assert {"train", "encode", "publish", "chain", "fetch", "aggregate", "adopt"} <= set(parts)
     assert all(v > 0 for v in parts.values())
+    cpu = result["cpu_seconds_per_round"]  # read from /proc for anvil and the Kubo nodes, os.times for peers
+    assert cpu["peers"] > 0 and cpu["kubo"] > 0 and cpu["anvil"] >= 0
 
 
 def test_flower_with_one_client_computes_what_that_client_computes_alone(sample_csv: Path) -> None:
@@ -63,6 +65,7 @@ def test_flower_with_one_client_computes_what_that_client_computes_alone(sample_
     flower = run_flower(companies[:1], nspec, 2)
     alone = train_alone(nspec, companies[0].train, 2)
     assert [r["round"] for r in flower.rounds] == [1, 2]
+    assert all(r["cpu_seconds"] > 0 for r in flower.rounds)
     assert all(np.abs(flower.params[k] - alone[k]).max() <= 1 for k in alone)
     assert any(np.any(alone[k] != v) for k, v in nspec.initial_model().items())
 

@@ -117,15 +117,26 @@ def test_a_silent_party_is_timed_out_slashed_and_the_task_finishes_without_it(ba
     assert len(doc["rounds"]) == 4 and doc["federated_auc"] > 0.6
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "node.cli", "demo", "--vertical", *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        check=False,
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )
+
+
+def _finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        out, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return _finish(_start(*args))
 
 
 def _party_args() -> list[str]:
@@ -134,7 +145,12 @@ def _party_args() -> list[str]:
 
 def test_two_processes_train_the_same_models(bank_sample: Path) -> None:
     args = ["--data", str(bank_sample), "--target", "y", "--positive", "yes", "--id", "customer", "--rounds", "2"]
-    runs = [_cli(*args, *_party_args(), "--json") for _ in range(2)]
+    procs = [_start(*args, *_party_args(), "--json") for _ in range(2)]  # at the same time, as peers would
+    try:
+        runs = [_finish(p) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
     for run in runs:
         assert run.returncode == 0, run.stderr
     docs = [json.loads(run.stdout) for run in runs]
