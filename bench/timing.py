@@ -55,25 +55,19 @@ CPU_HEADER = ["peers", "system", "Python process", "Kubo nodes", "anvil", "all",
 def cpu_rows(fed: list[dict[str, Any]], flower: list[dict[str, Any]], cores: int) -> list[list[str]]:
     """Where the machine's CPU went per round: fedchain with automine (its peers' process, the Kubo nodes,
     anvil), then Flower (its one process); `busy`: of the machine's `cores` over the round; all CPU / peers."""
+
+    def row(peers: int, system: str, parts: list[str], total: float, seconds: float) -> list[str]:
+        return [str(peers), system, *parts, f"{total:.2f}", f"{total / cores / seconds:.0%}", f"{total / peers:.3f}"]
+
     rows = []
     for r in fed:
-        cpu = r.get("cpu_seconds_per_round")
-        if r["block_time"] or not cpu:
-            continue
-        total = sum(cpu.values())
-        rows.append(
-            [str(r["peers"]), "fedchain"]
-            + [f"{cpu[k]:.2f}" for k in ("peers", "kubo", "anvil")]
-            + [f"{total:.2f}", f"{total / cores / r['median_round_seconds']:.0%}", f"{total / r['peers']:.3f}"]
-        )
+        if not r["block_time"]:
+            cpu = r["cpu_seconds_per_round"]
+            parts = [f"{cpu[k]:.2f}" for k in ("peers", "kubo", "anvil")]
+            rows.append(row(r["peers"], "fedchain", parts, sum(cpu.values()), r["median_round_seconds"]))
     for f in flower:
-        if "cpu_seconds" in f:
-            total = f["cpu_seconds"]
-            busy = total / cores / f["median_round_seconds"]
-            per_peer = total / f["peers"]
-            rows.append(
-                [str(f["peers"]), "Flower", f"{total:.2f}", "-", "-", f"{total:.2f}", f"{busy:.0%}", f"{per_peer:.3f}"]
-            )
+        total = f["cpu_seconds"]
+        rows.append(row(f["peers"], "Flower", [f"{total:.2f}", "-", "-"], total, f["median_round_seconds"]))
     return rows
 
 
